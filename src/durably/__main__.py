@@ -1,0 +1,3 @@
+from durably.cli.main import app
+
+app()

@@ -1,0 +1,97 @@
+"""The `durably` command line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from durably import __version__
+
+app = typer.Typer(
+    name="durably",
+    help="durably: a durable invocation server that speaks Restate's protocols.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """durably: a durable invocation server that speaks Restate's protocols."""
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    ingress_port: int = typer.Option(
+        8080, "--ingress-port", envvar="DURABLY_INGRESS_PORT", help="Port of the HTTP ingress."
+    ),
+    admin_port: int = typer.Option(
+        9070, "--admin-port", envvar="DURABLY_ADMIN_PORT", help="Port of the admin API."
+    ),
+    bind: str = typer.Option(
+        "127.0.0.1", "--bind", envvar="DURABLY_BIND", help="Address both ports listen on."
+    ),
+    data_dir: Path = typer.Option(
+        Path("durably-data"),
+        "--data-dir",
+        envvar="DURABLY_DATA_DIR",
+        help="Where the SQLite database lives (created if missing).",
+    ),
+    sync: str = typer.Option(
+        "full",
+        "--sync",
+        envvar="DURABLY_SYNC",
+        help="SQLite synchronous level: 'full' (fsync every commit, survives power loss) "
+        "or 'normal' (survives a process crash).",
+    ),
+    enable_protocol_v7: bool = typer.Option(
+        False,
+        "--enable-protocol-v7",
+        envvar="DURABLY_ENABLE_PROTOCOL_V7",
+        help="Negotiate service protocol V7 with deployments that support it (default V6).",
+    ),
+    cleanup_interval: float = typer.Option(
+        60.0,
+        "--cleanup-interval",
+        envvar="DURABLY_CLEANUP_INTERVAL",
+        help="Seconds between sweeps that remove invocations past their retention.",
+    ),
+    log_level: str = typer.Option(
+        "info", "--log-level", envvar="DURABLY_LOG_LEVEL", help="debug, info, warning or error."
+    ),
+) -> None:
+    """Run the server: HTTP ingress, admin API and the invocation engine."""
+    from durably.config import ServerConfig
+    from durably.server import serve as run_server
+
+    if sync.lower() not in ("full", "normal"):
+        typer.echo(f"durably: --sync must be 'full' or 'normal', not {sync!r}", err=True)
+        raise typer.Exit(2)
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        typer.echo(f"durably: unknown log level {log_level!r}", err=True)
+        raise typer.Exit(2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(
+        bind=bind,
+        ingress_port=ingress_port,
+        admin_port=admin_port,
+        data_dir=data_dir,
+        sync=sync.lower(),
+        enable_protocol_v7=enable_protocol_v7,
+        cleanup_interval_s=cleanup_interval,
+        log_level=log_level.lower(),
+    )
+    raise typer.Exit(run_server(config))
+
+
+if __name__ == "__main__":
+    app()

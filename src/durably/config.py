@@ -1,0 +1,20 @@
+"""Server configuration: CLI flags > environment (DURABLY_*) > defaults equal to Restate's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    bind: str = "127.0.0.1"
+    ingress_port: int = 8080
+    admin_port: int = 9070
+    data_dir: Path = Path("durably-data")
+    sync: str = "full"  # SQLite synchronous level: full | normal
+    enable_protocol_v7: bool = False
+    cleanup_interval_s: float = 60.0
+    log_level: str = "info"
+    log_json: bool = False
+    max_body_bytes: int = 32 * 1024 * 1024

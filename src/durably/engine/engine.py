@@ -1,0 +1,850 @@
+"""The partition processor: the invocation state machine.
+
+Single-threaded on the event loop. Inputs are method calls (a new invocation from the
+ingress, a frame from an attempt, a timer, a cancel); each applies its state changes to the
+store's open write batch and queues the effects the outside may observe (answering a
+caller, pushing a notification to an SDK, starting an attempt). At the end of the
+event-loop step all changes are committed together and only then are the effects run:
+nothing is acknowledged before it is durable.
+
+The per-command logic lives in `commands.py`; this module holds the lifecycle:
+creation, inbox and locks, attempts, suspension, retries, completion, cancel and kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from durably.engine.attempt import Attempt
+from durably.engine.model import (
+    CANCELED,
+    KILLED,
+    WORKFLOW_ALREADY_INVOKED,
+    ActiveInvocation,
+    Failure,
+    Result,
+    Target,
+    now_ms,
+)
+from durably.engine.notifications import notification, notification_id
+from durably.engine.retry import RetryPolicy
+from durably.engine.timers import TimerQueue
+from durably.ids import InvocationId
+from durably.protocol import version as protocol_version
+from durably.protocol.framing import encode_frame
+from durably.protocol.messages import MessageType, is_notification, pb
+from durably.storage.base import InvocationRow, SubscriberRow, TimerRow
+
+log = logging.getLogger("durably.engine")
+
+DAY_MS = 24 * 3600 * 1000
+
+
+class TargetError(Exception):
+    """A target that cannot be invoked (unknown service/handler, wrong key...)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerOptions:
+    deployment_id: str
+    inactivity_timeout_ms: int = 60_000
+    abort_timeout_ms: int = 600_000
+    idempotency_retention_ms: int = DAY_MS
+    workflow_retention_ms: int = DAY_MS
+    journal_retention_ms: int = DAY_MS
+    lazy_state: bool = False
+    public: bool = True
+    retry: RetryPolicy = RetryPolicy()
+    input_rules: Any = None  # protocol.discovery.InputRules; None accepts anything
+    output_content_type: str | None = "application/json"
+    output_set_content_type_if_empty: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentInfo:
+    id: str
+    uri: str
+    use_http_11: bool
+    bidi: bool
+    additional_headers: dict[str, str]
+    max_protocol_version: int
+    min_protocol_version: int
+
+
+class Schema(Protocol):
+    """What the engine needs to know about registered services (see schema.registry)."""
+
+    def target(self, service: str, handler: str, key: str | None) -> tuple[Target, HandlerOptions]:
+        ...
+
+    def deployment(self, deployment_id: str) -> DeploymentInfo | None: ...
+
+    def service_ty(self, service: str) -> str | None: ...
+
+
+class Invoker(Protocol):
+    def start(self, attempt: Attempt) -> None: ...
+
+
+@dataclass(slots=True)
+class Submitted:
+    invocation_id: str
+    existed: bool
+    completed: bool
+    execution_time: int | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Any,
+        schema: Schema,
+        *,
+        enable_protocol_v7: bool = False,
+        default_retry: RetryPolicy | None = None,
+    ) -> None:
+        self.store = store
+        self.schema = schema
+        self.invoker: Invoker | None = None
+        self.enable_protocol_v7 = enable_protocol_v7
+        self.default_retry = default_retry or RetryPolicy()
+        self.active: dict[str, ActiveInvocation] = {}
+        self.locks: dict[tuple[str, str], str] = {}
+        self.inboxes: dict[tuple[str, str], deque[str]] = {}
+        self._inbox_seq = 0
+        self._waiters: dict[str, list[asyncio.Future[Result]]] = {}
+        self._effects: list[Callable[[], None]] = []
+        self._flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.timers = TimerQueue(self._fire_timer)
+        self._timer_ids: dict[str, list[int]] = {}
+        self.on_fatal: Callable[[BaseException], None] | None = None
+        self.stopping = False
+
+    # ------------------------------------------------------------------ commit & effects
+
+    def _effect(self, fx: Callable[[], None]) -> None:
+        self._effects.append(fx)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Commit the current batch, then run the effects that waited for it."""
+        self._flush_scheduled = False
+        try:
+            self.store.commit()
+        except Exception as e:  # a failed commit leaves us unable to keep promises
+            log.critical("storage commit failed: %s", e)
+            self._effects.clear()
+            if self.on_fatal is not None:
+                self.on_fatal(e)
+            return
+        effects, self._effects = self._effects, []
+        for fx in effects:
+            try:
+                fx()
+            except Exception:
+                log.exception("effect failed")
+
+    def committed(self) -> asyncio.Future[None]:
+        """A future resolved once everything changed so far is durable."""
+        assert self._loop is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
+
+        def done() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        self._effect(done)
+        return fut
+
+    # ------------------------------------------------------------------ start-up
+
+    def recover(self) -> None:
+        """Load every unfinished invocation and timer; restart what was running."""
+        self._loop = asyncio.get_running_loop()
+        rows = self.store.active_invocations()
+        inboxed: list[ActiveInvocation] = []
+        to_start: list[ActiveInvocation] = []
+        for row in rows:
+            inv = self._materialize(row)
+            inv.journal = self.store.load_journal(row.id)
+            for t, body in inv.journal:
+                if is_notification(t):
+                    self._track_notification(inv, t, body)
+            self.active[row.id] = inv
+            if row.inbox_seq is not None:
+                self._inbox_seq = max(self._inbox_seq, row.inbox_seq)
+            status = row.status
+            if status == "inboxed":
+                inboxed.append(inv)
+            elif status in ("invoked", "backing-off"):
+                to_start.append(inv)
+                if inv.target.takes_lock:
+                    self.locks[self._lock_key(inv.target)] = inv.id
+            elif status in ("suspended", "paused"):
+                if inv.target.takes_lock:
+                    self.locks[self._lock_key(inv.target)] = inv.id
+                if status == "suspended" and row.waiting:
+                    w = orjson.loads(row.waiting)
+                    inv.waiting = (frozenset(w[0]), frozenset(w[1]), frozenset(w[2]))
+        inboxed.sort(key=lambda i: i.row.inbox_seq or 0)
+        for inv in inboxed:
+            self.inboxes.setdefault(self._lock_key(inv.target), deque()).append(inv.id)
+        # a key whose holder finished just before the crash: start its next invocation
+        for lock_key in list(self.inboxes):
+            if lock_key not in self.locks:
+                self._dequeue(lock_key)
+        for timer in self.store.all_timers():
+            self._timer_ids.setdefault(timer.invocation_id, []).append(timer.id)
+            self.timers.add(timer)
+        for inv in to_start:
+            self._start_attempt(inv)
+        for inv in list(self.active.values()):
+            if inv.row.status == "suspended" and inv.waiting is not None:
+                # a wake-up that was stored but not acted upon before the restart
+                if self._satisfied(inv, inv.waiting, 0):
+                    self._start_attempt(inv)
+        self._schedule_flush()
+        log.info("recovered %d unfinished invocations, %d timers", len(rows), len(self.timers))
+
+    def _materialize(self, row: InvocationRow) -> ActiveInvocation:
+        target = Target(row.service, row.handler, row.key, row.service_ty, row.handler_ty)
+        return ActiveInvocation(
+            row=row,
+            id_bytes=InvocationId.parse(row.id).to_bytes(),
+            target=target,
+            last_entry_at=row.modified_at,
+        )
+
+    # ------------------------------------------------------------------ lookups
+
+    def lookup(self, invocation_id: str) -> InvocationRow | None:
+        inv = self.active.get(invocation_id)
+        if inv is not None:
+            return inv.row
+        return self.store.get_invocation(invocation_id)
+
+    def completed_result(self, invocation_id: str) -> Result | None:
+        row = self.lookup(invocation_id)
+        if row is None or row.status != "completed" or row.result is None:
+            return None
+        return Result.decode(row.result)
+
+    def wait_result(self, invocation_id: str) -> asyncio.Future[Result]:
+        """A future for the result of an invocation (resolved after its completion commits)."""
+        assert self._loop is not None
+        fut: asyncio.Future[Result] = self._loop.create_future()
+        result = self.completed_result(invocation_id)
+        if result is not None:
+            fut.set_result(result)
+        else:
+            self._waiters.setdefault(invocation_id, []).append(fut)
+            fut.add_done_callback(lambda f: self._drop_waiter(invocation_id, f))
+        return fut
+
+    def _drop_waiter(self, invocation_id: str, fut: asyncio.Future[Result]) -> None:
+        waiters = self._waiters.get(invocation_id)
+        if waiters and fut in waiters:
+            waiters.remove(fut)
+            if not waiters:
+                del self._waiters[invocation_id]
+
+    # ------------------------------------------------------------------ creating invocations
+
+    def new_invocation_id(self, target: Target, idempotency_key: str | None) -> InvocationId:
+        return InvocationId.generate(
+            service=target.service,
+            handler=target.handler,
+            key=target.key,
+            idempotency_key=idempotency_key,
+            workflow_run=target.is_workflow_run,
+        )
+
+    def create(
+        self,
+        target: Target,
+        options: HandlerOptions,
+        body: bytes,
+        headers: list[tuple[str, str]],
+        *,
+        idempotency_key: str | None = None,
+        execution_time: int | None = None,
+        invoked_by: str = "ingress",
+        caller: ActiveInvocation | None = None,
+        idempotency_retention_ms: int | None = None,
+    ) -> Submitted:
+        """Create an invocation, or find the one an idempotency key / workflow id names."""
+        deterministic = idempotency_key is not None or target.is_workflow_run
+        inv_id = self.new_invocation_id(target, idempotency_key)
+        inv_str = str(inv_id)
+        if deterministic:
+            existing = self.lookup(inv_str)
+            if existing is not None:
+                return Submitted(
+                    inv_str,
+                    existed=True,
+                    completed=existing.status == "completed",
+                    execution_time=existing.execution_time,
+                )
+        now = now_ms()
+        row = InvocationRow(
+            id=inv_str,
+            partition_key=inv_id.partition_key,
+            service=target.service,
+            handler=target.handler,
+            key=target.key,
+            service_ty=target.service_ty,
+            handler_ty=target.handler_ty,
+            status="pending",
+            created_at=now,
+            modified_at=now,
+            idempotency_key=idempotency_key,
+            deployment_id=options.deployment_id,
+            invoked_by=invoked_by,
+            invoked_by_id=caller.id if caller else None,
+            invoked_by_target=caller.target.describe() if caller else None,
+            random_seed=random.getrandbits(63),
+        )
+        if idempotency_retention_ms is not None:
+            row.extra["idempotency_retention_ms"] = idempotency_retention_ms
+        inv = ActiveInvocation(row=row, id_bytes=inv_id.to_bytes(), target=target, last_entry_at=now)
+        inp = pb.InputCommandMessage(value=pb.Value(content=body))
+        for k, v in headers:
+            inp.headers.add(key=k, value=v)
+        self.active[inv_str] = inv
+        self._append(inv, MessageType.INPUT_COMMAND, inp.SerializeToString(), persist_row=False)
+        if execution_time is not None and execution_time > now:
+            row.status = "scheduled"
+            row.execution_time = execution_time
+            self._persist(inv)
+            self._add_timer(execution_time, "invoke", inv_str, 0)
+        else:
+            self._enqueue(inv)
+        return Submitted(inv_str, existed=False, completed=False, execution_time=row.execution_time)
+
+    def _lock_key(self, target: Target) -> tuple[str, str]:
+        return (target.service, target.key or "")
+
+    def _enqueue(self, inv: ActiveInvocation) -> None:
+        if inv.target.takes_lock:
+            lock_key = self._lock_key(inv.target)
+            if lock_key in self.locks:
+                self._inbox_seq += 1
+                inv.row.status = "inboxed"
+                inv.row.inbox_seq = self._inbox_seq
+                inv.row.inboxed_at = now_ms()
+                self.inboxes.setdefault(lock_key, deque()).append(inv.id)
+                self._persist(inv)
+                return
+            self.locks[lock_key] = inv.id
+        self._start_attempt(inv)
+
+    def _dequeue(self, lock_key: tuple[str, str]) -> None:
+        """The key is free: start the oldest invocation waiting in its inbox."""
+        queue = self.inboxes.get(lock_key)
+        while queue:
+            next_id = queue.popleft()
+            inv = self.active.get(next_id)
+            if inv is None or inv.row.status != "inboxed":
+                continue
+            if not queue:
+                del self.inboxes[lock_key]
+            self.locks[lock_key] = inv.id
+            inv.row.inbox_seq = None
+            self._start_attempt(inv)
+            return
+        self.inboxes.pop(lock_key, None)
+
+    def _release_lock(self, inv: ActiveInvocation) -> None:
+        if not inv.target.takes_lock:
+            return
+        lock_key = self._lock_key(inv.target)
+        if self.locks.get(lock_key) == inv.id:
+            del self.locks[lock_key]
+            self._dequeue(lock_key)
+
+    # ------------------------------------------------------------------ journal
+
+    def _persist(self, inv: ActiveInvocation) -> None:
+        inv.row.modified_at = now_ms()
+        self.store.put_invocation(inv.row)
+        self._schedule_flush()
+
+    def _append(
+        self, inv: ActiveInvocation, msg_type: int, body: bytes, *, persist_row: bool = True
+    ) -> int:
+        index = len(inv.journal)
+        inv.journal.append((msg_type, body))
+        now = now_ms()
+        self.store.append_journal(inv.id, index, msg_type, body, now)
+        inv.row.journal_length = len(inv.journal)
+        inv.retries_since_entry = 0
+        inv.last_entry_at = now
+        if persist_row:
+            self._persist(inv)
+        else:
+            inv.row.modified_at = now
+            self.store.put_invocation(inv.row)
+            self._schedule_flush()
+        return index
+
+    def _track_notification(self, inv: ActiveInvocation, msg_type: int, body: bytes) -> None:
+        nid = notification_id(msg_type, body)
+        if nid is None:
+            return
+        kind, value = nid
+        if kind == "c":
+            inv.completion_ids.add(int(value))
+        elif kind == "s":
+            inv.signal_ids.add(int(value))
+        else:
+            inv.signal_names.add(str(value))
+
+    def notify(self, invocation_id: str, msg_type: MessageType, body: bytes) -> None:
+        """Store a notification in an invocation's journal and deliver it."""
+        inv = self.active.get(invocation_id)
+        if inv is None:
+            return  # completed or unknown: nobody waits any more
+        self._append(inv, msg_type, body)
+        self._track_notification(inv, msg_type, body)
+        attempt = inv.attempt
+        if attempt is not None and not attempt.finished:
+            frame = encode_frame(msg_type, body)
+            self._effect(lambda: attempt.push(frame))
+        elif inv.row.status == "suspended" and inv.waiting is not None:
+            if self._satisfied(inv, inv.waiting, len(inv.journal) - 1):
+                self._start_attempt(inv)
+
+    def _satisfied(
+        self,
+        inv: ActiveInvocation,
+        waiting: tuple[frozenset[int], frozenset[int], frozenset[str]],
+        from_index: int,
+    ) -> bool:
+        """Whether a notification stored at or after `from_index` is one of `waiting`."""
+        completions, signals, names = waiting
+        for t, body in inv.journal[from_index:]:
+            if not is_notification(t):
+                continue
+            nid = notification_id(t, body)
+            if nid is None:
+                continue
+            kind, value = nid
+            if (
+                (kind == "c" and value in completions)
+                or (kind == "s" and value in signals)
+                or (kind == "n" and value in names)
+            ):
+                return True
+        return False
+
+    # ------------------------------------------------------------------ attempts
+
+    def _start_attempt(self, inv: ActiveInvocation) -> None:
+        if self.stopping:
+            return
+        dep_id = inv.row.deployment_id
+        deployment = self.schema.deployment(dep_id) if dep_id else None
+        if deployment is None:
+            # the deployment was removed: try the latest one for this service
+            try:
+                _, options = self.schema.target(
+                    inv.target.service, inv.target.handler, inv.target.key
+                )
+                deployment = self.schema.deployment(options.deployment_id)
+                inv.row.deployment_id = options.deployment_id
+            except TargetError:
+                deployment = None
+        if deployment is None:
+            self._fail_attempt(inv, 503, "no deployment is registered for this service")
+            return
+        if inv.row.protocol_version is None:
+            max_v = min(deployment.max_protocol_version, 7 if self.enable_protocol_v7 else 6)
+            inv.row.protocol_version = max(max_v, deployment.min_protocol_version)
+        version = inv.row.protocol_version
+        options = self._options(inv)
+        inv.attempt_seq += 1
+        now = now_ms()
+        inv.row.status = "invoked"
+        inv.row.running_at = now
+        inv.row.next_retry_at = None
+        inv.waiting = None
+        inv.row.waiting = None
+        start = pb.StartMessage(
+            id=inv.id_bytes,
+            debug_id=inv.id,
+            known_entries=len(inv.journal),
+            key=inv.target.key or "",
+            retry_count_since_last_stored_entry=inv.retries_since_entry,
+            duration_since_last_stored_entry=max(0, now - inv.last_entry_at),
+        )
+        if version >= 6:
+            start.random_seed = inv.row.random_seed
+        if inv.target.is_keyed and not options.lazy_state:
+            for name, value in self.store.all_state(inv.target.service, inv.target.key or ""):
+                start.state_map.add(key=name, value=value)
+            start.partial_state = False
+        else:
+            start.partial_state = True
+        parts = [encode_frame(MessageType.START, start.SerializeToString())]
+        parts.extend(encode_frame(t, body) for t, body in inv.journal)
+        attempt = Attempt(
+            invocation_id=inv.id,
+            seq=inv.attempt_seq,
+            service=inv.target.service,
+            handler=inv.target.handler,
+            key=inv.target.key,
+            deployment_id=deployment.id,
+            deployment_uri=deployment.uri,
+            use_http_11=deployment.use_http_11,
+            bidi=deployment.bidi and options.inactivity_timeout_ms > 0,
+            additional_headers=deployment.additional_headers,
+            protocol_version=version,
+            initial=b"".join(parts),
+            inactivity_timeout_s=options.inactivity_timeout_ms / 1000.0,
+            abort_timeout_s=options.abort_timeout_ms / 1000.0,
+        )
+        attempt.extra["journal_start"] = len(inv.journal)
+        inv.attempt = attempt
+        self._persist(inv)
+        invoker = self.invoker
+        assert invoker is not None
+        self._effect(lambda: invoker.start(attempt))
+
+    def _options(self, inv: ActiveInvocation) -> HandlerOptions:
+        try:
+            _, options = self.schema.target(inv.target.service, inv.target.handler, inv.target.key)
+            return options
+        except TargetError:
+            return HandlerOptions(deployment_id=inv.row.deployment_id or "")
+
+    def _current(self, attempt: Attempt) -> ActiveInvocation | None:
+        inv = self.active.get(attempt.invocation_id)
+        if inv is None or inv.attempt is not attempt:
+            return None
+        return inv
+
+    def on_frame(self, attempt: Attempt, msg_type: int, flags: int, body: bytes) -> None:
+        """A message from the SDK during an attempt."""
+        inv = self._current(attempt)
+        if inv is None or attempt.finished:
+            return
+        from durably.engine import commands
+
+        try:
+            commands.handle(self, inv, attempt, msg_type, flags, body)
+        except commands.ProtocolError as e:
+            self.attempt_failed(attempt, e.code, str(e))
+
+    def on_attempt_closed(self, attempt: Attempt, error: str | None, *, retry_now: bool = False) -> None:
+        """The invoker's exchange ended; without a terminal message that is a failure."""
+        attempt.closed = True
+        inv = self._current(attempt)
+        if inv is None or attempt.finished:
+            return
+        attempt.finished = True
+        if retry_now:
+            inv.attempt = None
+            self._start_attempt(inv)
+            return
+        self._fail_attempt(inv, 500, error or "the deployment closed the stream without a result")
+
+    def attempt_failed(
+        self,
+        attempt: Attempt,
+        code: int,
+        message: str,
+        *,
+        next_retry_delay_ms: int | None = None,
+        behavior: int = 0,
+    ) -> None:
+        inv = self._current(attempt)
+        if inv is None:
+            return
+        attempt.finished = True
+        self._fail_attempt(inv, code, message, next_retry_delay_ms, behavior)
+
+    def _fail_attempt(
+        self,
+        inv: ActiveInvocation,
+        code: int,
+        message: str,
+        next_retry_delay_ms: int | None = None,
+        behavior: int = 0,
+    ) -> None:
+        inv.attempt = None
+        inv.row.retry_count += 1
+        inv.retries_since_entry += 1
+        inv.row.last_failure = message
+        inv.row.last_failure_code = code
+        log.info("invocation %s attempt failed (%d): %s", inv.id, code, message)
+        if behavior == 2:  # FAIL: terminal
+            self._complete(inv, Result(failure=Failure(code, message)))
+            return
+        policy = self._options(inv).retry
+        if behavior == 1 or policy.exhausted(inv.row.retry_count):
+            if behavior != 1 and policy.on_max_attempts == "kill":
+                self._complete(inv, Result(failure=Failure(code, message)))
+                return
+            inv.row.status = "paused"
+            self._persist(inv)
+            log.warning("invocation %s paused after %d attempts", inv.id, inv.row.retry_count)
+            return
+        delay = (
+            next_retry_delay_ms
+            if next_retry_delay_ms is not None
+            else policy.delay_ms(inv.row.retry_count)
+        )
+        inv.row.status = "backing-off"
+        inv.row.next_retry_at = now_ms() + delay
+        self._persist(inv)
+        assert self._loop is not None
+        seq = inv.attempt_seq
+
+        def retry() -> None:
+            current = self.active.get(inv.id)
+            if current is inv and inv.row.status == "backing-off" and inv.attempt_seq == seq:
+                self._start_attempt(inv)
+
+        inv.retry_handle = self._loop.call_later(delay / 1000.0, retry)
+
+    def suspend(
+        self,
+        inv: ActiveInvocation,
+        attempt: Attempt,
+        waiting: tuple[frozenset[int], frozenset[int], frozenset[str]],
+    ) -> None:
+        attempt.finished = True
+        inv.attempt = None
+        if self._satisfied(inv, waiting, int(attempt.extra.get("journal_start", 0))):
+            self._start_attempt(inv)
+            return
+        inv.row.status = "suspended"
+        inv.waiting = waiting
+        inv.row.waiting = orjson.dumps([sorted(waiting[0]), sorted(waiting[1]), sorted(waiting[2])]).decode()
+        self._persist(inv)
+
+    def resume(self, invocation_id: str) -> bool:
+        """Start a paused or suspended invocation again (admin resume)."""
+        inv = self.active.get(invocation_id)
+        if inv is None or inv.row.status not in ("paused", "suspended", "backing-off"):
+            return False
+        inv.row.retry_count = 0 if inv.row.status == "paused" else inv.row.retry_count
+        self._start_attempt(inv)
+        return True
+
+    # ------------------------------------------------------------------ completion
+
+    def complete_from_output(self, inv: ActiveInvocation, attempt: Attempt) -> None:
+        attempt.finished = True
+        result: Result | None = None
+        for t, body in reversed(inv.journal):
+            if t == MessageType.OUTPUT_COMMAND:
+                out = pb.OutputCommandMessage()
+                out.ParseFromString(body)
+                if out.WhichOneof("result") == "failure":
+                    from durably.engine.notifications import failure_from_pb
+
+                    result = Result(failure=failure_from_pb(out.failure))
+                else:
+                    result = Result(value=out.value.content)
+                break
+        if result is None:
+            self._fail_attempt(inv, 571, "the handler ended without an output")
+            return
+        self._complete(inv, result)
+
+    def _retention_ms(self, inv: ActiveInvocation) -> int:
+        options = self._options(inv)
+        if inv.target.is_workflow_run:
+            return options.workflow_retention_ms
+        override = inv.row.extra.get("idempotency_retention_ms")
+        if isinstance(override, int):
+            return override
+        return options.idempotency_retention_ms
+
+    def _complete(self, inv: ActiveInvocation, result: Result) -> None:
+        now = now_ms()
+        if inv.attempt is not None:
+            attempt = inv.attempt
+            inv.attempt = None
+            if not attempt.finished:
+                self._effect(attempt.abort)
+        if isinstance(inv.retry_handle, asyncio.TimerHandle):
+            inv.retry_handle.cancel()
+        inv.row.status = "completed"
+        inv.row.result = result.encode()
+        inv.row.completed_at = now
+        inv.row.waiting = None
+        inv.row.inbox_seq = None
+        inv.row.expires_at = now + self._retention_ms(inv)
+        self._persist(inv)
+        for timer_id in self._timer_ids.pop(inv.id, []):
+            self.timers.cancel(timer_id)
+        self.store.delete_timers_of(inv.id)
+        del self.active[inv.id]
+        for sub in self.store.take_subscribers(inv.id):
+            self.notify(
+                sub.subscriber_id,
+                MessageType(sub.notification_type),
+                notification(
+                    MessageType(sub.notification_type),
+                    completion_id=sub.completion_id,
+                    result=result,
+                ),
+            )
+        waiters = self._waiters.pop(inv.id, None)
+        if waiters:
+
+            def answer() -> None:
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(result)
+
+            self._effect(answer)
+        if inv.target.takes_lock:
+            self._release_lock(inv)
+        elif inv.target.is_workflow_run:
+            pass  # state and promises stay for the workflow retention
+        log.debug("invocation %s completed", inv.id)
+
+    def subscribe(self, target_id: str, subscriber: ActiveInvocation, completion_id: int, msg_type: MessageType) -> None:
+        self.store.add_subscriber(SubscriberRow(target_id, subscriber.id, completion_id, int(msg_type)))
+
+    # ------------------------------------------------------------------ timers
+
+    def _add_timer(self, fire_at: int, kind: str, invocation_id: str, completion_id: int) -> None:
+        timer_id = self.store.add_timer(fire_at, kind, invocation_id, completion_id)
+        self._timer_ids.setdefault(invocation_id, []).append(timer_id)
+        row = TimerRow(timer_id, fire_at, kind, invocation_id, completion_id)
+        self._effect(lambda: self.timers.add(row))
+
+    def _fire_timer(self, row: TimerRow) -> None:
+        ids = self._timer_ids.get(row.invocation_id)
+        if ids and row.id in ids:
+            ids.remove(row.id)
+            if not ids:
+                del self._timer_ids[row.invocation_id]
+        self.store.delete_timer(row.id)
+        inv = self.active.get(row.invocation_id)
+        if inv is None:
+            self._schedule_flush()
+            return
+        if row.kind == "sleep":
+            self.notify(
+                inv.id,
+                MessageType.SLEEP_COMPLETION,
+                notification(MessageType.SLEEP_COMPLETION, completion_id=row.completion_id, void=True),
+            )
+        elif row.kind == "invoke" and inv.row.status == "scheduled":
+            self._enqueue(inv)
+        self._schedule_flush()
+
+    # ------------------------------------------------------------------ cancel & kill
+
+    def cancel(self, invocation_id: str) -> str:
+        """Deliver the cancel signal. Returns 'done', 'appended', 'completed' or 'unknown'."""
+        inv = self.active.get(invocation_id)
+        if inv is None:
+            row = self.store.get_invocation(invocation_id)
+            return "unknown" if row is None else "completed"
+        status = inv.row.status
+        if status in ("scheduled", "inboxed", "pending"):
+            self._remove_from_inbox(inv)
+            self._complete(inv, Result(failure=CANCELED))
+            return "done"
+        self.notify(
+            inv.id,
+            MessageType.SIGNAL_NOTIFICATION,
+            notification(MessageType.SIGNAL_NOTIFICATION, signal_id=1, void=True),
+        )
+        if inv.row.status in ("paused", "backing-off"):
+            if isinstance(inv.retry_handle, asyncio.TimerHandle):
+                inv.retry_handle.cancel()
+            self._start_attempt(inv)
+        return "appended"
+
+    def kill(self, invocation_id: str) -> str:
+        inv = self.active.get(invocation_id)
+        if inv is None:
+            row = self.store.get_invocation(invocation_id)
+            return "unknown" if row is None else "completed"
+        for child in self.store.children_of(inv.id, int(MessageType.CALL_COMPLETION)):
+            if child in self.active:
+                self.kill(child)
+        self._remove_from_inbox(inv)
+        self._complete(inv, Result(failure=KILLED))
+        return "done"
+
+    def _remove_from_inbox(self, inv: ActiveInvocation) -> None:
+        if inv.row.status != "inboxed":
+            return
+        queue = self.inboxes.get(self._lock_key(inv.target))
+        if queue is not None:
+            try:
+                queue.remove(inv.id)
+            except ValueError:
+                pass
+
+    def purge(self, invocation_id: str) -> str:
+        """Remove a completed invocation. Returns 'done', 'not-completed' or 'unknown'."""
+        if invocation_id in self.active:
+            return "not-completed"
+        row = self.store.get_invocation(invocation_id)
+        if row is None:
+            return "unknown"
+        self.purge_row(row)
+        return "done"
+
+    def purge_row(self, row: InvocationRow) -> None:
+        self.store.delete_invocation(row.id)
+        if row.service_ty == "workflow" and row.handler_ty == "workflow" and row.key is not None:
+            self.store.clear_all_state(row.service, row.key)
+            self.store.clear_promises(row.service, row.key)
+        self._schedule_flush()
+
+    # ------------------------------------------------------------------ shutdown
+
+    def shutdown(self) -> None:
+        self.stopping = True
+        self.timers.close()
+        for inv in self.active.values():
+            if isinstance(inv.retry_handle, asyncio.TimerHandle):
+                inv.retry_handle.cancel()
+            if inv.attempt is not None:
+                inv.attempt.abort()
+        try:
+            self.store.commit()
+        except Exception:
+            log.exception("final commit failed")
+
+
+__all__ = [
+    "DeploymentInfo",
+    "Engine",
+    "HandlerOptions",
+    "Schema",
+    "Submitted",
+    "TargetError",
+    "WORKFLOW_ALREADY_INVOKED",
+    "protocol_version",
+]

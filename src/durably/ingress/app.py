@@ -1,0 +1,375 @@
+"""The HTTP ingress (ASGI): Restate's URL forms turned into engine calls.
+
+Every answer that says an invocation was accepted is sent only after the engine committed
+it. Errors made here carry `"source": "ingress"`; an invocation's own terminal failure
+carries `"source": "invocation"`, and its code is the HTTP status, as Restate does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from durably.engine.commands import complete_awakeable
+from durably.engine.engine import Engine, TargetError
+from durably.engine.model import Failure, Result, now_ms
+from durably.ids import InvocationId
+from durably.ingress import paths
+from durably.schema.durations import parse_duration
+
+log = logging.getLogger("durably.ingress")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+DROPPED_HEADERS = frozenset({"connection", "host", "idempotency-key", "idempotency-expires"})
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, headers: list[tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or []
+
+
+def _rfc3339(ms: int) -> str:
+    t = dt.datetime.fromtimestamp(ms / 1000.0, tz=dt.UTC)
+    return t.isoformat(timespec="milliseconds")
+
+
+def _execution_time(ms: int) -> str:
+    t = dt.datetime.fromtimestamp(ms / 1000.0, tz=dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{(ms % 1000) * 1_000_000:09d}Z"
+
+
+class IngressApp:
+    def __init__(self, engine: Engine, *, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.engine = engine
+        self.schema = engine.schema
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        try:
+            await self._handle(scope, receive, send)
+        except HttpError as e:
+            await _json(
+                send,
+                e.status,
+                {"code": e.status, "message": e.message, "source": "ingress"},
+                [("x-restate-error-source", "ingress"), *e.headers],
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("ingress request failed")
+            await _json(
+                send,
+                500,
+                {"code": 500, "message": f"internal error: {e}", "source": "ingress"},
+                [("x-restate-error-source", "ingress")],
+            )
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
+        try:
+            route = paths.parse(path)
+        except paths.PathError as e:
+            raise HttpError(e.status, e.message) from None
+        method = scope["method"]
+        if isinstance(route, paths.Health):
+            await _raw(send, 200, b"", [])
+            return
+        if isinstance(route, paths.Invoke):
+            if method not in ("GET", "POST"):
+                raise HttpError(405, "method not allowed, use POST")
+            await self._invoke(scope, receive, send, route)
+            return
+        if isinstance(route, paths.Awakeable):
+            if method != "POST":
+                raise HttpError(405, "method not allowed, use POST")
+            await self._awakeable(receive, send, route)
+            return
+        if isinstance(route, paths.ByTargetBody):
+            if method != "POST":
+                raise HttpError(405, "method not allowed, use POST")
+            body = await self._body(receive)
+            invocation_id = self._target_from_body(body)
+            if route.action == "lookup":
+                row = self.engine.lookup(invocation_id)
+                if row is None:
+                    raise HttpError(404, "invocation not found")
+                await _json(send, 200, {"invocationId": invocation_id}, [])
+                return
+            await self._attach_or_output(send, invocation_id, route.action, workflow=False)
+            return
+        if method != "GET":
+            raise HttpError(405, "method not allowed, use GET")
+        if isinstance(route, paths.ById):
+            try:
+                InvocationId.parse(route.invocation_id)
+            except ValueError:
+                raise HttpError(
+                    400, f"bad invocation id '{route.invocation_id}': bad format"
+                ) from None
+            await self._attach_or_output(send, route.invocation_id, route.action, workflow=False)
+        elif isinstance(route, paths.ByIdempotencyKey):
+            inv_id = InvocationId.generate(
+                service=route.service,
+                handler=route.handler,
+                key=route.key,
+                idempotency_key=route.idempotency_key,
+                workflow_run=False,
+            )
+            await self._attach_or_output(send, str(inv_id), route.action, workflow=False)
+        elif isinstance(route, paths.ByWorkflow):
+            inv_id = InvocationId.generate(
+                service=route.workflow,
+                handler="",
+                key=route.workflow_id,
+                idempotency_key=None,
+                workflow_run=True,
+            )
+            await self._attach_or_output(send, str(inv_id), route.action, workflow=True)
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise asyncio.CancelledError()
+            chunk = msg.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > self.max_body:
+                    raise HttpError(413, f"the request body exceeds the limit of {self.max_body} bytes")
+                chunks.append(chunk)
+            if not msg.get("more_body", False):
+                return b"".join(chunks)
+
+    def _target_from_body(self, body: bytes) -> str:
+        try:
+            req = orjson.loads(body)
+            kind = req["target"]
+            if kind == "invocation":
+                inv = str(req["invocationId"])
+                InvocationId.parse(inv)
+                return inv
+            if kind == "workflow":
+                return str(
+                    InvocationId.generate(
+                        service=str(req["workflowName"]),
+                        handler="",
+                        key=str(req["workflowKey"]),
+                        idempotency_key=None,
+                        workflow_run=True,
+                    )
+                )
+            if kind == "idempotentInvocation":
+                key = req.get("key")
+                return str(
+                    InvocationId.generate(
+                        service=str(req["service"]),
+                        handler=str(req["handler"]),
+                        key=None if key is None else str(key),
+                        idempotency_key=str(req["idempotencyKey"]),
+                        workflow_run=False,
+                    )
+                )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise HttpError(400, f"bad target body: {e}") from None
+        raise HttpError(400, f"bad target body: unknown target kind {kind!r}")
+
+    # ------------------------------------------------------------------ invoke
+
+    async def _invoke(self, scope: Scope, receive: Receive, send: Send, route: paths.Invoke) -> None:
+        service_ty = self.schema.service_ty(route.service)
+        if service_ty is None:
+            raise HttpError(
+                404,
+                f"service '{route.service}' not found, make sure to register the service "
+                "before calling it.",
+            )
+        try:
+            resolved = paths.resolve_invoke(route, keyed=service_ty != "service")
+        except paths.PathError as e:
+            raise HttpError(e.status, e.message) from None
+        try:
+            target, options = self.schema.target(resolved.service, resolved.handler, resolved.key)
+        except TargetError as e:
+            raise HttpError(e.status, e.message) from None
+        if not options.public:
+            raise HttpError(400, "the invoked service is not public")
+        headers: list[tuple[str, str]] = []
+        content_type: str | None = None
+        idempotency_key: str | None = None
+        for k, v in scope["headers"]:
+            name = k.decode("latin-1").lower()
+            value = v.decode("latin-1")
+            if name == "content-type":
+                content_type = value
+            if name == "idempotency-key":
+                idempotency_key = value
+            if name in DROPPED_HEADERS:
+                continue
+            headers.append((name, value))
+        query = scope.get("query_string", b"").decode("latin-1")
+        ingress_path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
+        headers.append(("x-restate-ingress-path", ingress_path + (f"?{query}" if query else "")))
+        delay_ms: int | None = None
+        for part in query.split("&") if query else []:
+            name, _, value = part.partition("=")
+            if name == "delay":
+                if not resolved.send:
+                    raise HttpError(
+                        400,
+                        "cannot use the delay query parameter with calls. "
+                        "The delay is supported only with sends",
+                    )
+                try:
+                    delay_ms = int(parse_duration(_unquote(value)).total_seconds() * 1000)
+                except ValueError as e:
+                    raise HttpError(
+                        400, f"bad delay query parameter, must be a ISO8601 duration: {e}"
+                    ) from None
+        if idempotency_key is not None:
+            if not idempotency_key:
+                raise HttpError(400, "the idempotency key must not be empty")
+            if target.is_workflow_run:
+                raise HttpError(400, "cannot use the idempotency key with workflow handlers")
+        body = await self._body(receive)
+        if options.input_rules is not None:
+            problem = options.input_rules.validate(content_type, body)
+            if problem:
+                raise HttpError(400, f"input validation error: {problem}")
+        execution_time = now_ms() + delay_ms if delay_ms else None
+        submitted = self.engine.create(
+            target,
+            options,
+            body,
+            headers,
+            idempotency_key=idempotency_key,
+            execution_time=execution_time,
+        )
+        await self.engine.committed()
+        inv_id = submitted.invocation_id
+        if resolved.send:
+            out: dict[str, Any] = {"invocationId": inv_id}
+            if submitted.execution_time:
+                out["executionTime"] = _execution_time(submitted.execution_time)
+            out["status"] = "PreviouslyAccepted" if submitted.existed else "Accepted"
+            await _json(send, 202, out, [("x-restate-id", inv_id)])
+            return
+        if submitted.existed and target.is_workflow_run:
+            await self._send_failure(
+                send, inv_id, Failure(409, "the workflow method was already invoked"), []
+            )
+            return
+        result = await self.engine.wait_result(inv_id)
+        await self._send_result(send, inv_id, result, options, [])
+
+    async def _send_result(
+        self, send: Send, inv_id: str, result: Result, options: Any, extra: list[tuple[str, str]]
+    ) -> None:
+        if result.failure is not None:
+            await self._send_failure(send, inv_id, result.failure, extra)
+            return
+        body = result.value or b""
+        headers = [("x-restate-id", inv_id), *extra]
+        ct = getattr(options, "output_content_type", "application/json")
+        if ct and (body or getattr(options, "output_set_content_type_if_empty", False)):
+            headers.append(("content-type", ct))
+        await _raw(send, 200, body, headers)
+
+    async def _send_failure(
+        self, send: Send, inv_id: str, failure: Failure, extra: list[tuple[str, str]]
+    ) -> None:
+        status = failure.code if 400 <= failure.code <= 599 else 500
+        out: dict[str, Any] = {"code": failure.code, "message": failure.message}
+        if failure.metadata:
+            out["metadata"] = dict(failure.metadata)
+        out["source"] = "invocation"
+        await _json(
+            send,
+            status,
+            out,
+            [("x-restate-id", inv_id), *extra, ("x-restate-error-source", "invocation")],
+        )
+
+    # ------------------------------------------------------------------ attach / output
+
+    async def _attach_or_output(self, send: Send, inv_id: str, action: str, *, workflow: bool) -> None:
+        row = self.engine.lookup(inv_id)
+        if row is None:
+            if action == "attach" and workflow:
+                await self._send_failure(send, inv_id, Failure(404, "not found"), [])
+                return
+            raise HttpError(404, "invocation not found")
+        try:
+            _, options = self.schema.target(row.service, row.handler, row.key)
+        except TargetError:
+            options = None
+        if row.status == "completed" and row.result is not None:
+            extra = []
+            if row.expires_at:
+                extra.append(("idempotency-expires", _rfc3339(row.expires_at)))
+            await self._send_result(send, inv_id, Result.decode(row.result), options, extra)
+            return
+        if action == "output":
+            raise HttpError(470, "the invocation exists but has not completed yet")
+        result = await self.engine.wait_result(inv_id)
+        await self._send_result(send, inv_id, result, options, [])
+
+    # ------------------------------------------------------------------ awakeables
+
+    async def _awakeable(self, receive: Receive, send: Send, route: paths.Awakeable) -> None:
+        body = await self._body(receive)
+        if route.action == "resolve":
+            result = Result(value=body)
+        else:
+            result = Result(failure=Failure(500, body.decode("utf-8", "replace")))
+        try:
+            complete_awakeable(self.engine, route.awakeable_id, result)
+        except ValueError:
+            raise HttpError(400, f"bad awakeable id '{route.awakeable_id}'") from None
+        await self.engine.committed()
+        await _raw(send, 202, b"", [])
+
+
+def _unquote(value: str) -> str:
+    from urllib.parse import unquote_plus
+
+    return unquote_plus(value)
+
+
+async def _raw(send: Send, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+    hdrs = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    hdrs.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(
+    send: Send, status: int, payload: dict[str, Any], headers: list[tuple[str, str]]
+) -> None:
+    await _raw(send, status, orjson.dumps(payload), [*headers, ("content-type", "application/json")])

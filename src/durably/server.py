@@ -1,0 +1,283 @@
+"""`durably serve`: wires storage, schema registry, engine, invoker, ingress and admin."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from durably.config import ServerConfig
+from durably.engine.engine import DeploymentInfo, Engine, HandlerOptions, TargetError
+from durably.engine.model import Target
+from durably.engine.retry import RetryPolicy
+from durably.invoker.invoker import Invoker
+from durably.storage.sqlite import SqliteStore, StorageError
+
+log = logging.getLogger("durably")
+
+REGISTRY_KEY = "schema_registry"
+
+
+class StartupError(Exception):
+    """A problem that stops the server from starting, reported as one clear line."""
+
+
+def _ms(value: Any, default: int) -> int:
+    return default if value is None else int(value)
+
+
+class RegistrySchema:
+    """The engine's view of the schema registry: targets with their effective options."""
+
+    def __init__(self, registry: Any, default_retry: RetryPolicy) -> None:
+        self.registry = registry
+        self.default_retry = default_retry
+
+    def service_ty(self, service: str) -> str | None:
+        svc = self.registry.get_service(service)
+        return None if svc is None else str(svc.ty)
+
+    def target(self, service: str, handler: str, key: str | None) -> tuple[Target, HandlerOptions]:
+        svc = self.registry.get_service(service)
+        if svc is None:
+            raise TargetError(
+                404,
+                f"service '{service}' not found, make sure to register the service "
+                "before calling it.",
+            )
+        h = svc.manifest.handler(handler)
+        if h is None:
+            raise TargetError(
+                404,
+                f"the service '{service}' exists, but the handler '{handler}' was not found, "
+                "check that the handler exists in the latest registered service version.",
+            )
+        keyed = svc.ty != "service"
+        if keyed and key is None:
+            raise TargetError(400, f"the service '{service}' needs a key")
+        if not keyed and key is not None:
+            raise TargetError(400, f"the service '{service}' does not take a key")
+        m = svc.manifest
+        retry = self.default_retry.with_overrides(m.raw).with_overrides(h.raw)
+        options = HandlerOptions(
+            deployment_id=svc.deployment_id,
+            inactivity_timeout_ms=_ms(
+                h.raw.get("inactivityTimeout"), _ms(getattr(svc, "inactivity_timeout_ms", None), 60_000)
+            ),
+            abort_timeout_ms=_ms(
+                h.raw.get("abortTimeout"), _ms(getattr(svc, "abort_timeout_ms", None), 600_000)
+            ),
+            idempotency_retention_ms=_ms(
+                h.raw.get("idempotencyRetention"),
+                _ms(getattr(svc, "idempotency_retention_ms", None), 86_400_000),
+            ),
+            workflow_retention_ms=_ms(
+                h.raw.get("workflowCompletionRetention"),
+                _ms(getattr(svc, "workflow_completion_retention_ms", None), 86_400_000),
+            ),
+            journal_retention_ms=_ms(
+                h.raw.get("journalRetention"),
+                _ms(getattr(svc, "journal_retention_ms", None), 86_400_000),
+            ),
+            lazy_state=bool(h.raw.get("enableLazyState", m.raw.get("enableLazyState", False))),
+            public=bool(getattr(svc, "public", True)) and not bool(h.raw.get("ingressPrivate", False)),
+            retry=retry,
+            input_rules=h.input,
+            output_content_type=h.output.content_type,
+            output_set_content_type_if_empty=bool(h.output.set_content_type_if_empty),
+        )
+        return Target(service, handler, key, svc.ty, h.ty), options
+
+    def deployment(self, deployment_id: str) -> DeploymentInfo | None:
+        dep = self.registry.get_deployment(deployment_id)
+        if dep is None:
+            return None
+        return DeploymentInfo(
+            id=dep.id,
+            uri=dep.uri,
+            use_http_11=bool(dep.use_http_11),
+            bidi=dep.protocol_mode == "bidi" and not dep.use_http_11,
+            additional_headers=dict(dep.additional_headers or {}),
+            max_protocol_version=int(dep.max_protocol_version),
+            min_protocol_version=int(dep.min_protocol_version),
+        )
+
+
+def _listen(host: str, port: int, what: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise StartupError(f"the {what} port {host}:{port} is already in use") from None
+        raise StartupError(f"cannot listen on {host}:{port} for the {what}: {e.strerror}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `durably serve` handles signals itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Durably:
+    """A running server (used by `durably serve` and by tests that embed it)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.store: SqliteStore | None = None
+        self.engine: Engine | None = None
+        self.invoker: Invoker | None = None
+        self._servers: list[_Server] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def start(self) -> None:
+        cfg = self.config
+        ingress_sock = _listen(cfg.bind, cfg.ingress_port, "ingress")
+        admin_sock = _listen(cfg.bind, cfg.admin_port, "admin")
+        try:
+            self.store = SqliteStore(cfg.data_dir, synchronous=cfg.sync.upper())
+        except StorageError as e:
+            ingress_sock.close()
+            admin_sock.close()
+            raise StartupError(str(e)) from None
+
+        from durably.admin.app import create_admin_app
+        from durably.ingress.app import IngressApp
+        from durably.schema.registry import SchemaRegistry
+
+        store = self.store
+
+        def load() -> dict[str, Any] | None:
+            import orjson
+
+            raw = store.load_meta(REGISTRY_KEY)
+            return None if raw is None else orjson.loads(raw)
+
+        def save(doc: dict[str, Any]) -> None:
+            import orjson
+
+            store.save_meta(REGISTRY_KEY, orjson.dumps(doc))
+            store.commit()
+
+        registry = SchemaRegistry(load, save)
+        default_retry = RetryPolicy()
+        schema = RegistrySchema(registry, default_retry)
+        self.engine = engine = Engine(
+            store, schema, enable_protocol_v7=cfg.enable_protocol_v7, default_retry=default_retry
+        )
+        engine.on_fatal = lambda e: self._stop.set()
+        self.invoker = Invoker(engine)
+        engine.invoker = self.invoker
+        engine.recover()
+
+        ingress_app = IngressApp(engine, max_body=cfg.max_body_bytes)
+        admin_app = _admin_app(create_admin_app, registry, engine, cfg)
+        log_level = cfg.log_level if cfg.log_level != "info" else "warning"
+        for app, sock in ((ingress_app, ingress_sock), (admin_app, admin_sock)):
+            ucfg = uvicorn.Config(
+                app,
+                log_level=log_level,
+                access_log=False,
+                lifespan="off",
+                timeout_keep_alive=60,
+                loop="none",
+            )
+            server = _Server(ucfg)
+            self._servers.append(server)
+            self._tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
+        while not all(s.started for s in self._servers):
+            if any(t.done() for t in self._tasks):
+                raise StartupError("the HTTP servers failed to start")
+            await asyncio.sleep(0.01)
+        self._tasks.append(asyncio.create_task(self._sweep_loop()))
+
+    async def _sweep_loop(self) -> None:
+        from durably.engine.cleanup import sweep_expired
+
+        while True:
+            await asyncio.sleep(self.config.cleanup_interval_s)
+            if self.engine is not None:
+                try:
+                    sweep_expired(self.engine)
+                except Exception:
+                    log.exception("cleanup sweep failed")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.should_exit = True
+        if self.engine is not None:
+            self.engine.shutdown()
+        if self.invoker is not None:
+            await self.invoker.close()
+        for task in self._tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.store is not None:
+            self.store.close()
+
+
+def _admin_app(create_admin_app: Any, registry: Any, engine: Engine, cfg: ServerConfig) -> Any:
+    from durably.admin.invocations import invocation_routes
+
+    ingress_url = f"http://{cfg.bind}:{cfg.ingress_port}/"
+    try:
+        return create_admin_app(
+            registry, extra_routes=invocation_routes(engine), ingress_endpoint=ingress_url
+        )
+    except TypeError:
+        return create_admin_app(registry, extra_routes=invocation_routes(engine))
+
+
+async def _serve(config: ServerConfig) -> int:
+    server = Durably(config)
+    try:
+        await server.start()
+    except StartupError as e:
+        print(f"durably: {e}", file=sys.stderr)
+        await server.stop()
+        return 1
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.request_stop)
+    host = config.bind
+    print(
+        f"durably is ready: ingress http://{host}:{config.ingress_port}  "
+        f"admin http://{host}:{config.admin_port}  data {config.data_dir}",
+        flush=True,
+    )
+    await server.wait()
+    print("durably: shutting down", flush=True)
+    await server.stop()
+    return 0
+
+
+def serve(config: ServerConfig) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_serve(config))
+    return uvloop.run(_serve(config))

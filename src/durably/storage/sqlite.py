@@ -1,0 +1,374 @@
+"""SQLite backend: the embedded default.
+
+One connection, owned by the engine's event loop. Writes go into an open transaction that
+`commit()` closes; the engine calls it once per event-loop step, so all the changes of that
+step share one commit and one fsync (group commit).
+
+Settings, and why they keep the promise that an acknowledged change survives `kill -9`:
+- `journal_mode=WAL`: readers never block the writer, and a commit is one append to the WAL.
+- `synchronous=FULL` (default here): the WAL is fsynced at every commit, so a commit that
+  returned survives a power loss too. `NORMAL` would only survive a process crash; it can be
+  chosen with `--sync normal` for speed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+from pathlib import Path
+
+import orjson
+
+from durably.storage.base import InvocationRow, SubscriberRow, TimerRow
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS invocation (
+    id TEXT PRIMARY KEY,
+    partition_key INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    handler TEXT NOT NULL,
+    key TEXT,
+    service_ty TEXT NOT NULL,
+    handler_ty TEXT,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    modified_at INTEGER NOT NULL,
+    idempotency_key TEXT,
+    deployment_id TEXT,
+    protocol_version INTEGER,
+    invoked_by TEXT NOT NULL,
+    invoked_by_id TEXT,
+    invoked_by_target TEXT,
+    execution_time INTEGER,
+    inbox_seq INTEGER,
+    inboxed_at INTEGER,
+    running_at INTEGER,
+    completed_at INTEGER,
+    retry_count INTEGER NOT NULL DEFAULT 0,
+    last_failure TEXT,
+    last_failure_code INTEGER,
+    next_retry_at INTEGER,
+    random_seed INTEGER NOT NULL DEFAULT 0,
+    journal_length INTEGER NOT NULL DEFAULT 0,
+    waiting TEXT,
+    result BLOB,
+    expires_at INTEGER,
+    extra BLOB
+);
+CREATE INDEX IF NOT EXISTS invocation_active ON invocation(status) WHERE status != 'completed';
+CREATE INDEX IF NOT EXISTS invocation_expiry ON invocation(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS journal (
+    invocation_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    entry_type INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    appended_at INTEGER NOT NULL,
+    PRIMARY KEY (invocation_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+    service TEXT NOT NULL,
+    key TEXT NOT NULL,
+    name BLOB NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (service, key, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS promise (
+    service TEXT NOT NULL,
+    key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    result BLOB NOT NULL,
+    PRIMARY KEY (service, key, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS promise_listener (
+    service TEXT NOT NULL,
+    key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    invocation_id TEXT NOT NULL,
+    completion_id INTEGER NOT NULL,
+    PRIMARY KEY (service, key, name, invocation_id, completion_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subscriber (
+    target_id TEXT NOT NULL,
+    subscriber_id TEXT NOT NULL,
+    completion_id INTEGER NOT NULL,
+    notification_type INTEGER NOT NULL,
+    PRIMARY KEY (target_id, subscriber_id, completion_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS subscriber_by_subscriber ON subscriber(subscriber_id);
+CREATE TABLE IF NOT EXISTS timer (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    fire_at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    invocation_id TEXT NOT NULL,
+    completion_id INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS timer_by_invocation ON timer(invocation_id);
+"""
+
+_INVOCATION_FIELDS = [f.name for f in dataclasses.fields(InvocationRow)]
+_INSERT_INVOCATION = (
+    f"INSERT OR REPLACE INTO invocation ({', '.join(_INVOCATION_FIELDS)}) "
+    f"VALUES ({', '.join('?' for _ in _INVOCATION_FIELDS)})"
+)
+_SELECT_INVOCATION = f"SELECT {', '.join(_INVOCATION_FIELDS)} FROM invocation"
+
+
+class StorageError(Exception):
+    """The data directory cannot be used (missing permissions, corrupt file, disk full)."""
+
+
+def _row_to_invocation(row: tuple[object, ...]) -> InvocationRow:
+    values = list(row)
+    extra = values[-1]
+    values[-1] = orjson.loads(extra) if extra else {}  # type: ignore[arg-type]
+    return InvocationRow(*values)  # type: ignore[arg-type]
+
+
+class SqliteStore:
+    def __init__(self, data_dir: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
+        path = Path(data_dir)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".write-probe"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as e:
+            raise StorageError(f"data directory {path} is not writable: {e.strerror or e}") from e
+        self.path = path / "durably.sqlite3"
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, cached_statements=256
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA foreign_keys=OFF")
+            self._db.execute("PRAGMA temp_store=MEMORY")
+            self._db.executescript(SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION).encode(),),
+            )
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot open the database {self.path}: {e}") from e
+        self._in_tx = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def _begin(self) -> sqlite3.Connection:
+        if not self._in_tx:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+        return self._db
+
+    @property
+    def dirty(self) -> bool:
+        return self._in_tx
+
+    def commit(self) -> None:
+        if self._in_tx:
+            self._in_tx = False
+            self._db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._in_tx:
+            self._in_tx = False
+            self._db.execute("ROLLBACK")
+
+    def close(self) -> None:
+        try:
+            self.commit()
+        finally:
+            self._db.close()
+
+    def read_connection(self) -> sqlite3.Connection:
+        """A separate read-only connection (for introspection): reads a committed snapshot."""
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        return conn
+
+    # -- registry --------------------------------------------------------------------
+
+    def load_meta(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def save_meta(self, key: str, value: bytes) -> None:
+        self._begin().execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value)
+        )
+
+    # -- invocations -----------------------------------------------------------------
+
+    def put_invocation(self, row: InvocationRow) -> None:
+        values = [getattr(row, f) for f in _INVOCATION_FIELDS]
+        values[-1] = orjson.dumps(row.extra) if row.extra else None
+        self._begin().execute(_INSERT_INVOCATION, values)
+
+    def get_invocation(self, invocation_id: str) -> InvocationRow | None:
+        row = self._db.execute(_SELECT_INVOCATION + " WHERE id = ?", (invocation_id,)).fetchone()
+        return None if row is None else _row_to_invocation(row)
+
+    def delete_invocation(self, invocation_id: str) -> None:
+        db = self._begin()
+        db.execute("DELETE FROM invocation WHERE id = ?", (invocation_id,))
+        db.execute("DELETE FROM journal WHERE invocation_id = ?", (invocation_id,))
+
+    def active_invocations(self) -> list[InvocationRow]:
+        rows = self._db.execute(
+            _SELECT_INVOCATION + " WHERE status != 'completed' ORDER BY created_at"
+        ).fetchall()
+        return [_row_to_invocation(r) for r in rows]
+
+    def expired_invocations(self, now: int, limit: int) -> list[InvocationRow]:
+        rows = self._db.execute(
+            _SELECT_INVOCATION + " WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [_row_to_invocation(r) for r in rows]
+
+    # -- journal ---------------------------------------------------------------------
+
+    def append_journal(
+        self, invocation_id: str, index: int, entry_type: int, body: bytes, now: int
+    ) -> None:
+        self._begin().execute(
+            "INSERT OR REPLACE INTO journal(invocation_id, idx, entry_type, body, appended_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (invocation_id, index, entry_type, body, now),
+        )
+
+    def load_journal(self, invocation_id: str) -> list[tuple[int, bytes]]:
+        rows = self._db.execute(
+            "SELECT entry_type, body FROM journal WHERE invocation_id = ? ORDER BY idx",
+            (invocation_id,),
+        ).fetchall()
+        return [(int(t), bytes(b)) for t, b in rows]
+
+    def delete_journal(self, invocation_id: str) -> None:
+        self._begin().execute("DELETE FROM journal WHERE invocation_id = ?", (invocation_id,))
+
+    # -- state -----------------------------------------------------------------------
+
+    def get_state(self, service: str, key: str, name: bytes) -> bytes | None:
+        row = self._db.execute(
+            "SELECT value FROM state WHERE service = ? AND key = ? AND name = ?",
+            (service, key, name),
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def all_state(self, service: str, key: str) -> list[tuple[bytes, bytes]]:
+        rows = self._db.execute(
+            "SELECT name, value FROM state WHERE service = ? AND key = ? ORDER BY name",
+            (service, key),
+        ).fetchall()
+        return [(bytes(n), bytes(v)) for n, v in rows]
+
+    def set_state(self, service: str, key: str, name: bytes, value: bytes) -> None:
+        self._begin().execute(
+            "INSERT OR REPLACE INTO state(service, key, name, value) VALUES (?, ?, ?, ?)",
+            (service, key, name, value),
+        )
+
+    def clear_state(self, service: str, key: str, name: bytes) -> None:
+        self._begin().execute(
+            "DELETE FROM state WHERE service = ? AND key = ? AND name = ?", (service, key, name)
+        )
+
+    def clear_all_state(self, service: str, key: str) -> None:
+        self._begin().execute("DELETE FROM state WHERE service = ? AND key = ?", (service, key))
+
+    # -- promises --------------------------------------------------------------------
+
+    def get_promise(self, service: str, key: str, name: str) -> bytes | None:
+        row = self._db.execute(
+            "SELECT result FROM promise WHERE service = ? AND key = ? AND name = ?",
+            (service, key, name),
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_promise(self, service: str, key: str, name: str, result: bytes) -> None:
+        self._begin().execute(
+            "INSERT OR REPLACE INTO promise(service, key, name, result) VALUES (?, ?, ?, ?)",
+            (service, key, name, result),
+        )
+
+    def clear_promises(self, service: str, key: str) -> None:
+        db = self._begin()
+        db.execute("DELETE FROM promise WHERE service = ? AND key = ?", (service, key))
+        db.execute("DELETE FROM promise_listener WHERE service = ? AND key = ?", (service, key))
+
+    def add_promise_listener(
+        self, service: str, key: str, name: str, invocation_id: str, completion_id: int
+    ) -> None:
+        self._begin().execute(
+            "INSERT OR IGNORE INTO promise_listener(service, key, name, invocation_id, "
+            "completion_id) VALUES (?, ?, ?, ?, ?)",
+            (service, key, name, invocation_id, completion_id),
+        )
+
+    def take_promise_listeners(self, service: str, key: str, name: str) -> list[tuple[str, int]]:
+        db = self._begin()
+        rows = db.execute(
+            "SELECT invocation_id, completion_id FROM promise_listener "
+            "WHERE service = ? AND key = ? AND name = ?",
+            (service, key, name),
+        ).fetchall()
+        db.execute(
+            "DELETE FROM promise_listener WHERE service = ? AND key = ? AND name = ?",
+            (service, key, name),
+        )
+        return [(str(i), int(c)) for i, c in rows]
+
+    # -- subscribers -----------------------------------------------------------------
+
+    def add_subscriber(self, row: SubscriberRow) -> None:
+        self._begin().execute(
+            "INSERT OR REPLACE INTO subscriber(target_id, subscriber_id, completion_id, "
+            "notification_type) VALUES (?, ?, ?, ?)",
+            (row.target_id, row.subscriber_id, row.completion_id, row.notification_type),
+        )
+
+    def take_subscribers(self, target_id: str) -> list[SubscriberRow]:
+        db = self._begin()
+        rows = db.execute(
+            "SELECT target_id, subscriber_id, completion_id, notification_type FROM subscriber "
+            "WHERE target_id = ?",
+            (target_id,),
+        ).fetchall()
+        if rows:
+            db.execute("DELETE FROM subscriber WHERE target_id = ?", (target_id,))
+        return [SubscriberRow(*r) for r in rows]
+
+    def children_of(self, invocation_id: str, notification_type: int) -> list[str]:
+        rows = self._db.execute(
+            "SELECT target_id FROM subscriber WHERE subscriber_id = ? AND notification_type = ?",
+            (invocation_id, notification_type),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    # -- timers ----------------------------------------------------------------------
+
+    def add_timer(self, fire_at: int, kind: str, invocation_id: str, completion_id: int) -> int:
+        cur = self._begin().execute(
+            "INSERT INTO timer(fire_at, kind, invocation_id, completion_id) VALUES (?, ?, ?, ?)",
+            (fire_at, kind, invocation_id, completion_id),
+        )
+        return int(cur.lastrowid or 0)
+
+    def delete_timer(self, timer_id: int) -> None:
+        self._begin().execute("DELETE FROM timer WHERE id = ?", (timer_id,))
+
+    def delete_timers_of(self, invocation_id: str) -> None:
+        self._begin().execute("DELETE FROM timer WHERE invocation_id = ?", (invocation_id,))
+
+    def all_timers(self) -> list[TimerRow]:
+        rows = self._db.execute(
+            "SELECT id, fire_at, kind, invocation_id, completion_id FROM timer ORDER BY fire_at"
+        ).fetchall()
+        return [TimerRow(*r) for r in rows]
