@@ -30,30 +30,25 @@ class StartupError(Exception):
     """A problem that stops the server from starting, reported as one clear line."""
 
 
-def _ms(value: Any, default: int) -> int:
-    return default if value is None else int(value)
-
-
 class RegistrySchema:
     """The engine's view of the schema registry: targets with their effective options."""
 
-    def __init__(self, registry: Any, default_retry: RetryPolicy) -> None:
+    def __init__(self, registry: Any) -> None:
         self.registry = registry
-        self.default_retry = default_retry
 
     def service_ty(self, service: str) -> str | None:
-        svc = self.registry.get_service(service)
+        svc = self.registry.find_service(service)
         return None if svc is None else str(svc.ty)
 
     def target(self, service: str, handler: str, key: str | None) -> tuple[Target, HandlerOptions]:
-        svc = self.registry.get_service(service)
+        svc = self.registry.find_service(service)
         if svc is None:
             raise TargetError(
                 404,
                 f"service '{service}' not found, make sure to register the service "
                 "before calling it.",
             )
-        h = svc.manifest.handler(handler)
+        h = svc.handler(handler)
         if h is None:
             raise TargetError(
                 404,
@@ -65,31 +60,28 @@ class RegistrySchema:
             raise TargetError(400, f"the service '{service}' needs a key")
         if not keyed and key is not None:
             raise TargetError(400, f"the service '{service}' does not take a key")
-        m = svc.manifest
-        retry = self.default_retry.with_overrides(m.raw).with_overrides(h.raw)
+        opts = svc.handler_options(h)
+        rp = opts.retry_policy
         options = HandlerOptions(
             deployment_id=svc.deployment_id,
-            inactivity_timeout_ms=_ms(
-                h.raw.get("inactivityTimeout"), _ms(getattr(svc, "inactivity_timeout_ms", None), 60_000)
+            inactivity_timeout_ms=opts.inactivity_timeout_ms,
+            abort_timeout_ms=opts.abort_timeout_ms,
+            idempotency_retention_ms=opts.idempotency_retention_ms,
+            workflow_retention_ms=(
+                opts.workflow_completion_retention_ms
+                if opts.workflow_completion_retention_ms is not None
+                else opts.idempotency_retention_ms
             ),
-            abort_timeout_ms=_ms(
-                h.raw.get("abortTimeout"), _ms(getattr(svc, "abort_timeout_ms", None), 600_000)
+            journal_retention_ms=opts.journal_retention_ms,
+            lazy_state=opts.enable_lazy_state,
+            public=opts.public,
+            retry=RetryPolicy(
+                initial_interval_ms=rp.initial_interval_ms,
+                factor=rp.exponentiation_factor,
+                max_interval_ms=rp.max_interval_ms if rp.max_interval_ms is not None else 60_000,
+                max_attempts=rp.max_attempts,
+                on_max_attempts=rp.on_max_attempts,
             ),
-            idempotency_retention_ms=_ms(
-                h.raw.get("idempotencyRetention"),
-                _ms(getattr(svc, "idempotency_retention_ms", None), 86_400_000),
-            ),
-            workflow_retention_ms=_ms(
-                h.raw.get("workflowCompletionRetention"),
-                _ms(getattr(svc, "workflow_completion_retention_ms", None), 86_400_000),
-            ),
-            journal_retention_ms=_ms(
-                h.raw.get("journalRetention"),
-                _ms(getattr(svc, "journal_retention_ms", None), 86_400_000),
-            ),
-            lazy_state=bool(h.raw.get("enableLazyState", m.raw.get("enableLazyState", False))),
-            public=bool(getattr(svc, "public", True)) and not bool(h.raw.get("ingressPrivate", False)),
-            retry=retry,
             input_rules=h.input,
             output_content_type=h.output.content_type,
             output_set_content_type_if_empty=bool(h.output.set_content_type_if_empty),
@@ -97,7 +89,7 @@ class RegistrySchema:
         return Target(service, handler, key, svc.ty, h.ty), options
 
     def deployment(self, deployment_id: str) -> DeploymentInfo | None:
-        dep = self.registry.get_deployment(deployment_id)
+        dep = self.registry.find_deployment(deployment_id)
         if dep is None:
             return None
         return DeploymentInfo(
@@ -177,11 +169,8 @@ class Durably:
             store.commit()
 
         registry = SchemaRegistry(load, save)
-        default_retry = RetryPolicy()
-        schema = RegistrySchema(registry, default_retry)
-        self.engine = engine = Engine(
-            store, schema, enable_protocol_v7=cfg.enable_protocol_v7, default_retry=default_retry
-        )
+        schema = RegistrySchema(registry)
+        self.engine = engine = Engine(store, schema, enable_protocol_v7=cfg.enable_protocol_v7)
         engine.on_fatal = lambda e: self._stop.set()
         self.invoker = Invoker(engine)
         engine.invoker = self.invoker

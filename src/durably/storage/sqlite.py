@@ -124,8 +124,20 @@ class StorageError(Exception):
     """The data directory cannot be used (missing permissions, corrupt file, disk full)."""
 
 
+_U64 = 1 << 64
+_I64_MAX = (1 << 63) - 1
+
+
+def _to_i64(value: int) -> int:
+    """SQLite integers are signed 64-bit: store u64 partition keys in two's complement."""
+    return value - _U64 if value > _I64_MAX else value
+
+
 def _row_to_invocation(row: tuple[object, ...]) -> InvocationRow:
     values = list(row)
+    pk = values[1]
+    if isinstance(pk, int) and pk < 0:
+        values[1] = pk + _U64
     extra = values[-1]
     values[-1] = orjson.loads(extra) if extra else {}  # type: ignore[arg-type]
     return InvocationRow(*values)  # type: ignore[arg-type]
@@ -207,6 +219,7 @@ class SqliteStore:
 
     def put_invocation(self, row: InvocationRow) -> None:
         values = [getattr(row, f) for f in _INVOCATION_FIELDS]
+        values[1] = _to_i64(row.partition_key)
         values[-1] = orjson.dumps(row.extra) if row.extra else None
         self._begin().execute(_INSERT_INVOCATION, values)
 
