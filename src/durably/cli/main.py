@@ -58,11 +58,11 @@ def serve(
         envvar="DURABLY_ENABLE_PROTOCOL_V7",
         help="Negotiate service protocol V7 with deployments that support it (default V6).",
     ),
-    cleanup_interval: float = typer.Option(
-        60.0,
+    cleanup_interval: str = typer.Option(
+        "60s",
         "--cleanup-interval",
         envvar="DURABLY_CLEANUP_INTERVAL",
-        help="Seconds between sweeps that remove invocations past their retention.",
+        help="How often to remove invocations past their retention (e.g. 1s, 5m, 60).",
     ),
     log_level: str = typer.Option(
         "info", "--log-level", envvar="DURABLY_LOG_LEVEL", help="debug, info, warning or error."
@@ -74,6 +74,10 @@ def serve(
 
     if sync.lower() not in ("full", "normal"):
         typer.echo(f"durably: --sync must be 'full' or 'normal', not {sync!r}", err=True)
+        raise typer.Exit(2)
+    interval_s = _seconds(cleanup_interval)
+    if interval_s is None or interval_s <= 0:
+        typer.echo(f"durably: bad --cleanup-interval {cleanup_interval!r}", err=True)
         raise typer.Exit(2)
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
@@ -87,10 +91,24 @@ def serve(
         data_dir=data_dir,
         sync=sync.lower(),
         enable_protocol_v7=enable_protocol_v7,
-        cleanup_interval_s=cleanup_interval,
+        cleanup_interval_s=interval_s,
         log_level=log_level.lower(),
     )
     raise typer.Exit(run_server(config))
+
+
+def _seconds(text: str) -> float | None:
+    """A plain number of seconds, or a duration such as `1s`, `500ms`, `PT5M`."""
+    from durably.schema.durations import parse_duration
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError:
+        return None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""Test services for the conformance scenarios, written against restate-sdk 1.2.0.
+
+Each module implements one (or a few closely related) of the service contracts of
+the Restate SDK conformance suite (see /work/shared/reference/conformance.md §2.3).
+``ALL_SERVICES`` maps the contract name to the SDK service object.
+"""
+
+from __future__ import annotations
+
+from .awakeable_holder import awakeable_holder
+from .block_and_wait_workflow import block_and_wait_workflow
+from .cancel_test import cancel_test_blocking_service, cancel_test_runner
+from .counter import counter
+from .failing import failing
+from .interpreter import virtual_object_command_interpreter
+from .kill_test import kill_test_runner, kill_test_singleton
+from .list_map import list_object, map_object
+from .non_deterministic import non_deterministic
+from .proxy import proxy
+from .utils_service import test_utils_service
+
+ALL_SERVICES = {
+    s.name: s
+    for s in (
+        awakeable_holder,
+        block_and_wait_workflow,
+        cancel_test_blocking_service,
+        cancel_test_runner,
+        counter,
+        failing,
+        kill_test_runner,
+        kill_test_singleton,
+        list_object,
+        map_object,
+        non_deterministic,
+        proxy,
+        test_utils_service,
+        virtual_object_command_interpreter,
+    )
+}

@@ -1,0 +1,17 @@
+"""KillRuntime: SIGKILL the server, start it again on the same data dir and ports."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conformance._runtime_restart import restart_retains_state
+from tests.support.harness import Env
+
+SERVICES = ["Counter"]
+
+pytestmark = pytest.mark.restart
+
+
+@pytest.mark.timeout(120)
+def test_start_and_kill_runtime_retains_the_state(env: Env) -> None:
+    restart_retains_state(env, graceful=False)
