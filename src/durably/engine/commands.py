@@ -42,6 +42,17 @@ class ProtocolError(Exception):
 
 Handler = Callable[["Engine", ActiveInvocation, Attempt, object, int], None]
 HANDLERS: dict[int, Handler] = {}
+Precheck = Callable[["Engine", ActiveInvocation, object], None]
+PRECHECKS: dict[int, Precheck] = {}
+
+
+def prechecks(*msg_types: MessageType) -> Callable[[Precheck], Precheck]:
+    def register(fn: Precheck) -> Precheck:
+        for t in msg_types:
+            PRECHECKS[int(t)] = fn
+        return fn
+
+    return register
 
 
 def handles(msg_type: MessageType) -> Callable[[Handler], Handler]:
@@ -68,6 +79,10 @@ def handle(
     if is_command(msg_type) or is_custom(msg_type):
         if msg_type == MessageType.INPUT_COMMAND:
             raise ProtocolError(571, "the SDK must not send an input command")
+        precheck = PRECHECKS.get(msg_type)
+        if precheck is not None:
+            # refuse before journaling, so that a retry does not replay a command we never ran
+            precheck(engine, inv, msg)
         index = engine._append(inv, msg_type, body)
     fn = HANDLERS.get(msg_type)
     if fn is None:
@@ -90,6 +105,36 @@ def _keyed(inv: ActiveInvocation) -> tuple[str, str]:
 def _can_write_state(inv: ActiveInvocation) -> None:
     if inv.target.handler_ty == "shared" or not inv.target.is_keyed:
         raise ProtocolError(571, "this handler cannot modify state (shared or unkeyed)")
+
+
+@prechecks(
+    MessageType.SET_STATE_COMMAND,
+    MessageType.CLEAR_STATE_COMMAND,
+    MessageType.CLEAR_ALL_STATE_COMMAND,
+)
+def _check_state_write(engine: Engine, inv: ActiveInvocation, msg: object) -> None:
+    _can_write_state(inv)
+
+
+@prechecks(MessageType.GET_LAZY_STATE_COMMAND, MessageType.GET_LAZY_STATE_KEYS_COMMAND)
+def _check_state_read(engine: Engine, inv: ActiveInvocation, msg: object) -> None:
+    _keyed(inv)
+
+
+@prechecks(
+    MessageType.GET_PROMISE_COMMAND,
+    MessageType.PEEK_PROMISE_COMMAND,
+    MessageType.COMPLETE_PROMISE_COMMAND,
+)
+def _check_promise(engine: Engine, inv: ActiveInvocation, msg: object) -> None:
+    _workflow(inv)
+
+
+@prechecks(MessageType.CALL_COMMAND, MessageType.ONE_WAY_CALL_COMMAND)
+def _check_call(engine: Engine, inv: ActiveInvocation, msg: object) -> None:
+    _resolve_callee(engine, msg.service_name, msg.handler_name, msg.key)  # type: ignore[attr-defined]
+    if msg.HasField("idempotency_key") and not msg.idempotency_key:  # type: ignore[attr-defined]
+        raise ProtocolError(400, "the idempotency key must not be empty")
 
 
 # ---------------------------------------------------------------------------- control
