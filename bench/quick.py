@@ -81,8 +81,8 @@ def main() -> None:
             register(server.admin_url, services.url, use_http_11=False)
             ingress = server.ingress_url
             workloads = {
-                "stateless call": (lambda n: f"{ingress}/TestUtilsService/echo", lambda n: b'"hi"'),
-                "object add, 100 keys": (lambda n: f"{ingress}/Counter/k{n % 100}/add", lambda n: b"1"),
+                "stateless call": (lambda n, ingress=ingress: f"{ingress}/TestUtilsService/echo", lambda n: b'"hi"'),
+                "object add, 100 keys": (lambda n, ingress=ingress: f"{ingress}/Counter/k{n % 100}/add", lambda n: b"1"),
             }
             for name, (url_for, body_for) in workloads.items():
                 for c in args.concurrency:
