@@ -295,7 +295,9 @@ class ServerProcess(abc.ABC):
     def command(self) -> tuple[list[str], dict[str, str]]:
         """The command line and the environment to start the server with."""
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: Optional[float] = None) -> None:
+        if timeout is None:
+            timeout = float(os.environ.get("DURABLY_TEST_START_TIMEOUT", "60"))
         cmd, env = self.command()
         self._log_file = open(self.log_path, "ab")
         self._log_file.write(f"\n=== starting: {' '.join(cmd)}\n".encode())
@@ -344,7 +346,7 @@ class ServerProcess(abc.ABC):
             raise HarnessError(f"{self.name} did not stop within {timeout}s after SIGTERM")
         self._close_log()
 
-    def restart(self, graceful: bool = False, timeout: float = 60.0) -> None:
+    def restart(self, graceful: bool = False, timeout: Optional[float] = None) -> None:
         """Stop or kill, then start again on the same data dir and ports."""
         if graceful:
             self.stop()
