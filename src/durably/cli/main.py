@@ -84,6 +84,8 @@ def serve(
         typer.echo(f"durably: unknown log level {log_level!r}", err=True)
         raise typer.Exit(2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # one line per discovery request from the HTTP client library is noise at INFO
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
     config = ServerConfig(
         bind=bind,
         ingress_port=ingress_port,
