@@ -114,13 +114,11 @@ class Engine:
         schema: Schema,
         *,
         enable_protocol_v7: bool = False,
-        default_retry: RetryPolicy | None = None,
     ) -> None:
         self.store = store
         self.schema = schema
         self.invoker: Invoker | None = None
         self.enable_protocol_v7 = enable_protocol_v7
-        self.default_retry = default_retry or RetryPolicy()
         self.active: dict[str, ActiveInvocation] = {}
         self.locks: dict[tuple[str, str], str] = {}
         self.inboxes: dict[tuple[str, str], deque[str]] = {}
