@@ -400,9 +400,8 @@ class Engine:
         if persist_row:
             self._persist(inv)
         else:
+            # the caller writes the row itself right after (see `create`)
             inv.row.modified_at = now
-            self.store.put_invocation(inv.row)
-            self._schedule_flush()
         return index
 
     def _track_notification(self, inv: ActiveInvocation, msg_type: int, body: bytes) -> None:
@@ -459,6 +458,9 @@ class Engine:
 
     def _start_attempt(self, inv: ActiveInvocation) -> None:
         if self.stopping:
+            # no new attempts while stopping; recovery restarts invocations left 'invoked'
+            inv.row.status = "invoked"
+            self._persist(inv)
             return
         dep_id = inv.row.deployment_id
         deployment = self.schema.deployment(dep_id) if dep_id else None
