@@ -23,7 +23,9 @@ from typing import Any, Protocol
 
 import orjson
 
+from durably.engine import management
 from durably.engine.attempt import Attempt
+from durably.engine.deadlock import describe_cycle, find_cycle
 from durably.engine.model import (
     CANCELED,
     KILLED,
@@ -131,6 +133,8 @@ class Engine:
         self._timer_ids: dict[str, list[int]] = {}
         self.on_fatal: Callable[[BaseException], None] | None = None
         self.stopping = False
+        # invocation id -> the members of the wait-for cycle it is part of
+        self.deadlocks: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------------ commit & effects
 
@@ -216,6 +220,8 @@ class Engine:
             self.timers.add(timer)
         for inv in to_start:
             self._start_attempt(inv)
+        for inv in inboxed:
+            self.check_deadlock(inv.id)
         for inv in list(self.active.values()):
             if inv.row.status == "suspended" and inv.waiting is not None:
                 # a wake-up that was stored but not acted upon before the restart
@@ -289,8 +295,16 @@ class Engine:
         invoked_by: str = "ingress",
         caller: ActiveInvocation | None = None,
         idempotency_retention_ms: int | None = None,
+        journal: list[tuple[int, bytes]] | None = None,
+        restarted_from: str | None = None,
+        deployment_id: str | None = None,
+        protocol_version: int | None = None,
     ) -> Submitted:
-        """Create an invocation, or find the one an idempotency key / workflow id names."""
+        """Create an invocation, or find the one an idempotency key / workflow id names.
+
+        `journal` (restart as new) replaces `body` and `headers`: the new invocation starts
+        with those entries, the first being its input.
+        """
         deterministic = idempotency_key is not None or target.is_workflow_run
         inv_id = self.new_invocation_id(target, idempotency_key)
         inv_str = str(inv_id)
@@ -316,7 +330,8 @@ class Engine:
             created_at=now,
             modified_at=now,
             idempotency_key=idempotency_key,
-            deployment_id=options.deployment_id,
+            deployment_id=deployment_id or options.deployment_id,
+            protocol_version=protocol_version,
             invoked_by=invoked_by,
             invoked_by_id=caller.id if caller else None,
             invoked_by_target=caller.target.describe() if caller else None,
@@ -324,12 +339,20 @@ class Engine:
         )
         if idempotency_retention_ms is not None:
             row.extra["idempotency_retention_ms"] = idempotency_retention_ms
+        if restarted_from is not None:
+            row.extra["restarted_from"] = restarted_from
         inv = ActiveInvocation(row=row, id_bytes=inv_id.to_bytes(), target=target, last_entry_at=now)
-        inp = pb.InputCommandMessage(value=pb.Value(content=body))
-        for k, v in headers:
-            inp.headers.add(key=k, value=v)
         self.active[inv_str] = inv
-        self._append(inv, MessageType.INPUT_COMMAND, inp.SerializeToString(), persist_row=False)
+        if journal is None:
+            inp = pb.InputCommandMessage(value=pb.Value(content=body))
+            for k, v in headers:
+                inp.headers.add(key=k, value=v)
+            self._append(inv, MessageType.INPUT_COMMAND, inp.SerializeToString(), persist_row=False)
+        else:
+            for t, entry in journal:
+                self._append(inv, t, entry, persist_row=False)
+                if is_notification(t):
+                    self._track_notification(inv, t, entry)
         if execution_time is not None and execution_time > now:
             row.status = "scheduled"
             row.execution_time = execution_time
@@ -352,6 +375,8 @@ class Engine:
                 inv.row.inboxed_at = now_ms()
                 self.inboxes.setdefault(lock_key, deque()).append(inv.id)
                 self._persist(inv)
+                # after the step: the caller's wait on this invocation is recorded by then
+                self._effect(lambda: self.check_deadlock(inv.id))
                 return
             self.locks[lock_key] = inv.id
         self._start_attempt(inv)
@@ -368,6 +393,7 @@ class Engine:
                 del self.inboxes[lock_key]
             self.locks[lock_key] = inv.id
             inv.row.inbox_seq = None
+            self._clear_deadlock(inv.id)
             self._start_attempt(inv)
             return
         self.inboxes.pop(lock_key, None)
@@ -601,7 +627,9 @@ class Engine:
             self._complete(inv, Result(failure=Failure(code, message)))
             return
         policy = self._options(inv).retry
-        if behavior == 1 or policy.exhausted(inv.row.retry_count):
+        # an operator's resume of a paused invocation starts a new retry budget
+        attempts = inv.row.retry_count - int(inv.row.extra.get("retry_base", 0))  # type: ignore[call-overload]
+        if behavior == 1 or policy.exhausted(attempts):
             if behavior != 1 and policy.on_max_attempts == "kill":
                 self._complete(inv, Result(failure=Failure(code, message)))
                 return
@@ -612,7 +640,7 @@ class Engine:
         delay = (
             next_retry_delay_ms
             if next_retry_delay_ms is not None
-            else policy.delay_ms(inv.row.retry_count)
+            else policy.delay_ms(attempts)
         )
         inv.row.status = "backing-off"
         inv.row.next_retry_at = now_ms() + delay
@@ -643,14 +671,19 @@ class Engine:
         inv.row.waiting = orjson.dumps([sorted(waiting[0]), sorted(waiting[1]), sorted(waiting[2])]).decode()
         self._persist(inv)
 
-    def resume(self, invocation_id: str) -> bool:
-        """Start a paused or suspended invocation again (admin resume)."""
-        inv = self.active.get(invocation_id)
-        if inv is None or inv.row.status not in ("paused", "suspended", "backing-off"):
-            return False
-        inv.row.retry_count = 0 if inv.row.status == "paused" else inv.row.retry_count
-        self._start_attempt(inv)
-        return True
+    def pause(self, invocation_id: str) -> str:
+        return management.pause(self, invocation_id)
+
+    def resume(self, invocation_id: str, deployment: str | None = None) -> str:
+        return management.resume(self, invocation_id, deployment)
+
+    def restart_as_new(
+        self, invocation_id: str, from_index: int | None = None, deployment: str | None = None
+    ) -> tuple[str, str | None]:
+        return management.restart_as_new(self, invocation_id, from_index, deployment)
+
+    def purge_journal(self, invocation_id: str) -> str:
+        return management.purge_journal(self, invocation_id)
 
     # ------------------------------------------------------------------ completion
 
@@ -684,6 +717,7 @@ class Engine:
 
     def _complete(self, inv: ActiveInvocation, result: Result) -> None:
         now = now_ms()
+        self._clear_deadlock(inv.id)
         if inv.attempt is not None:
             attempt = inv.attempt
             inv.attempt = None
@@ -729,6 +763,60 @@ class Engine:
 
     def subscribe(self, target_id: str, subscriber: ActiveInvocation, completion_id: int, msg_type: MessageType) -> None:
         self.store.add_subscriber(SubscriberRow(target_id, subscriber.id, completion_id, int(msg_type)))
+
+    # ------------------------------------------------------------------ deadlocks
+
+    _WAIT_TYPES = (int(MessageType.CALL_COMPLETION), int(MessageType.ATTACH_INVOCATION_COMPLETION))
+
+    def _waits_on(self, invocation_id: str) -> list[str]:
+        inv = self.active.get(invocation_id)
+        if inv is None:
+            return []
+        if inv.row.status == "inboxed":
+            holder = self.locks.get(self._lock_key(inv.target))
+            return [holder] if holder is not None else []
+        return [
+            child
+            for kind in self._WAIT_TYPES
+            for child in self.store.children_of(invocation_id, kind)
+            if child in self.active
+        ]
+
+    def check_deadlock(self, invocation_id: str) -> list[str] | None:
+        """Report (not resolve) a cycle of waits through an inboxed invocation."""
+        inv = self.active.get(invocation_id)
+        if inv is None or inv.row.status != "inboxed" or invocation_id in self.deadlocks:
+            return None
+        cycle = find_cycle(invocation_id, self._waits_on)
+        if cycle is None:
+            return None
+
+        def target_of(member: str) -> str:
+            a = self.active.get(member)
+            return a.target.describe() if a is not None else "?"
+
+        def queued(member: str) -> bool:
+            a = self.active.get(member)
+            return a is not None and a.row.status == "inboxed"
+
+        text = describe_cycle(cycle, target_of, queued)
+        log.warning("%s", text, extra={"invocation_id": invocation_id})
+        for member in cycle:
+            self.deadlocks[member] = cycle
+            a = self.active[member]
+            a.row.extra["deadlock"] = text
+            self._persist(a)
+        return cycle
+
+    def _clear_deadlock(self, invocation_id: str) -> None:
+        cycle = self.deadlocks.pop(invocation_id, None)
+        if cycle is None:
+            return
+        for member in cycle:
+            self.deadlocks.pop(member, None)
+            a = self.active.get(member)
+            if a is not None and a.row.extra.pop("deadlock", None) is not None:
+                self._persist(a)
 
     # ------------------------------------------------------------------ timers
 

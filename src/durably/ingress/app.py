@@ -50,6 +50,14 @@ def _execution_time(ms: int) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{(ms % 1000) * 1_000_000:09d}Z"
 
 
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone (the request body was read before)."""
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return
+
+
 class IngressApp:
     def __init__(self, engine: Engine, *, max_body: int = DEFAULT_MAX_BODY) -> None:
         self.engine = engine
@@ -118,7 +126,7 @@ class IngressApp:
                     raise HttpError(404, "invocation not found")
                 await _json(send, 200, {"invocationId": invocation_id}, [])
                 return
-            await self._attach_or_output(send, invocation_id, route.action, workflow=False)
+            await self._attach_or_output(receive, send, invocation_id, route.action, workflow=False)
             return
         if method != "GET":
             raise HttpError(405, "method not allowed, use GET")
@@ -129,7 +137,7 @@ class IngressApp:
                 raise HttpError(
                     400, f"bad invocation id '{route.invocation_id}': bad format"
                 ) from None
-            await self._attach_or_output(send, route.invocation_id, route.action, workflow=False)
+            await self._attach_or_output(receive, send, route.invocation_id, route.action, workflow=False)
         elif isinstance(route, paths.ByIdempotencyKey):
             inv_id = InvocationId.generate(
                 service=route.service,
@@ -138,7 +146,7 @@ class IngressApp:
                 idempotency_key=route.idempotency_key,
                 workflow_run=False,
             )
-            await self._attach_or_output(send, str(inv_id), route.action, workflow=False)
+            await self._attach_or_output(receive, send, str(inv_id), route.action, workflow=False)
         elif isinstance(route, paths.ByWorkflow):
             inv_id = InvocationId.generate(
                 service=route.workflow,
@@ -147,7 +155,7 @@ class IngressApp:
                 idempotency_key=None,
                 workflow_run=True,
             )
-            await self._attach_or_output(send, str(inv_id), route.action, workflow=True)
+            await self._attach_or_output(receive, send, str(inv_id), route.action, workflow=True)
 
     # ------------------------------------------------------------------ helpers
 
@@ -285,8 +293,24 @@ class IngressApp:
                 send, inv_id, Failure(409, "the workflow method was already invoked"), []
             )
             return
-        result = await self.engine.wait_result(inv_id)
-        await self._send_result(send, inv_id, result, options, [])
+        result = await self._wait(receive, inv_id)
+        if result is not None:
+            await self._send_result(send, inv_id, result, options, [])
+
+    async def _wait(self, receive: Receive, inv_id: str) -> Result | None:
+        """The invocation's result, or None once the caller went away (the invocation goes
+        on; only the wait is dropped, so abandoned requests do not pile up waiters)."""
+        fut = self.engine.wait_result(inv_id)
+        if fut.done():
+            return fut.result()
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((fut, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not fut.done():
+                fut.cancel()
+            gone.cancel()
+        return fut.result() if not fut.cancelled() else None
 
     async def _send_result(
         self, send: Send, inv_id: str, result: Result, options: Any, extra: list[tuple[str, str]]
@@ -318,7 +342,7 @@ class IngressApp:
 
     # ------------------------------------------------------------------ attach / output
 
-    async def _attach_or_output(self, send: Send, inv_id: str, action: str, *, workflow: bool) -> None:
+    async def _attach_or_output(self, receive: Receive, send: Send, inv_id: str, action: str, *, workflow: bool) -> None:
         row = self.engine.lookup(inv_id)
         if row is None:
             if action == "attach" and workflow:
@@ -337,8 +361,9 @@ class IngressApp:
             return
         if action == "output":
             raise HttpError(470, "the invocation exists but has not completed yet")
-        result = await self.engine.wait_result(inv_id)
-        await self._send_result(send, inv_id, result, options, [])
+        result = await self._wait(receive, inv_id)
+        if result is not None:
+            await self._send_result(send, inv_id, result, options, [])
 
     # ------------------------------------------------------------------ awakeables
 

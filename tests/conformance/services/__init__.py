@@ -13,6 +13,7 @@ from .cancel_test import cancel_test_blocking_service, cancel_test_runner
 from .counter import counter
 from .failing import failing
 from .interpreter import virtual_object_command_interpreter
+from .invocation_ops import always_failing, call_chain, stepper
 from .kill_test import kill_test_runner, kill_test_singleton
 from .list_map import list_object, map_object
 from .non_deterministic import non_deterministic
@@ -22,8 +23,10 @@ from .utils_service import test_utils_service
 ALL_SERVICES = {
     s.name: s
     for s in (
+        always_failing,
         awakeable_holder,
         block_and_wait_workflow,
+        call_chain,
         cancel_test_blocking_service,
         cancel_test_runner,
         counter,
@@ -34,6 +37,7 @@ ALL_SERVICES = {
         map_object,
         non_deterministic,
         proxy,
+        stepper,
         test_utils_service,
         virtual_object_command_interpreter,
     )

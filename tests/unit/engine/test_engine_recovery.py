@@ -121,7 +121,7 @@ async def test_recovery_of_backing_off_and_paused_invocations(h: Harness) -> Non
     assert h.attempts_of(paused.invocation_id) == []
     # a paused holder keeps its key
     assert h.attempts_of(queued.invocation_id) == []
-    assert h.engine.resume(paused.invocation_id)
+    assert h.engine.resume(paused.invocation_id) == "done"
     await h.settle()
     await h.output(h.attempt(paused.invocation_id), b"")
     assert h.attempts_of(queued.invocation_id)

@@ -93,15 +93,20 @@ async def test_retry_exhaustion_pauses(h: Harness) -> None:
     assert not waiter.done()
 
     # an operator resumes it: a fresh attempt with a fresh budget
-    assert h.engine.resume(sub.invocation_id)
+    assert h.engine.resume(sub.invocation_id) == "done"
     await h.settle()
     assert len(h.attempts_of(sub.invocation_id)) == 3
     assert h.status(sub.invocation_id) == "invoked"
     row = h.store.get_invocation(sub.invocation_id)
-    assert row is not None and row.retry_count == 0
+    # the counter keeps counting (as Restate shows it); the budget starts again
+    assert row is not None and row.retry_count == 2
+    h.send(h.attempt(sub.invocation_id), pb.ErrorMessage(code=500, message="three"))
+    await h.settle()
+    assert h.status(sub.invocation_id) == "backing-off"
+    await h.until(lambda: len(h.attempts_of(sub.invocation_id)) == 4)
     await h.output(h.attempt(sub.invocation_id), b"ok")
     assert waiter.result().value == b"ok"
-    assert not h.engine.resume(sub.invocation_id)
+    assert h.engine.resume(sub.invocation_id) == "completed"
 
 
 async def test_error_with_pause_behavior_pauses_at_once(h: Harness) -> None:
