@@ -187,6 +187,7 @@ class Durably:
                 lifespan="off",
                 timeout_keep_alive=60,
                 loop="none",
+                server_header=False,  # as Restate: no `server` header
             )
             server = _Server(ucfg)
             self._servers.append(server)

@@ -113,3 +113,18 @@ def test_idempotent_send_then_attach_by_invocation_id(env: Env) -> None:
     assert r.status_code == 200 and r.json() == "response", r.text
     r = env.output(inv_id)
     assert r.status_code == 200 and r.json() == "response", r.text
+
+
+def test_repeated_idempotent_call_carries_idempotency_expires(env) -> None:
+    """The stored response of a repeat (and an attach) says until when it is kept: about
+    24 h (the default retention) after the first completion. The first answer has none."""
+    import datetime as dt
+
+    key, ik = env.new_key(), env.new_key()
+    first = env.call("Counter", "add", 2, key=key, idem=ik)
+    assert first.status_code == 200 and "idempotency-expires" not in first.headers
+    for r in (env.call("Counter", "add", 2, key=key, idem=ik), env.attach_idem("Counter", "add", ik, key=key)):
+        assert r.status_code == 200 and r.json() == {"oldValue": 0, "newValue": 2}, r.text
+        expires = dt.datetime.fromisoformat(r.headers["idempotency-expires"])
+        left = expires - dt.datetime.now(dt.UTC)
+        assert dt.timedelta(hours=23) < left <= dt.timedelta(hours=24), left

@@ -293,9 +293,15 @@ class IngressApp:
                 send, inv_id, Failure(409, "the workflow method was already invoked"), []
             )
             return
+        extra: list[tuple[str, str]] = []
+        if submitted.existed:
+            # a repeated idempotent call answers like an attach: with the retention's end
+            row = self.engine.lookup(inv_id)
+            if row is not None and row.status == "completed" and row.expires_at:
+                extra.append(("idempotency-expires", _rfc3339(row.expires_at)))
         result = await self._wait(receive, inv_id)
         if result is not None:
-            await self._send_result(send, inv_id, result, options, [])
+            await self._send_result(send, inv_id, result, options, extra)
 
     async def _wait(self, receive: Receive, inv_id: str) -> Result | None:
         """The invocation's result, or None once the caller went away (the invocation goes
