@@ -44,6 +44,7 @@ from durably.protocol import version as protocol_version
 from durably.protocol.framing import encode_frame
 from durably.protocol.messages import MessageType, is_notification, pb
 from durably.storage.base import InvocationRow, SubscriberRow, TimerRow
+from durably.storage.durability import DurabilityGate
 
 log = logging.getLogger("durably.engine")
 
@@ -135,6 +136,8 @@ class Engine:
         self.stopping = False
         # invocation id -> the members of the wait-for cycle it is part of
         self.deadlocks: dict[str, list[str]] = {}
+        # set in recover() when the store flushes its log off the loop (storage/durability.py)
+        self._gate: DurabilityGate | None = None
 
     # ------------------------------------------------------------------ commit & effects
 
@@ -160,11 +163,23 @@ class Engine:
                 self.on_fatal(e)
             return
         effects, self._effects = self._effects, []
+        if not effects:
+            return
+        if self._gate is not None:
+            self._gate.after_sync(effects, self._run_effects)
+        else:
+            self._run_effects(effects)
+
+    def _run_effects(self, effects: list[Callable[[], None]]) -> None:
         for fx in effects:
             try:
                 fx()
             except Exception:
                 log.exception("effect failed")
+
+    def _fatal(self, error: BaseException) -> None:
+        if self.on_fatal is not None:
+            self.on_fatal(error)
 
     def committed(self) -> asyncio.Future[None]:
         """A future resolved once everything changed so far is durable."""
@@ -183,6 +198,8 @@ class Engine:
     def recover(self) -> None:
         """Load every unfinished invocation and timer; restart what was running."""
         self._loop = asyncio.get_running_loop()
+        if getattr(self.store, "deferred_sync", False) and self._gate is None:
+            self._gate = DurabilityGate(self._loop, self.store.sync, self._fatal)
         rows = self.store.active_invocations()
         inboxed: list[ActiveInvocation] = []
         to_start: list[ActiveInvocation] = []
@@ -924,6 +941,9 @@ class Engine:
             self.store.commit()
         except Exception:
             log.exception("final commit failed")
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None
 
 
 __all__ = [

@@ -124,6 +124,7 @@ class IngressApp:
                 row = self.engine.lookup(invocation_id)
                 if row is None:
                     raise HttpError(404, "invocation not found")
+                await self.engine.committed()
                 await _json(send, 200, {"invocationId": invocation_id}, [])
                 return
             await self._attach_or_output(receive, send, invocation_id, route.action, workflow=False)
@@ -360,6 +361,8 @@ class IngressApp:
         except TargetError:
             options = None
         if row.status == "completed" and row.result is not None:
+            # the completion may be committed but not yet on disk: never show it before
+            await self.engine.committed()
             extra = []
             if row.expires_at:
                 extra.append(("idempotency-expires", _rfc3339(row.expires_at)))

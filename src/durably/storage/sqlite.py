@@ -159,7 +159,12 @@ class SqliteStore:
                 self.path, isolation_level=None, check_same_thread=False, cached_statements=256
             )
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            # FULL: commits are made durable by `sync()` (storage/durability.py), called off
+            # the event loop, so SQLite itself need not fsync inside COMMIT
+            self.deferred_sync = synchronous.upper() == "FULL"
+            self._db.execute(
+                f"PRAGMA synchronous={'NORMAL' if self.deferred_sync else synchronous}"
+            )
             self._db.execute("PRAGMA foreign_keys=OFF")
             self._db.execute("PRAGMA temp_store=MEMORY")
             self._db.executescript(SCHEMA)
@@ -170,6 +175,19 @@ class SqliteStore:
         except sqlite3.Error as e:
             raise StorageError(f"cannot open the database {self.path}: {e}") from e
         self._in_tx = False
+        self._wal_fd: int | None = None
+
+    def sync(self) -> None:
+        """Flush the write-ahead log to disk (what synchronous=FULL does inside every COMMIT).
+
+        Safe from another thread: it only fsyncs the WAL file's own descriptor.
+        """
+        if self._wal_fd is None:
+            try:
+                self._wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+            except FileNotFoundError:
+                return  # nothing was ever written to the log
+        os.fsync(self._wal_fd)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -196,7 +214,12 @@ class SqliteStore:
     def close(self) -> None:
         try:
             self.commit()
+            if self.deferred_sync:
+                self.sync()
         finally:
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+                self._wal_fd = None
             self._db.close()
 
     def read_connection(self) -> sqlite3.Connection:
