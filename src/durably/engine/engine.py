@@ -136,6 +136,8 @@ class Engine:
         self.stopping = False
         # invocation id -> the members of the wait-for cycle it is part of
         self.deadlocks: dict[str, list[str]] = {}
+        # rows of active invocations changed in this batch (written by flush)
+        self._dirty: dict[str, ActiveInvocation] = {}
         # set in recover() when the store flushes its log off the loop (storage/durability.py)
         self._gate: DurabilityGate | None = None
 
@@ -155,6 +157,7 @@ class Engine:
         """Commit the current batch, then run the effects that waited for it."""
         self._flush_scheduled = False
         try:
+            self._write_dirty()
             self.store.commit()
         except Exception as e:  # a failed commit leaves us unable to keep promises
             log.critical("storage commit failed: %s", e)
@@ -426,9 +429,16 @@ class Engine:
     # ------------------------------------------------------------------ journal
 
     def _persist(self, inv: ActiveInvocation) -> None:
+        """Mark the row changed; it is written once per batch, just before the commit."""
         inv.row.modified_at = now_ms()
-        self.store.put_invocation(inv.row)
+        self._dirty[inv.id] = inv
         self._schedule_flush()
+
+    def _write_dirty(self) -> None:
+        if self._dirty:
+            dirty, self._dirty = self._dirty, {}
+            for inv in dirty.values():
+                self.store.put_invocation(inv.row)
 
     def _append(
         self, inv: ActiveInvocation, msg_type: int, body: bytes, *, persist_row: bool = True
@@ -748,7 +758,11 @@ class Engine:
         inv.row.waiting = None
         inv.row.inbox_seq = None
         inv.row.expires_at = now + self._retention_ms(inv)
-        self._persist(inv)
+        inv.row.modified_at = now
+        # written now: once it leaves `active`, lookups in this batch read the store
+        self._dirty.pop(inv.id, None)
+        self.store.put_invocation(inv.row)
+        self._schedule_flush()
         for timer_id in self._timer_ids.pop(inv.id, []):
             self.timers.cancel(timer_id)
         self.store.delete_timers_of(inv.id)
@@ -938,6 +952,7 @@ class Engine:
             if inv.attempt is not None:
                 inv.attempt.abort()
         try:
+            self._write_dirty()
             self.store.commit()
         except Exception:
             log.exception("final commit failed")
