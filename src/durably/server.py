@@ -138,6 +138,7 @@ class Durably:
         self._servers: list[_Server] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        self.introspector: Any = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -177,7 +178,10 @@ class Durably:
         engine.recover()
 
         ingress_app = IngressApp(engine, max_body=cfg.max_body_bytes)
-        admin_app = _admin_app(create_admin_app, registry, engine, cfg)
+        from durably.storage.introspection import Introspector
+
+        self.introspector = Introspector(str(store.path))
+        admin_app = _admin_app(create_admin_app, registry, engine, cfg, self.introspector)
         log_level = cfg.log_level if cfg.log_level != "info" else "warning"
         for app, sock in ((ingress_app, ingress_sock), (admin_app, admin_sock)):
             ucfg = uvicorn.Config(
@@ -225,20 +229,21 @@ class Durably:
             if not task.done():
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.introspector is not None:
+            self.introspector.close()
         if self.store is not None:
             self.store.close()
 
 
-def _admin_app(create_admin_app: Any, registry: Any, engine: Engine, cfg: ServerConfig) -> Any:
+def _admin_app(
+    create_admin_app: Any, registry: Any, engine: Engine, cfg: ServerConfig, introspector: Any
+) -> Any:
     from durably.admin.invocations import invocation_routes
+    from durably.admin.query import query_routes
 
     ingress_url = f"http://{cfg.bind}:{cfg.ingress_port}/"
-    try:
-        return create_admin_app(
-            registry, extra_routes=invocation_routes(engine), ingress_endpoint=ingress_url
-        )
-    except TypeError:
-        return create_admin_app(registry, extra_routes=invocation_routes(engine))
+    routes = [*invocation_routes(engine), *query_routes(introspector)]
+    return create_admin_app(registry, extra_routes=routes, ingress_endpoint=ingress_url)
 
 
 async def _serve(config: ServerConfig) -> int:

@@ -16,6 +16,7 @@ from .interpreter import virtual_object_command_interpreter
 from .kill_test import kill_test_runner, kill_test_singleton
 from .list_map import list_object, map_object
 from .non_deterministic import non_deterministic
+from .ops_test import ops_test_service
 from .proxy import proxy
 from .utils_service import test_utils_service
 
@@ -33,6 +34,7 @@ ALL_SERVICES = {
         list_object,
         map_object,
         non_deterministic,
+        ops_test_service,
         proxy,
         test_utils_service,
         virtual_object_command_interpreter,
