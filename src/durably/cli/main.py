@@ -22,6 +22,19 @@ def main() -> None:
     """durably: a durable invocation server that speaks Restate's protocols."""
 
 
+def _register_ops() -> None:
+    from durably.cli import ops
+
+    app.add_typer(ops.deployments_app, name="deployments")
+    app.add_typer(ops.services_app, name="services")
+    app.add_typer(ops.invocations_app, name="invocations")
+    app.add_typer(ops.state_app, name="state")
+    app.command("sql")(ops.sql_command)
+
+
+_register_ops()
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

@@ -407,7 +407,11 @@ _VIEW_NAMES = set(TABLES)
 _STRIP_LITERALS = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.S)
 # string literals and quoted identifiers (left alone), or the bare word `index`
 _INDEX_WORD = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|\bindex\b""", re.S | re.I)
-_READ_STATEMENT = re.compile(r"\s*\(*\s*(SELECT|WITH|VALUES)\b", re.I)
+_WRITE_VERBS = {
+    "INSERT", "UPDATE", "DELETE", "REPLACE", "UPSERT", "CREATE", "DROP", "ALTER", "ATTACH",
+    "DETACH", "PRAGMA", "VACUUM", "REINDEX", "ANALYZE", "BEGIN", "COMMIT", "END", "ROLLBACK",
+    "SAVEPOINT", "RELEASE",
+}
 
 
 def _quote_index(sql: str) -> str:
@@ -605,10 +609,9 @@ class Introspector:
             conn.db.close()
 
     def query(self, sql: str) -> QueryResult:
-        if not _READ_STATEMENT.match(_STRIP_LITERALS.sub(" ", sql)):
-            raise QueryRefused(
-                f"only SELECT queries are allowed (this statement is a {_first_word(sql)})"
-            )
+        verb = _first_word(sql)
+        if verb in _WRITE_VERBS:
+            raise QueryRefused(f"only SELECT queries are allowed (this statement is a {verb})")
         sql = _quote_index(sql)
         shadow = _shadowing_cte(sql)
         if shadow is not None:
