@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from durably.engine.notifications import notification, notification_id
 from durably.engine.retry import RetryPolicy
 from durably.engine.timers import TimerQueue
 from durably.ids import InvocationId
+from durably.metrics import NULL_METRICS, Metrics
 from durably.protocol import version as protocol_version
 from durably.protocol.framing import encode_frame
 from durably.protocol.messages import MessageType, is_notification, pb
@@ -131,6 +133,7 @@ class Engine:
         self._timer_ids: dict[str, list[int]] = {}
         self.on_fatal: Callable[[BaseException], None] | None = None
         self.stopping = False
+        self.metrics: Metrics = NULL_METRICS
 
     # ------------------------------------------------------------------ commit & effects
 
@@ -329,6 +332,7 @@ class Engine:
         for k, v in headers:
             inp.headers.add(key=k, value=v)
         self.active[inv_str] = inv
+        self.metrics.invocation_started(target.service, target.handler)
         self._append(inv, MessageType.INPUT_COMMAND, inp.SerializeToString(), persist_row=False)
         if execution_time is not None and execution_time > now:
             row.status = "scheduled"
@@ -524,6 +528,7 @@ class Engine:
             abort_timeout_s=options.abort_timeout_ms / 1000.0,
         )
         attempt.extra["journal_start"] = len(inv.journal)
+        attempt.extra["started_at"] = time.monotonic()
         inv.attempt = attempt
         self._persist(inv)
         invoker = self.invoker
@@ -591,6 +596,8 @@ class Engine:
         next_retry_delay_ms: int | None = None,
         behavior: int = 0,
     ) -> None:
+        if inv.attempt is not None:
+            self._attempt_ended(inv, inv.attempt, failed=True)
         inv.attempt = None
         inv.row.retry_count += 1
         inv.retries_since_entry += 1
@@ -634,6 +641,7 @@ class Engine:
         waiting: tuple[frozenset[int], frozenset[int], frozenset[str]],
     ) -> None:
         attempt.finished = True
+        self._attempt_ended(inv, attempt, failed=False)
         inv.attempt = None
         if self._satisfied(inv, waiting, int(attempt.extra.get("journal_start", 0))):
             self._start_attempt(inv)
@@ -656,6 +664,7 @@ class Engine:
 
     def complete_from_output(self, inv: ActiveInvocation, attempt: Attempt) -> None:
         attempt.finished = True
+        self._attempt_ended(inv, attempt, failed=False)
         result: Result | None = None
         for t, body in reversed(inv.journal):
             if t == MessageType.OUTPUT_COMMAND:
@@ -672,6 +681,15 @@ class Engine:
             self._fail_attempt(inv, 571, "the handler ended without an output")
             return
         self._complete(inv, result)
+
+    def _attempt_ended(self, inv: ActiveInvocation, attempt: Attempt, *, failed: bool) -> None:
+        started = attempt.extra.get("started_at")
+        self.metrics.attempt_ended(
+            inv.target.service,
+            inv.target.handler,
+            started if isinstance(started, float) else None,
+            failed,
+        )
 
     def _retention_ms(self, inv: ActiveInvocation) -> int:
         options = self._options(inv)
@@ -692,6 +710,9 @@ class Engine:
         if isinstance(inv.retry_handle, asyncio.TimerHandle):
             inv.retry_handle.cancel()
         inv.row.status = "completed"
+        self.metrics.invocation_completed(
+            inv.target.service, inv.target.handler, result.failure is not None
+        )
         inv.row.result = result.encode()
         inv.row.completed_at = now
         inv.row.waiting = None
