@@ -200,6 +200,8 @@ class Durably:
                 lifespan="off",
                 timeout_keep_alive=60,
                 loop="none",
+                # JSON logs: uvicorn's own lines go through our root handler too
+                **({"log_config": None} if cfg.log_format == "json" else {}),
             )
             server = _Server(ucfg)
             self._servers.append(server)
