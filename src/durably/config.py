@@ -16,5 +16,6 @@ class ServerConfig:
     enable_protocol_v7: bool = False
     cleanup_interval_s: float = 60.0
     log_level: str = "info"
+    log_format: str = "text"  # text | json
     log_json: bool = False
     max_body_bytes: int = 32 * 1024 * 1024

@@ -138,6 +138,8 @@ class Durably:
         self._servers: list[_Server] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        self.introspector: Any = None
+        self.metrics: Any = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -171,13 +173,24 @@ class Durably:
         registry = SchemaRegistry(load, save)
         schema = RegistrySchema(registry)
         self.engine = engine = Engine(store, schema, enable_protocol_v7=cfg.enable_protocol_v7)
+        from durably.metrics import Metrics
+
+        self.metrics = metrics = Metrics()
+        metrics.engine = engine
+        engine.metrics = metrics
+        store.on_commit = metrics.committed
         engine.on_fatal = lambda e: self._stop.set()
         self.invoker = Invoker(engine)
         engine.invoker = self.invoker
         engine.recover()
 
-        ingress_app = IngressApp(engine, max_body=cfg.max_body_bytes)
-        admin_app = _admin_app(create_admin_app, registry, engine, cfg)
+        ingress_app = metrics.wrap_ingress(IngressApp(engine, max_body=cfg.max_body_bytes))
+        from durably.storage.introspection import Introspector
+
+        self.introspector = Introspector(str(store.path))
+        admin_app = _admin_app(
+            create_admin_app, registry, engine, cfg, self.introspector, metrics
+        )
         log_level = cfg.log_level if cfg.log_level != "info" else "warning"
         for app, sock in ((ingress_app, ingress_sock), (admin_app, admin_sock)):
             ucfg = uvicorn.Config(
@@ -188,6 +201,8 @@ class Durably:
                 timeout_keep_alive=60,
                 loop="none",
                 server_header=False,  # as Restate: no `server` header
+                # JSON logs: uvicorn's own lines go through our root handler too
+                **({"log_config": None} if cfg.log_format == "json" else {}),
             )
             server = _Server(ucfg)
             self._servers.append(server)
@@ -226,20 +241,38 @@ class Durably:
             if not task.done():
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.introspector is not None:
+            self.introspector.close()
         if self.store is not None:
             self.store.close()
 
 
-def _admin_app(create_admin_app: Any, registry: Any, engine: Engine, cfg: ServerConfig) -> Any:
+def _admin_app(
+    create_admin_app: Any,
+    registry: Any,
+    engine: Engine,
+    cfg: ServerConfig,
+    introspector: Any,
+    metrics: Any,
+) -> Any:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
     from durably.admin.invocations import invocation_routes
+    from durably.admin.query import query_routes
+    from durably.metrics import CONTENT_TYPE
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     ingress_url = f"http://{cfg.bind}:{cfg.ingress_port}/"
-    try:
-        return create_admin_app(
-            registry, extra_routes=invocation_routes(engine), ingress_endpoint=ingress_url
-        )
-    except TypeError:
-        return create_admin_app(registry, extra_routes=invocation_routes(engine))
+    routes = [
+        *invocation_routes(engine),
+        *query_routes(introspector),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    return create_admin_app(registry, extra_routes=routes, ingress_endpoint=ingress_url)
 
 
 async def _serve(config: ServerConfig) -> int:

@@ -22,6 +22,19 @@ def main() -> None:
     """durably: a durable invocation server that speaks Restate's protocols."""
 
 
+def _register_ops() -> None:
+    from durably.cli import ops
+
+    app.add_typer(ops.deployments_app, name="deployments")
+    app.add_typer(ops.services_app, name="services")
+    app.add_typer(ops.invocations_app, name="invocations")
+    app.add_typer(ops.state_app, name="state")
+    app.command("sql")(ops.sql_command)
+
+
+_register_ops()
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
@@ -67,6 +80,12 @@ def serve(
     log_level: str = typer.Option(
         "info", "--log-level", envvar="DURABLY_LOG_LEVEL", help="debug, info, warning or error."
     ),
+    log_format: str = typer.Option(
+        "text",
+        "--log-format",
+        envvar="DURABLY_LOG_FORMAT",
+        help="'text' or 'json' (one object per line, with invocation_id when about one).",
+    ),
 ) -> None:
     """Run the server: HTTP ingress, admin API and the invocation engine."""
     from durably.config import ServerConfig
@@ -83,7 +102,12 @@ def serve(
     if not isinstance(level, int):
         typer.echo(f"durably: unknown log level {log_level!r}", err=True)
         raise typer.Exit(2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_format.lower() not in ("text", "json"):
+        typer.echo(f"durably: --log-format must be 'text' or 'json', not {log_format!r}", err=True)
+        raise typer.Exit(2)
+    from durably.logs import configure_logging
+
+    configure_logging(level, log_format.lower())
     # one line per discovery request from the HTTP client library is noise at INFO
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
     config = ServerConfig(
@@ -95,6 +119,7 @@ def serve(
         enable_protocol_v7=enable_protocol_v7,
         cleanup_interval_s=interval_s,
         log_level=log_level.lower(),
+        log_format=log_format.lower(),
     )
     raise typer.Exit(run_server(config))
 

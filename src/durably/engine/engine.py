@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from durably.engine.notifications import notification, notification_id
 from durably.engine.retry import RetryPolicy
 from durably.engine.timers import TimerQueue
 from durably.ids import InvocationId
+from durably.metrics import NULL_METRICS, Metrics
 from durably.protocol import version as protocol_version
 from durably.protocol.framing import encode_frame
 from durably.protocol.messages import MessageType, is_notification, pb
@@ -140,6 +142,7 @@ class Engine:
         self._dirty: dict[str, ActiveInvocation] = {}
         # set in recover() when the store flushes its log off the loop (storage/durability.py)
         self._gate: DurabilityGate | None = None
+        self.metrics: Metrics = NULL_METRICS
 
     # ------------------------------------------------------------------ commit & effects
 
@@ -363,6 +366,7 @@ class Engine:
             row.extra["restarted_from"] = restarted_from
         inv = ActiveInvocation(row=row, id_bytes=inv_id.to_bytes(), target=target, last_entry_at=now)
         self.active[inv_str] = inv
+        self.metrics.invocation_started(target.service, target.handler)
         if journal is None:
             inp = pb.InputCommandMessage(value=pb.Value(content=body))
             for k, v in headers:
@@ -577,6 +581,7 @@ class Engine:
             abort_timeout_s=options.abort_timeout_ms / 1000.0,
         )
         attempt.extra["journal_start"] = len(inv.journal)
+        attempt.extra["started_at"] = time.monotonic()
         inv.attempt = attempt
         self._persist(inv)
         invoker = self.invoker
@@ -644,6 +649,8 @@ class Engine:
         next_retry_delay_ms: int | None = None,
         behavior: int = 0,
     ) -> None:
+        if inv.attempt is not None:
+            self._attempt_ended(inv, inv.attempt, failed=True)
         inv.attempt = None
         inv.row.retry_count += 1
         inv.retries_since_entry += 1
@@ -689,6 +696,7 @@ class Engine:
         waiting: tuple[frozenset[int], frozenset[int], frozenset[str]],
     ) -> None:
         attempt.finished = True
+        self._attempt_ended(inv, attempt, failed=False)
         inv.attempt = None
         if self._satisfied(inv, waiting, int(attempt.extra.get("journal_start", 0))):
             self._start_attempt(inv)
@@ -716,6 +724,7 @@ class Engine:
 
     def complete_from_output(self, inv: ActiveInvocation, attempt: Attempt) -> None:
         attempt.finished = True
+        self._attempt_ended(inv, attempt, failed=False)
         result: Result | None = None
         for t, body in reversed(inv.journal):
             if t == MessageType.OUTPUT_COMMAND:
@@ -732,6 +741,15 @@ class Engine:
             self._fail_attempt(inv, 571, "the handler ended without an output")
             return
         self._complete(inv, result)
+
+    def _attempt_ended(self, inv: ActiveInvocation, attempt: Attempt, *, failed: bool) -> None:
+        started = attempt.extra.get("started_at")
+        self.metrics.attempt_ended(
+            inv.target.service,
+            inv.target.handler,
+            started if isinstance(started, float) else None,
+            failed,
+        )
 
     def _retention_ms(self, inv: ActiveInvocation) -> int:
         options = self._options(inv)
@@ -753,6 +771,9 @@ class Engine:
         if isinstance(inv.retry_handle, asyncio.TimerHandle):
             inv.retry_handle.cancel()
         inv.row.status = "completed"
+        self.metrics.invocation_completed(
+            inv.target.service, inv.target.handler, result.failure is not None
+        )
         inv.row.result = result.encode()
         inv.row.completed_at = now
         inv.row.waiting = None

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -175,6 +177,9 @@ class SqliteStore:
         except sqlite3.Error as e:
             raise StorageError(f"cannot open the database {self.path}: {e}") from e
         self._in_tx = False
+        # writes in the open batch, and who wants (seconds, writes) after each commit (metrics)
+        self._batch_ops = 0
+        self.on_commit: Callable[[float, int], None] | None = None
         self._wal_fd: int | None = None
 
     def sync(self) -> None:
@@ -192,6 +197,7 @@ class SqliteStore:
     # -- lifecycle -------------------------------------------------------------------
 
     def _begin(self) -> sqlite3.Connection:
+        self._batch_ops += 1
         if not self._in_tx:
             self._db.execute("BEGIN IMMEDIATE")
             self._in_tx = True
@@ -204,11 +210,16 @@ class SqliteStore:
     def commit(self) -> None:
         if self._in_tx:
             self._in_tx = False
+            started = time.perf_counter()
             self._db.execute("COMMIT")
+            ops, self._batch_ops = self._batch_ops, 0
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - started, ops)
 
     def rollback(self) -> None:
         if self._in_tx:
             self._in_tx = False
+            self._batch_ops = 0
             self._db.execute("ROLLBACK")
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from .invocation_ops import always_failing, call_chain, stepper
 from .kill_test import kill_test_runner, kill_test_singleton
 from .list_map import list_object, map_object
 from .non_deterministic import non_deterministic
+from .ops_test import ops_test_service
 from .proxy import proxy
 from .utils_service import test_utils_service
 
@@ -36,6 +37,7 @@ ALL_SERVICES = {
         list_object,
         map_object,
         non_deterministic,
+        ops_test_service,
         proxy,
         stepper,
         test_utils_service,

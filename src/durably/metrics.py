@@ -1,0 +1,173 @@
+"""Prometheus metrics (`GET /metrics` on the admin port).
+
+Counters and histograms are updated from a few places: the engine when an invocation is
+created, an attempt ends, an invocation completes; the storage after each commit; an ASGI
+wrapper around the ingress. Gauges (inbox depth, suspended invocations, pending timers) are
+read from the engine's memory when Prometheus scrapes, on the event loop that owns it.
+
+Each server has its own registry, so several servers in one process (tests) do not collide.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from durably.engine.engine import Engine
+
+__all__ = ["Metrics", "NULL_METRICS", "CONTENT_TYPE"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class _EngineGauges(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        engine = self.metrics.engine
+        inbox = GaugeMetricFamily(
+            "durably_inbox_depth", "Invocations waiting in virtual object inboxes"
+        )
+        suspended = GaugeMetricFamily("durably_invocations_suspended", "Suspended invocations")
+        timers = GaugeMetricFamily("durably_timers_pending", "Durable timers not fired yet")
+        active = GaugeMetricFamily(
+            "durably_invocations_active", "Unfinished invocations by status", labels=["status"]
+        )
+        if engine is not None:
+            inbox.add_metric([], sum(len(q) for q in engine.inboxes.values()))
+            by_status: dict[str, int] = {}
+            for inv in list(engine.active.values()):
+                by_status[inv.row.status] = by_status.get(inv.row.status, 0) + 1
+            suspended.add_metric([], by_status.get("suspended", 0))
+            timers.add_metric([], len(engine.timers))
+            for status, n in sorted(by_status.items()):
+                active.add_metric([status], n)
+        yield inbox
+        yield suspended
+        yield timers
+        yield active
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.engine: Engine | None = None
+        r = self.registry
+        self.started = Counter(
+            "durably_invocations_started", "Invocations created",
+            ["service", "handler"], registry=r,
+        )
+        self.completed = Counter(
+            "durably_invocations_completed", "Invocations completed (with any result)",
+            ["service", "handler"], registry=r,
+        )
+        self.failed = Counter(
+            "durably_invocations_failed", "Invocations completed with a terminal failure",
+            ["service", "handler"], registry=r,
+        )
+        self.attempt_failures = Counter(
+            "durably_attempt_failures", "Attempts that failed and will be retried or paused",
+            ["service", "handler"], registry=r,
+        )
+        self.attempt_seconds = Histogram(
+            "durably_attempt_duration_seconds", "Duration of one attempt (start to end)",
+            ["service", "handler"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.ingress_seconds = Histogram(
+            "durably_ingress_request_duration_seconds", "Ingress HTTP request latency",
+            ["method", "status"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "durably_storage_commit_duration_seconds", "Storage commit (fsync) latency",
+            buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=r,
+        )
+        self.commit_batch = Histogram(
+            "durably_storage_commit_batch_size", "Writes grouped into one storage commit",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r,
+        )
+        r.register(_EngineGauges(self))
+
+    # -- hooks (cheap: called on hot paths) ------------------------------------------------
+
+    def invocation_started(self, service: str, handler: str) -> None:
+        self.started.labels(service, handler).inc()
+
+    def invocation_completed(self, service: str, handler: str, failed: bool) -> None:
+        self.completed.labels(service, handler).inc()
+        if failed:
+            self.failed.labels(service, handler).inc()
+
+    def attempt_ended(self, service: str, handler: str, started: float | None,
+                      failed: bool) -> None:
+        if started is not None:
+            self.attempt_seconds.labels(service, handler).observe(time.monotonic() - started)
+        if failed:
+            self.attempt_failures.labels(service, handler).inc()
+
+    def committed(self, seconds: float, batch: int) -> None:
+        self.commit_seconds.observe(seconds)
+        self.commit_batch.observe(batch)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # -- ASGI ------------------------------------------------------------------------------
+
+    def wrap_ingress(self, app: Any) -> Any:
+        """An ASGI app that times each ingress request."""
+        histogram = self.ingress_seconds
+
+        async def timed(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            start = time.monotonic()
+            status = 0
+
+            async def send_wrapper(message: Any) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, send_wrapper)
+            finally:
+                histogram.labels(scope.get("method", ""), str(status)).observe(
+                    time.monotonic() - start
+                )
+
+        return timed
+
+
+class _NullMetrics(Metrics):
+    """Does nothing: the engine's default when no server wired real metrics."""
+
+    def __init__(self) -> None:
+        self.engine = None
+
+    def invocation_started(self, service: str, handler: str) -> None:
+        pass
+
+    def invocation_completed(self, service: str, handler: str, failed: bool) -> None:
+        pass
+
+    def attempt_ended(self, service: str, handler: str, started: float | None,
+                      failed: bool) -> None:
+        pass
+
+    def committed(self, seconds: float, batch: int) -> None:
+        pass
+
+
+NULL_METRICS: Metrics = _NullMetrics()

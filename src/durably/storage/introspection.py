@@ -1,0 +1,710 @@
+"""SQL introspection: Restate's `sys_*` tables as read-only SQLite views over our storage.
+
+`POST /query` answers SQL over tables named and shaped like Restate's (`sys_invocation`,
+`sys_journal`, `state`, ...). SQLite is the query engine:
+
+- each query runs on a separate read-only connection (`mode=ro`); with WAL it reads a
+  committed snapshot and never blocks the engine's writer;
+- the tables are TEMP views declared with every column Restate has (NULL where durably keeps
+  nothing comparable), so `SELECT *` and the official CLI's column lists work;
+- protobuf journal entries and encoded results are decoded by Python user functions;
+- an authorizer refuses anything but reads of those views (no writes, DDL, PRAGMA, ATTACH,
+  nor reads of our own tables); a progress handler bounds the time a query may take.
+
+Values come out as SQLite values; `render_value` turns them into what Restate's JSON output
+prints (RFC 3339 timestamps, ISO 8601 durations, hex for binary, booleans, lists). Timestamps
+are produced by the views as RFC 3339 text, so they sort and compare as times.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from durably.ids import partition_key_for
+from durably.storage.journal_view import entry_field
+
+__all__ = [
+    "COLUMNS",
+    "Introspector",
+    "QueryError",
+    "QueryRefused",
+    "QueryResult",
+    "TABLES",
+    "column_type",
+]
+
+_U64 = 1 << 64
+_I64_MAX = (1 << 63) - 1
+
+# Arrow type names as Restate's information_schema prints them.
+S = "LargeUtf8"
+U64 = "UInt64"
+U32 = "UInt32"
+B = "Boolean"
+T = 'Timestamp(ms, "+00:00")'
+D = "Duration(ms)"
+BIN = "LargeBinary"
+LS = "List(LargeUtf8)"
+LU = "List(UInt32)"
+
+
+def _cols(spec: str) -> list[tuple[str, str]]:
+    types = {"S": S, "U64": U64, "U32": U32, "B": B, "T": T, "D": D, "BIN": BIN, "LS": LS, "LU": LU}
+    out = []
+    for item in spec.split():
+        name, ty = item.split(":")
+        out.append((name, types[ty]))
+    return out
+
+
+# Every column of Restate 1.7.12's tables, in Restate's order (see information_schema.columns).
+_STATUS_COLS = (
+    "id:S vqueue_id:S status:S completion_result:S completion_failure:S target:S "
+    "target_service_name:S target_service_key:S target_handler_name:S target_service_ty:S "
+    "scope:S limit_key:S idempotency_key:S invoked_by:S invoked_by_id:S "
+    "invoked_by_subscription_id:S invoked_by_service_name:S invoked_by_target:S "
+    "restarted_from:S pinned_deployment_id:S pinned_service_protocol_version:U32 trace_id:S "
+    "journal_size:U32 journal_commands_size:U32 created_at:T created_using_restate_version:S "
+    "modified_at:T inboxed_at:T scheduled_at:T scheduled_start_at:T running_at:T "
+    "completed_at:T completion_retention:D journal_retention:D "
+    "suspended_waiting_for_completions:LU suspended_waiting_for_signals:LU "
+    "suspended_waiting_future_json:S"
+)
+_STATE_COLS = (
+    "id:S in_flight:B retry_count:U64 last_start_at:T last_attempt_deployment_id:S "
+    "last_attempt_server:S next_retry_at:T last_failure:S last_failure_error_code:S "
+    "last_failure_related_command_index:U64 last_failure_related_command_name:S "
+    "last_failure_related_command_type:S last_failure_related_entry_index:U64 "
+    "last_failure_related_entry_name:S last_failure_related_entry_type:S "
+    "last_awaiting_on_future_json:S"
+)
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "sys_invocation": _cols(
+        "id:S vqueue_id:S target:S target_service_name:S target_service_key:S "
+        "target_handler_name:S target_service_ty:S scope:S limit_key:S idempotency_key:S "
+        "invoked_by:S invoked_by_service_name:S invoked_by_id:S invoked_by_subscription_id:S "
+        "invoked_by_target:S restarted_from:S pinned_deployment_id:S "
+        "pinned_service_protocol_version:U32 trace_id:S journal_size:U32 "
+        "journal_commands_size:U32 created_at:T created_using_restate_version:S modified_at:T "
+        "inboxed_at:T scheduled_at:T scheduled_start_at:T running_at:T completed_at:T "
+        "completion_retention:D journal_retention:D suspended_waiting_for_completions:LU "
+        "suspended_waiting_for_signals:LU suspended_waiting_future_json:S retry_count:U64 "
+        "last_start_at:T next_retry_at:T last_attempt_deployment_id:S last_attempt_server:S "
+        "last_failure:S last_failure_error_code:S last_failure_related_entry_index:U64 "
+        "last_failure_related_entry_name:S last_failure_related_entry_type:S "
+        "last_failure_related_command_index:U64 last_failure_related_command_name:S "
+        "last_failure_related_command_type:S last_awaiting_on_future_json:S status:S "
+        "completion_result:S completion_failure:S"
+    ),
+    "sys_invocation_status": _cols("partition_key:U64 " + _STATUS_COLS),
+    "sys_invocation_state": _cols("partition_key:U64 " + _STATE_COLS),
+    "sys_journal": _cols(
+        "partition_key:U64 id:S index:U32 entry_type:S name:S completed:B invoked_id:S "
+        "invoked_target:S sleep_wakeup_at:T promise_name:S raw:BIN raw_length:U64 version:U32 "
+        "entry_json:S entry_lite_json:S appended_at:T"
+    ),
+    "state": _cols(
+        "partition_key:U64 scope:S service_name:S service_key:S key:S key_length:U64 "
+        "value_utf8:S value:BIN value_length:U64"
+    ),
+    "sys_promise": _cols(
+        "partition_key:U64 scope:S service_name:S service_key:S key:S completed:B "
+        "completion_success_value:BIN completion_success_value_utf8:S completion_failure:S"
+    ),
+    "sys_inbox": _cols(
+        "partition_key:U64 service_name:S service_key:S id:S sequence_number:U64 created_at:T"
+    ),
+    "sys_keyed_service_status": _cols(
+        "partition_key:U64 service_name:S service_key:S invocation_id:S"
+    ),
+    "sys_service": _cols("name:S revision:U64 public:B ty:S deployment_id:S"),
+    "sys_deployment": _cols(
+        "id:S ty:S endpoint:S created_at:T min_service_protocol_version:U32 "
+        "max_service_protocol_version:U32 services:LS"
+    ),
+}
+TABLES = tuple(COLUMNS)
+
+
+def _ts(expr: str) -> str:
+    """Epoch milliseconds -> RFC 3339 text with milliseconds, as Restate prints timestamps."""
+    return f"strftime('%Y-%m-%dT%H:%M:%fZ', ({expr}) / 1000.0, 'unixepoch')"
+
+
+_IN_FLIGHT = "i.status IN ('invoked', 'backing-off', 'paused')"
+_TARGET = (
+    "i.service || '/' || CASE WHEN i.key IS NULL THEN '' ELSE i.key || '/' END || i.handler"
+)
+# Our stored statuses -> Restate's: an inboxed invocation waits for its key's lock
+# ("pending"); an invoked one has an attempt in flight ("running").
+_STATUS = (
+    "CASE i.status WHEN 'inboxed' THEN 'pending' WHEN 'invoked' THEN 'running' "
+    "ELSE i.status END"
+)
+_INVOCATION_EXPRS: dict[str, str] = {
+    "partition_key": "i.partition_key",
+    "id": "i.id",
+    "target": _TARGET,
+    "target_service_name": "i.service",
+    "target_service_key": "i.key",
+    "target_handler_name": "i.handler",
+    "target_service_ty": "i.service_ty",
+    "idempotency_key": "i.idempotency_key",
+    "invoked_by": "i.invoked_by",
+    "invoked_by_service_name": (
+        "CASE WHEN i.invoked_by_target IS NULL THEN NULL ELSE "
+        "substr(i.invoked_by_target, 1, instr(i.invoked_by_target, '/') - 1) END"
+    ),
+    "invoked_by_id": "i.invoked_by_id",
+    "invoked_by_target": "i.invoked_by_target",
+    # Restate pins the deployment (and protocol version) when the first attempt starts.
+    "pinned_deployment_id": "CASE WHEN i.protocol_version IS NULL THEN NULL ELSE i.deployment_id END",
+    "pinned_service_protocol_version": "i.protocol_version",
+    "journal_size": "i.journal_length",
+    "journal_commands_size": (
+        "(SELECT count(*) FROM main.journal j WHERE j.invocation_id = i.id "
+        "AND j.entry_type BETWEEN 1024 AND 32767)"
+    ),
+    "created_at": _ts("i.created_at"),
+    "modified_at": _ts("i.modified_at"),
+    "inboxed_at": _ts("i.inboxed_at"),
+    "scheduled_at": _ts("CASE WHEN i.execution_time IS NULL THEN NULL ELSE i.created_at END"),
+    "scheduled_start_at": _ts("i.execution_time"),
+    "running_at": _ts("i.running_at"),
+    "completed_at": _ts("i.completed_at"),
+    "completion_retention": "durably_duration(i.expires_at - i.completed_at)",
+    "journal_retention": "durably_duration(i.expires_at - i.completed_at)",
+    "suspended_waiting_for_completions": (
+        "CASE WHEN i.waiting IS NULL THEN NULL ELSE json_extract(i.waiting, '$[0]') END"
+    ),
+    "suspended_waiting_for_signals": (
+        "CASE WHEN i.waiting IS NULL THEN NULL ELSE json_extract(i.waiting, '$[1]') END"
+    ),
+    "in_flight": "i.status = 'invoked'",
+    # Restate counts attempts (the running one included); we count failed attempts.
+    "retry_count": (
+        "CASE i.status WHEN 'invoked' THEN i.retry_count + 1 "
+        "WHEN 'backing-off' THEN i.retry_count WHEN 'paused' THEN i.retry_count END"
+    ),
+    "last_start_at": _ts(f"CASE WHEN {_IN_FLIGHT} THEN i.running_at END"),
+    "next_retry_at": _ts("CASE WHEN i.status = 'backing-off' THEN i.next_retry_at END"),
+    "last_attempt_deployment_id": (
+        f"CASE WHEN {_IN_FLIGHT} AND i.protocol_version IS NOT NULL THEN i.deployment_id END"
+    ),
+    "last_failure": (
+        f"CASE WHEN {_IN_FLIGHT} AND i.last_failure IS NOT NULL THEN "
+        "'[' || i.last_failure_code || '] ' || i.last_failure END"
+    ),
+    "last_failure_error_code": (
+        f"CASE WHEN {_IN_FLIGHT} THEN CAST(i.last_failure_code AS TEXT) END"
+    ),
+    "status": _STATUS,
+    "completion_result": "durably_result(i.result, 'kind')",
+    "completion_failure": "durably_result(i.result, 'failure')",
+}
+
+_JF = "durably_journal(j.entry_type, j.body, '{}')"
+_JOURNAL_EXPRS: dict[str, str] = {
+    "partition_key": "(SELECT i.partition_key FROM main.invocation i WHERE i.id = j.invocation_id)",
+    "id": "j.invocation_id",
+    "index": "j.idx",
+    "entry_type": _JF.format("entry_type"),
+    "name": _JF.format("name"),
+    # the callee's id is in the CallInvocationId notification the call command points at
+    "invoked_id": (
+        "CASE WHEN j.entry_type IN (1037, 1038) THEN (SELECT "
+        "durably_journal(n.entry_type, n.body, 'invocation_id') FROM main.journal n "
+        "WHERE n.invocation_id = j.invocation_id AND n.entry_type = 32782 AND "
+        "durably_journal(n.entry_type, n.body, 'completion_id') = "
+        + _JF.format("invocation_id_idx")
+        + " LIMIT 1) END"
+    ),
+    "invoked_target": _JF.format("invoked_target"),
+    "sleep_wakeup_at": _ts(_JF.format("sleep_wakeup_at")),
+    "promise_name": _JF.format("promise_name"),
+    "raw": "j.body",
+    "raw_length": "length(j.body)",
+    "version": "2",
+    "entry_json": _JF.format("entry_json"),
+    "entry_lite_json": _JF.format("entry_lite_json"),
+    "appended_at": _ts("j.appended_at"),
+}
+
+_STATE_EXPRS = {
+    "partition_key": "durably_partition_key(s.key)",
+    "service_name": "s.service",
+    "service_key": "s.key",
+    "key": "durably_utf8(s.name)",
+    "key_length": "length(s.name)",
+    "value_utf8": "durably_utf8(s.value)",
+    "value": "s.value",
+    "value_length": "length(s.value)",
+}
+_PROMISE_EXPRS = {
+    "partition_key": "durably_partition_key(p.key)",
+    "service_name": "p.service",
+    "service_key": "p.key",
+    "key": "p.name",
+    "completed": "p.result IS NOT NULL",
+    "completion_success_value": "durably_result(p.result, 'value')",
+    "completion_success_value_utf8": "durably_result(p.result, 'utf8')",
+    "completion_failure": "durably_result(p.result, 'failure')",
+}
+_INBOX_EXPRS = {
+    "partition_key": "i.partition_key",
+    "service_name": "i.service",
+    "service_key": "i.key",
+    "id": "i.id",
+    "sequence_number": "i.inbox_seq",
+    "created_at": _ts("i.created_at"),
+}
+_KEYED_EXPRS = {
+    "partition_key": "i.partition_key",
+    "service_name": "i.service",
+    "service_key": "i.key",
+    "invocation_id": "i.id",
+}
+# Who holds a virtual object key's lock: its running exclusive handler (Restate lists no
+# workflows here).
+_HOLDS_LOCK = (
+    "i.status IN ('invoked', 'suspended', 'backing-off', 'paused') AND "
+    "i.service_ty = 'virtual_object' AND i.handler_ty IS NOT 'shared'"
+)
+# Completed promises, and those someone awaits that nobody completed yet.
+_PROMISES = (
+    "(SELECT service, key, name, result FROM main.promise UNION ALL "
+    "SELECT DISTINCT l.service, l.key, l.name, NULL FROM main.promise_listener l "
+    "WHERE NOT EXISTS (SELECT 1 FROM main.promise q WHERE q.service = l.service "
+    "AND q.key = l.key AND q.name = l.name)) p"
+)
+
+
+def _view(name: str, exprs: dict[str, str], source: str) -> str:
+    select = ", ".join(f"{exprs.get(col, 'NULL')} AS \"{col}\"" for col, _ in COLUMNS[name])
+    return f"CREATE TEMP VIEW {name} AS SELECT {select} FROM {source}"
+
+
+_VIEWS = [
+    _view("sys_invocation", _INVOCATION_EXPRS, "main.invocation i"),
+    _view("sys_invocation_status", _INVOCATION_EXPRS, "main.invocation i"),
+    _view(
+        "sys_invocation_state",
+        _INVOCATION_EXPRS,
+        f"main.invocation i WHERE {_IN_FLIGHT}",
+    ),
+    _view("sys_journal", _JOURNAL_EXPRS, "main.journal j"),
+    _view("state", _STATE_EXPRS, "main.state s"),
+    _view("sys_promise", _PROMISE_EXPRS, _PROMISES),
+    _view("sys_inbox", _INBOX_EXPRS, "main.invocation i WHERE i.status = 'inboxed'"),
+    _view("sys_keyed_service_status", _KEYED_EXPRS, f"main.invocation i WHERE {_HOLDS_LOCK}"),
+    _view(
+        "sys_service",
+        {c: f"s.{c}" for c, _ in COLUMNS["sys_service"]},
+        "temp._durably_service s",
+    ),
+    _view(
+        "sys_deployment",
+        {c: f"d.{c}" for c, _ in COLUMNS["sys_deployment"]},
+        "temp._durably_deployment d",
+    ),
+]
+_SCRATCH_TABLES = """
+CREATE TEMP TABLE _durably_service (name, revision, public, ty, deployment_id);
+CREATE TEMP TABLE _durably_deployment (id, ty, endpoint, created_at,
+    min_service_protocol_version, max_service_protocol_version, services);
+"""
+
+# Output conversions by column name (SQLite keeps no types on expressions): Restate's
+# booleans, u64 partition keys, and list columns.
+_BOOL_NAMES = {
+    name for cols in COLUMNS.values() for name, ty in cols if ty == B
+} | {"pinned_deployment_exists"}
+_LIST_NAMES = {name for cols in COLUMNS.values() for name, ty in cols if ty in (LS, LU)}
+_U64_NAMES = {"partition_key"}
+
+
+def column_type(table: str, column: str) -> str | None:
+    for name, ty in COLUMNS.get(table, ()):
+        if name == column:
+            return ty
+    return None
+
+
+# -- user functions ---------------------------------------------------------------------
+
+
+def _duration(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    seconds, rem = divmod(int(ms), 1000)
+    return f"PT{seconds}S" if rem == 0 else f"PT{seconds}.{rem:03d}S"
+
+
+def _utf8(data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    return bytes(data).decode("utf-8", errors="replace")
+
+
+def _result(data: bytes | None, what: str) -> Any:
+    """Fields of an encoded completion result (see engine.model.Result.encode)."""
+    if data is None:
+        return None
+    raw = bytes(data)
+    success = raw[:1] == b"V"
+    if what == "kind":
+        return "success" if success else "failure"
+    if what == "value":
+        return raw[1:] if success else None
+    if what == "utf8":
+        return raw[1:].decode("utf-8", errors="replace") if success else None
+    if what == "failure":
+        if success:
+            return None
+        d = orjson.loads(raw[1:])
+        return f"[{d['code']}] {d['message']}"
+    return None
+
+
+def _partition_key(key: str | None) -> int | None:
+    if key is None:
+        return None
+    pk = partition_key_for(key=key)
+    return pk - _U64 if pk > _I64_MAX else pk  # SQLite integers are signed
+
+
+# -- refusal ----------------------------------------------------------------------------
+
+
+class QueryRefused(Exception):
+    """A statement that is not a plain read of the introspection tables."""
+
+
+class QueryError(Exception):
+    """SQL that SQLite could not run (syntax, unknown table or column, timeout)."""
+
+
+# SQLite's authorizer action codes (sqlite3.h), for refusal messages.
+_ACTION_NAMES = {
+    1: "create index", 2: "create table", 3: "create temp index", 4: "create temp table",
+    5: "create temp trigger", 6: "create temp view", 7: "create trigger", 8: "create view",
+    9: "delete", 10: "drop index", 11: "drop table", 12: "drop temp index",
+    13: "drop temp table", 14: "drop temp trigger", 15: "drop temp view", 16: "drop trigger",
+    17: "drop view", 18: "insert", 19: "pragma", 22: "transaction", 23: "update",
+    24: "attach", 25: "detach", 26: "alter table", 27: "reindex", 28: "analyze",
+    29: "create virtual table", 30: "drop virtual table", 32: "savepoint",
+}
+_ALLOWED_FUNCTIONS_DENY = {"load_extension", "readfile", "writefile", "edit"}
+_VIEW_NAMES = set(TABLES)
+_STRIP_LITERALS = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.S)
+# string literals and quoted identifiers (left alone), or the bare word `index`
+_INDEX_WORD = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|/\*.*?\*/|\bindex\b""", re.S | re.I)
+_WRITE_VERBS = {
+    "INSERT", "UPDATE", "DELETE", "REPLACE", "UPSERT", "CREATE", "DROP", "ALTER", "ATTACH",
+    "DETACH", "PRAGMA", "VACUUM", "REINDEX", "ANALYZE", "BEGIN", "COMMIT", "END", "ROLLBACK",
+    "SAVEPOINT", "RELEASE",
+}
+
+
+def _quote_index(sql: str) -> str:
+    """`index` is a column of sys_journal (and Restate's CLI writes `ORDER BY index`), but a
+    reserved word to SQLite; in a read-only statement it can only be an identifier."""
+    return _INDEX_WORD.sub(lambda m: '"index"' if m.group(0).lower() == "index" else m.group(0), sql)
+
+
+def _first_word(sql: str) -> str:
+    text = _STRIP_LITERALS.sub(" ", sql).strip()
+    return text.split(None, 1)[0].upper() if text else ""
+
+
+def _shadowing_cte(sql: str) -> str | None:
+    """A CTE named like one of our views would read our raw tables under its name."""
+    text = _STRIP_LITERALS.sub("''", sql)
+    for m in re.finditer(r'[`"\[]?(\w+)[`"\]]?\s*(?:\([^()]*\))?\s+AS\s*(?:NOT\s+)?'
+                         r'(?:MATERIALIZED\s*)?\(', text, re.I):
+        if m.group(1).lower() in _VIEW_NAMES:
+            return m.group(1)
+    return None
+
+
+class _Guard:
+    """The authorizer: reads of the introspection views, and nothing else."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def __call__(
+        self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
+    ) -> int:
+        if action == sqlite3.SQLITE_SELECT or action == sqlite3.SQLITE_RECURSIVE:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_FUNCTION:
+            if arg2 and arg2.lower() in _ALLOWED_FUNCTIONS_DENY:
+                return self._deny(f"the function {arg2}() is not allowed")
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_READ:
+            if db == "information_schema" or (db == "temp" and arg1 in _VIEW_NAMES):
+                return sqlite3.SQLITE_OK
+            if source in _VIEW_NAMES:
+                return sqlite3.SQLITE_OK  # a view reading what it is defined over
+            if arg2 == "" and db in ("main", "temp"):
+                # `count(*)` over a flattened view reads the base table without columns
+                return sqlite3.SQLITE_OK
+            return self._deny(
+                f"'{arg1}' is not an introspection table; query one of: "
+                + ", ".join(sorted(TABLES))
+            )
+        what = _ACTION_NAMES.get(action, f"action {action}")
+        return self._deny(f"only SELECT queries are allowed (this statement does: {what})")
+
+    def _deny(self, reason: str) -> int:
+        if self.reason is None:
+            self.reason = reason
+        return sqlite3.SQLITE_DENY
+
+
+# -- the query runner -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool = False
+
+
+class _Connection:
+    def __init__(self, db_path: str, registry_rows: Callable[[bytes | None], Any]) -> None:
+        self.db = sqlite3.connect(
+            f"file:{db_path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+        )
+        for name, fn, n in (
+            ("durably_journal", entry_field, 3),
+            ("durably_duration", _duration, 1),
+            ("durably_utf8", _utf8, 1),
+            ("durably_result", _result, 2),
+            ("durably_partition_key", _partition_key, 1),
+        ):
+            self.db.create_function(name, n, fn, deterministic=True)
+        self.db.executescript(_SCRATCH_TABLES)
+        for sql in _VIEWS:
+            self.db.execute(sql)
+        self.db.execute("ATTACH DATABASE ':memory:' AS information_schema")
+        self.db.execute(
+            "CREATE TABLE information_schema.columns (table_catalog, table_schema, table_name, "
+            "column_name, ordinal_position, data_type, is_nullable)"
+        )
+        self.db.executemany(
+            "INSERT INTO information_schema.columns VALUES ('restate', 'public', ?, ?, ?, ?, ?)",
+            [
+                (t, c, i, ty, "NO" if (t, c) in _NOT_NULL else "YES")
+                for t, cols in COLUMNS.items()
+                for i, (c, ty) in enumerate(cols)
+            ],
+        )
+        self.db.execute(
+            "CREATE TABLE information_schema.tables (table_catalog, table_schema, table_name, "
+            "table_type)"
+        )
+        self.db.executemany(
+            "INSERT INTO information_schema.tables VALUES ('restate', 'public', ?, 'VIEW')",
+            [(t,) for t in TABLES],
+        )
+        self.registry_raw: bytes | None = b"\0"  # forces the first refresh
+        self.registry_rows = registry_rows
+
+    def refresh_registry(self) -> None:
+        """Copy deployments and services from the stored registry document when it changed."""
+        row = self.db.execute("SELECT value FROM main.meta WHERE key = 'schema_registry'").fetchone()
+        raw = None if row is None else bytes(row[0])
+        if raw == self.registry_raw:
+            return
+        services, deployments = self.registry_rows(raw)
+        self.db.execute("BEGIN")
+        self.db.execute("DELETE FROM temp._durably_service")
+        self.db.execute("DELETE FROM temp._durably_deployment")
+        self.db.executemany("INSERT INTO temp._durably_service VALUES (?, ?, ?, ?, ?)", services)
+        self.db.executemany(
+            "INSERT INTO temp._durably_deployment VALUES (?, ?, ?, ?, ?, ?, ?)", deployments
+        )
+        self.db.execute("COMMIT")
+        self.registry_raw = raw
+
+
+_NOT_NULL = {("sys_invocation", "status")}
+
+
+def registry_rows(raw: bytes | None) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(services, deployments) rows for the views, from the stored registry document."""
+    if raw is None:
+        return [], []
+    from durably.schema.registry import SchemaRegistry
+
+    doc = orjson.loads(raw)
+    reg = SchemaRegistry(lambda: doc, lambda _doc: None)
+    services = [
+        (s.name, s.revision, int(bool(s.public)), s.ty, s.deployment_id)
+        for s in reg.list_services()
+    ]
+    deployments = [
+        (
+            d.id,
+            "http",
+            d.uri,
+            _iso_ms(d.created_at_ms),
+            d.min_protocol_version,
+            d.max_protocol_version,
+            orjson.dumps(list(d.service_names)).decode(),
+        )
+        for d in reg.list_deployments()
+    ]
+    return services, deployments
+
+
+def _iso_ms(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+class Introspector:
+    """Runs introspection queries (blocking: call it from a worker thread)."""
+
+    def __init__(
+        self,
+        db_path: str,
+        *,
+        max_rows: int = 100_000,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.db_path = db_path
+        self.max_rows = max_rows
+        self.timeout_s = timeout_s
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
+
+    def _take(self) -> _Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return _Connection(self.db_path, registry_rows)
+
+    def _give_back(self, conn: _Connection) -> None:
+        with self._lock:
+            if len(self._idle) < 4:
+                self._idle.append(conn)
+                return
+        conn.db.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.db.close()
+
+    def query(self, sql: str) -> QueryResult:
+        verb = _first_word(sql)
+        if verb in _WRITE_VERBS:
+            raise QueryRefused(f"only SELECT queries are allowed (this statement is a {verb})")
+        sql = _quote_index(sql)
+        shadow = _shadowing_cte(sql)
+        if shadow is not None:
+            raise QueryRefused(f"a common table expression may not be named like the table {shadow}")
+        try:
+            conn = self._take()
+        except sqlite3.Error as e:
+            raise QueryError(f"cannot open the database for reading: {e}") from None
+        ok = False
+        try:
+            result = self._run(conn, sql)
+            ok = True
+            return result
+        finally:
+            if ok:
+                self._give_back(conn)
+            else:
+                conn.db.close()
+
+    def _run(self, conn: _Connection, sql: str) -> QueryResult:
+        db = conn.db
+        try:
+            conn.refresh_registry()
+        except sqlite3.Error as e:
+            raise QueryError(f"cannot read the registry: {e}") from None
+        guard = _Guard()
+        deadline = time.monotonic() + self.timeout_s
+        timed_out = False
+
+        def progress() -> int:
+            nonlocal timed_out
+            if time.monotonic() > deadline:
+                timed_out = True
+                return 1
+            return 0
+
+        db.execute("BEGIN")  # one snapshot for the whole query
+        db.set_authorizer(guard)
+        db.set_progress_handler(progress, 10_000)
+        try:
+            cur = db.execute(sql)
+            columns = [d[0] for d in cur.description or ()]
+            rows = cur.fetchmany(self.max_rows + 1)
+        except sqlite3.Warning as e:  # e.g. several statements
+            raise QueryError(str(e)) from None
+        except sqlite3.Error as e:
+            if guard.reason is not None:
+                raise QueryRefused(guard.reason) from None
+            if str(e).startswith("cannot modify"):
+                raise QueryRefused(f"only SELECT queries are allowed ({e})") from None
+            if timed_out:
+                raise QueryError(
+                    f"the query ran longer than {self.timeout_s:g}s and was interrupted"
+                ) from None
+            raise QueryError(str(e)) from None
+        finally:
+            db.set_authorizer(None)
+            db.set_progress_handler(None, 0)
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        truncated = len(rows) > self.max_rows
+        return QueryResult(columns, rows[: self.max_rows], truncated)
+
+
+# -- rendering --------------------------------------------------------------------------
+
+
+def render_value(column: str, value: Any) -> Any:
+    """A SQLite value -> what Restate's JSON output prints for that column."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, int):
+        if column in _BOOL_NAMES and value in (0, 1):
+            return bool(value)
+        if value < 0 and column in _U64_NAMES:
+            return value + _U64
+        return value
+    if isinstance(value, str) and column in _LIST_NAMES and value.startswith("["):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+def rows_as_json(result: QueryResult) -> list[dict[str, Any]]:
+    """Row objects as Restate prints them: NULL columns are left out."""
+    cols: Sequence[str] = result.columns
+    out = []
+    for row in result.rows:
+        obj: dict[str, Any] = {}
+        for name, value in zip(cols, row, strict=True):
+            if value is not None:
+                obj[name] = render_value(name, value)
+        out.append(obj)
+    return out
