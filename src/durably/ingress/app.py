@@ -113,9 +113,8 @@ class IngressApp:
             body = await self._body(receive)
             invocation_id = self._target_from_body(body)
             if route.action == "lookup":
-                row = self.engine.lookup(invocation_id)
-                if row is None:
-                    raise HttpError(404, "invocation not found")
+                # Restate answers with the (deterministic) id without checking that the
+                # invocation exists.
                 await _json(send, 200, {"invocationId": invocation_id}, [])
                 return
             await self._attach_or_output(send, invocation_id, route.action, workflow=False)
@@ -321,7 +320,9 @@ class IngressApp:
     async def _attach_or_output(self, send: Send, inv_id: str, action: str, *, workflow: bool) -> None:
         row = self.engine.lookup(inv_id)
         if row is None:
-            if action == "attach" and workflow:
+            # Restate: attaching to an unknown invocation (by id, idempotency key or
+            # workflow) fails like an invocation would; output is refused by the ingress.
+            if action == "attach":
                 await self._send_failure(send, inv_id, Failure(404, "not found"), [])
                 return
             raise HttpError(404, "invocation not found")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .awakeable_holder import awakeable_holder
 from .block_and_wait_workflow import block_and_wait_workflow
 from .cancel_test import cancel_test_blocking_service, cancel_test_runner
+from .client_awakeable import client_awakeable
 from .counter import counter
 from .failing import failing
 from .interpreter import virtual_object_command_interpreter
@@ -26,6 +27,7 @@ ALL_SERVICES = {
         block_and_wait_workflow,
         cancel_test_blocking_service,
         cancel_test_runner,
+        client_awakeable,
         counter,
         failing,
         kill_test_runner,
