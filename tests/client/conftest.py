@@ -12,18 +12,15 @@ own thread): one test body exercises both twins.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from durably.client import AsyncClient, Client, ClientError
+from tests.client.support import Blocking, LoopThread
 from tests.support.harness import Env, start_env, stop_env
+
+from durably.client import AsyncClient, Client
 
 
 @pytest.fixture(scope="module")
@@ -38,52 +35,6 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         yield e
     finally:
         stop_env(e)
-
-
-class LoopThread:
-    """An asyncio event loop running in a daemon thread."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-class Blocking:
-    """Blocking view of an async client object: coroutine methods are run to completion
-    on ``LoopThread``; returned ``Async*`` objects are wrapped again."""
-
-    def __init__(self, target: Any, loop: LoopThread) -> None:
-        self._target = target
-        self._loop = loop
-
-    def _wrap(self, value: Any) -> Any:
-        if type(value).__module__.startswith("durably.client._async"):
-            return Blocking(value, self._loop)
-        return value
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._target, name)
-        if inspect.iscoroutinefunction(attr):
-            def run(*args: Any, **kwargs: Any) -> Any:
-                return self._wrap(self._loop.run(attr(*args, **kwargs)))
-            return run
-        if callable(attr):
-            def call(*args: Any, **kwargs: Any) -> Any:
-                return self._wrap(attr(*args, **kwargs))
-            return call
-        return self._wrap(attr)
-
-    def __repr__(self) -> str:
-        return f"Blocking({self._target!r})"
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -104,15 +55,3 @@ def c(request: pytest.FixtureRequest, env: Env) -> Iterator[Any]:
 async def _make_async(env: Env) -> AsyncClient:
     # httpx.AsyncClient binds to the loop it is first used on: build it inside the loop.
     return AsyncClient(env.ingress, admin_url=env.admin)
-
-
-def eventually(fn: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Retry ``fn`` until it stops raising an assertion or client error; return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return fn()
-        except (AssertionError, ClientError):
-            if time.monotonic() >= deadline:
-                raise
-        time.sleep(0.1)
