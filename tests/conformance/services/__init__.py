@@ -12,6 +12,7 @@ from .block_and_wait_workflow import block_and_wait_workflow
 from .cancel_test import cancel_test_blocking_service, cancel_test_runner
 from .client_awakeable import client_awakeable
 from .counter import counter
+from .docs_examples import greeter, orders, payments, reminders, signup
 from .failing import failing
 from .interpreter import virtual_object_command_interpreter
 from .kill_test import kill_test_runner, kill_test_singleton
@@ -30,6 +31,11 @@ ALL_SERVICES = {
         client_awakeable,
         counter,
         failing,
+        greeter,
+        orders,
+        payments,
+        reminders,
+        signup,
         kill_test_runner,
         kill_test_singleton,
         list_object,
