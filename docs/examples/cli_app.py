@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None, client: Client | None = None) -> int:
     sub.add_parser("cancel").add_argument("invocation_id")
     args = parser.parse_args(argv)
 
-    with client or Client() as c:  # Client() reads DURABLY_URL / RESTATE_URL
+    # Client() reads DURABLY_URL / RESTATE_URL; retry=True retries only what is safe to resend
+    with client or Client(retry=True) as c:
         try:
             if args.command == "greet":
                 print(c.service("Greeter").call("greet", args.name, output=str, timeout=30))

@@ -34,8 +34,9 @@ class SignupStatus(BaseModel):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # one pooled client per process; AsyncClient() reads DURABLY_URL / RESTATE_URL
-    async with AsyncClient() as client:
+    # one pooled client per process; AsyncClient() reads DURABLY_URL / RESTATE_URL;
+    # retry=True retries overload and routing errors, and nothing that could run twice
+    async with AsyncClient(retry=True) as client:
         app.state.durably = client
         yield
 

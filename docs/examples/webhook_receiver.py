@@ -40,7 +40,7 @@ async def receive_payment_event(request: Request) -> JSONResponse:
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    async with AsyncClient() as client:
+    async with AsyncClient(retry=True) as client:
         app.state.durably = client
         yield
 

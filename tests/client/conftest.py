@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.client.support import Blocking, LoopThread
+from tests.client.support import RETRY, Blocking, LoopThread
 from tests.support.harness import Env, start_env, stop_env
 
 from durably.client import AsyncClient, Client
@@ -40,7 +40,7 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(params=["sync", "async"])
 def c(request: pytest.FixtureRequest, env: Env) -> Iterator[Any]:
     if request.param == "sync":
-        with Client(env.ingress, admin_url=env.admin) as client:
+        with Client(env.ingress, admin_url=env.admin, retry=RETRY) as client:
             yield client
         return
     loop = LoopThread()
@@ -54,4 +54,4 @@ def c(request: pytest.FixtureRequest, env: Env) -> Iterator[Any]:
 
 async def _make_async(env: Env) -> AsyncClient:
     # httpx.AsyncClient binds to the loop it is first used on: build it inside the loop.
-    return AsyncClient(env.ingress, admin_url=env.admin)
+    return AsyncClient(env.ingress, admin_url=env.admin, retry=RETRY)

@@ -9,7 +9,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from durably.client import ClientError
+from durably.client import ClientError, RetryPolicy
+
+# Restate answers 503 "cannot find node for partition N" while a partition's leader is still
+# being elected after start-up: safe and transient, so the clients under test retry it.
+RETRY = RetryPolicy(max_attempts=30, initial_delay=0.1, max_delay=1.0)
 
 
 class LoopThread:

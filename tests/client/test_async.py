@@ -7,6 +7,7 @@ import asyncio
 import uuid
 
 import pytest
+from tests.client.support import RETRY
 from tests.support.harness import Env
 
 from durably.client import AsyncClient, InvocationFailed, NotReady
@@ -19,7 +20,7 @@ def key() -> str:
 
 
 async def test_concurrent_calls_share_one_pool(env: Env) -> None:
-    async with AsyncClient(env.ingress, admin_url=env.admin) as c:
+    async with AsyncClient(env.ingress, admin_url=env.admin, retry=RETRY) as c:
         counter = c.object("Counter", key())
         results = await asyncio.gather(*(counter.call("add", 1) for _ in range(10)))
         assert sorted(r["newValue"] for r in results) == list(range(1, 11))
@@ -27,7 +28,7 @@ async def test_concurrent_calls_share_one_pool(env: Env) -> None:
 
 
 async def test_attach_waits_while_another_task_unblocks(env: Env) -> None:
-    async with AsyncClient(env.ingress, admin_url=env.admin) as c:
+    async with AsyncClient(env.ingress, admin_url=env.admin, retry=RETRY) as c:
         wf = c.workflow("BlockAndWaitWorkflow", key())
         handle = await wf.submit("a")
         while await wf.call("getState") != "a":
@@ -41,7 +42,7 @@ async def test_attach_waits_while_another_task_unblocks(env: Env) -> None:
 
 
 async def test_async_errors_are_the_same_classes(env: Env) -> None:
-    async with AsyncClient(env.ingress, admin_url=env.admin) as c:
+    async with AsyncClient(env.ingress, admin_url=env.admin, retry=RETRY) as c:
         with pytest.raises(InvocationFailed) as exc:
             await c.object("Failing", key()).call("terminallyFailingCall", {"errorMessage": "x"})
         assert exc.value.code == 500

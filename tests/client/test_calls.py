@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 
 import pydantic
 import pytest
+from tests.client.support import RETRY
 
 from durably.client import Client, OutputError
 
@@ -92,7 +93,7 @@ def test_extra_headers_reach_the_handler(c: Any) -> None:
 
 
 def test_client_wide_headers_reach_the_handler(env: Any) -> None:
-    with Client(env.ingress, admin_url=env.admin, headers={"x-app": "cli"}) as client:
+    with Client(env.ingress, admin_url=env.admin, headers={"x-app": "cli"}, retry=RETRY) as client:
         seen = client.service("TestUtilsService").call("echoHeaders", output=dict[str, str])
     assert seen["x-app"] == "cli"
 

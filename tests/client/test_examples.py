@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from docs.examples import (
@@ -17,7 +18,7 @@ from docs.examples import (
 )
 from fastapi.testclient import TestClient
 from starlette.testclient import TestClient as StarletteTestClient
-from tests.client.support import eventually
+from tests.client.support import RETRY, eventually
 from tests.support.harness import Env
 
 from durably.client import Client, InvocationFailed
@@ -31,7 +32,7 @@ def key() -> str:
 
 @pytest.fixture
 def client(env: Env) -> Iterator[Client]:
-    with Client(env.ingress, admin_url=env.admin) as c:
+    with Client(env.ingress, admin_url=env.admin, retry=RETRY) as c:
         yield c
 
 
@@ -99,3 +100,14 @@ def test_idempotent_payment(client: Client) -> None:
 def test_workflow_progress(client: Client) -> None:
     email = f"{key()}@example.com"
     assert workflow_progress.run_signup(client, email, poll_every=0.05) == f"welcome aboard, {email}"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["cli_app", "web_fastapi", "scheduler", "webhook_receiver", "idempotent_payment",
+     "workflow_progress", "services"],
+)
+def test_docs_show_each_example_as_it_is(name: str) -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    code = (docs / "examples" / f"{name}.py").read_text()
+    assert f"```python\n{code}```" in (docs / "client.md").read_text()

@@ -230,3 +230,27 @@ def test_admin_on_unknown_invocation_is_not_found(c: Any) -> None:
         c.invocation(unknown).output()
     with pytest.raises(NotFound):
         c.invocation(unknown).attach()
+
+
+def test_attach_to_unknown_invocation_fails_like_an_invocation(c: Any) -> None:
+    unknown = "inv_1imxCwYSsgrw07uIPAUk3mcmqJOL1G4fIX"
+    with pytest.raises(NotFound) as exc:
+        c.invocation(unknown).attach()
+    # Restate answers attach with the invocation's failure (source "invocation") and
+    # output with an ingress refusal
+    assert (exc.value.source, exc.value.invocation_id) == ("invocation", unknown)
+    with pytest.raises(NotFound) as exc:
+        c.service("TestUtilsService").invocation("echo", idempotency_key=key()).attach()
+    assert exc.value.source == "invocation"
+    with pytest.raises(NotFound) as exc:
+        c.invocation(unknown).output()
+    assert exc.value.source == "ingress"
+
+
+def test_lookup_predicts_the_id_of_an_idempotent_invocation(c: Any) -> None:
+    ik = key()
+    predicted = c.service("TestUtilsService").invocation("echo", idempotency_key=ik).lookup()
+    sent = c.service("TestUtilsService").send("echo", "x", idempotency_key=ik)
+    assert sent.invocation_id == predicted
+    wf = c.workflow(WF, key())
+    assert wf.handle.lookup() == wf.submit("x").invocation_id

@@ -468,6 +468,8 @@ def transport_error(exc: httpx.HTTPError, request: Request) -> ClientError:
 class RetryPolicy:
     """Opt-in automatic retries of errors that are both safe and transient.
 
+    A ``Timeout`` after the request was sent is not retried: it is the caller's deadline.
+
     Delays grow from ``initial_delay`` by ``factor`` up to ``max_delay`` with +-``jitter``
     (a fraction); a ``Retry-After`` header (seconds) from the server is honoured.
     ``max_attempts`` counts the first attempt too.
@@ -482,6 +484,10 @@ class RetryPolicy:
     def next_delay(self, error: ClientError, attempt: int) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or ``None`` to give up."""
         if attempt >= self.max_attempts or not error.retryable:
+            return None
+        if isinstance(error, Timeout) and error.sent:
+            # the caller's own deadline passed while the server worked: resending would
+            # only wait again; the caller decides (attach later, or call again)
             return None
         delay = min(self.max_delay, self.initial_delay * self.factor ** (attempt - 1))
         if self.jitter:

@@ -150,3 +150,11 @@ def test_decode_by_content_type() -> None:
     assert serde.decode(b"\x01", "application/octet-stream", None) == b"\x01"
     assert serde.decode(b"hi", "text/plain", str) == "hi"
     assert serde.decode(b'{"n": 3}', "application/json", Inner) == Inner(3)
+
+
+def test_retry_policy_does_not_retry_the_callers_own_deadline() -> None:
+    from durably.client import Timeout
+
+    policy = RetryPolicy(max_attempts=3, jitter=0)
+    assert policy.next_delay(Timeout("read", retry_safe=True, sent=True), 1) is None
+    assert policy.next_delay(Timeout("connect", retry_safe=True, sent=False), 1) == 0.1
