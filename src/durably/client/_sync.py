@@ -51,10 +51,9 @@ class Client:
         self.url = m.ingress_url(url)
         self.admin_url = m.admin_url(admin_url)
         self.retry = m.retry_policy(retry)
+        self.headers: dict[str, str] = dict(headers or {})
         self._own_http = http_client is None
-        self._http = http_client or httpx.Client(timeout=timeout, headers=dict(headers or {}))
-        if http_client is not None and headers:
-            self._http.headers.update(headers)
+        self._http = http_client or httpx.Client(timeout=timeout)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -184,7 +183,8 @@ class Client:
                     request.method,
                     request.url,
                     content=request.content,
-                    headers=request.headers,
+                    # per-request headers win over the client-wide ones
+                    headers={**self.headers, **request.headers},
                     params=request.params or None,
                     timeout=httpx.USE_CLIENT_DEFAULT if request.timeout is None else request.timeout,
                 )

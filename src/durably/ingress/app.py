@@ -117,7 +117,7 @@ class IngressApp:
                 # invocation exists.
                 await _json(send, 200, {"invocationId": invocation_id}, [])
                 return
-            await self._attach_or_output(send, invocation_id, route.action, workflow=False)
+            await self._attach_or_output(send, invocation_id, route.action)
             return
         if method != "GET":
             raise HttpError(405, "method not allowed, use GET")
@@ -128,7 +128,7 @@ class IngressApp:
                 raise HttpError(
                     400, f"bad invocation id '{route.invocation_id}': bad format"
                 ) from None
-            await self._attach_or_output(send, route.invocation_id, route.action, workflow=False)
+            await self._attach_or_output(send, route.invocation_id, route.action)
         elif isinstance(route, paths.ByIdempotencyKey):
             inv_id = InvocationId.generate(
                 service=route.service,
@@ -137,7 +137,7 @@ class IngressApp:
                 idempotency_key=route.idempotency_key,
                 workflow_run=False,
             )
-            await self._attach_or_output(send, str(inv_id), route.action, workflow=False)
+            await self._attach_or_output(send, str(inv_id), route.action)
         elif isinstance(route, paths.ByWorkflow):
             inv_id = InvocationId.generate(
                 service=route.workflow,
@@ -146,7 +146,7 @@ class IngressApp:
                 idempotency_key=None,
                 workflow_run=True,
             )
-            await self._attach_or_output(send, str(inv_id), route.action, workflow=True)
+            await self._attach_or_output(send, str(inv_id), route.action)
 
     # ------------------------------------------------------------------ helpers
 
@@ -317,7 +317,7 @@ class IngressApp:
 
     # ------------------------------------------------------------------ attach / output
 
-    async def _attach_or_output(self, send: Send, inv_id: str, action: str, *, workflow: bool) -> None:
+    async def _attach_or_output(self, send: Send, inv_id: str, action: str) -> None:
         row = self.engine.lookup(inv_id)
         if row is None:
             # Restate: attaching to an unknown invocation (by id, idempotency key or
