@@ -183,8 +183,7 @@ class AsyncClient:
                     request.method,
                     request.url,
                     content=request.content,
-                    # per-request headers win over the client-wide ones
-                    headers={**self.headers, **request.headers},
+                    headers=m.merge_headers(self.headers, request.headers),
                     params=request.params or None,
                     timeout=httpx.USE_CLIENT_DEFAULT if request.timeout is None else request.timeout,
                 )

@@ -312,6 +312,13 @@ def admin_request(
     )
 
 
+def merge_headers(client_wide: Mapping[str, str], per_request: Mapping[str, str]) -> httpx.Headers:
+    """Per-request headers win over the client-wide ones, whatever their case."""
+    headers = httpx.Headers(client_wide)
+    headers.update(per_request)
+    return headers
+
+
 # --------------------------------------------------------------------------- answers
 
 

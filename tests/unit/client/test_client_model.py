@@ -158,3 +158,16 @@ def test_retry_policy_does_not_retry_the_callers_own_deadline() -> None:
     policy = RetryPolicy(max_attempts=3, jitter=0)
     assert policy.next_delay(Timeout("read", retry_safe=True, sent=True), 1) is None
     assert policy.next_delay(Timeout("connect", retry_safe=True, sent=False), 1) == 0.1
+
+
+def test_serde_without_pydantic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serde, "HAVE_PYDANTIC", False)
+    assert serde.encode(Outer("x", Inner(1), ["a"])) == (
+        b'{"name":"x","inner":{"n":1},"tags":["a"],"note":null}', "application/json"
+    )
+    body = b'{"name": "x", "inner": {"n": 1}, "tags": ["a"]}'
+    assert serde.decode(body, "application/json", Outer) == Outer("x", Inner(1), ["a"])
+    assert serde.decode(b"1", "application/json", int) == 1
+    assert serde.decode(b"", None, int | None) is None
+    with pytest.raises(OutputError):
+        serde.decode(b'"x"', "application/json", int)
