@@ -121,13 +121,11 @@ class IngressApp:
             body = await self._body(receive)
             invocation_id = self._target_from_body(body)
             if route.action == "lookup":
-                row = self.engine.lookup(invocation_id)
-                if row is None:
-                    raise HttpError(404, "invocation not found")
-                await self.engine.committed()
+                # Restate answers with the (deterministic) id without checking that the
+                # invocation exists.
                 await _json(send, 200, {"invocationId": invocation_id}, [])
                 return
-            await self._attach_or_output(receive, send, invocation_id, route.action, workflow=False)
+            await self._attach_or_output(receive, send, invocation_id, route.action)
             return
         if method != "GET":
             raise HttpError(405, "method not allowed, use GET")
@@ -138,7 +136,7 @@ class IngressApp:
                 raise HttpError(
                     400, f"bad invocation id '{route.invocation_id}': bad format"
                 ) from None
-            await self._attach_or_output(receive, send, route.invocation_id, route.action, workflow=False)
+            await self._attach_or_output(receive, send, route.invocation_id, route.action)
         elif isinstance(route, paths.ByIdempotencyKey):
             inv_id = InvocationId.generate(
                 service=route.service,
@@ -147,7 +145,7 @@ class IngressApp:
                 idempotency_key=route.idempotency_key,
                 workflow_run=False,
             )
-            await self._attach_or_output(receive, send, str(inv_id), route.action, workflow=False)
+            await self._attach_or_output(receive, send, str(inv_id), route.action)
         elif isinstance(route, paths.ByWorkflow):
             inv_id = InvocationId.generate(
                 service=route.workflow,
@@ -156,7 +154,7 @@ class IngressApp:
                 idempotency_key=None,
                 workflow_run=True,
             )
-            await self._attach_or_output(receive, send, str(inv_id), route.action, workflow=True)
+            await self._attach_or_output(receive, send, str(inv_id), route.action)
 
     # ------------------------------------------------------------------ helpers
 
@@ -349,10 +347,12 @@ class IngressApp:
 
     # ------------------------------------------------------------------ attach / output
 
-    async def _attach_or_output(self, receive: Receive, send: Send, inv_id: str, action: str, *, workflow: bool) -> None:
+    async def _attach_or_output(self, receive: Receive, send: Send, inv_id: str, action: str) -> None:
         row = self.engine.lookup(inv_id)
         if row is None:
-            if action == "attach" and workflow:
+            # Restate: attaching to an unknown invocation (by id, idempotency key or
+            # workflow) fails like an invocation would; output is refused by the ingress.
+            if action == "attach":
                 await self._send_failure(send, inv_id, Failure(404, "not found"), [])
                 return
             raise HttpError(404, "invocation not found")

@@ -84,7 +84,8 @@ _ACTIONS = ("attach", "output")
 
 def parse(path: str) -> Route:
     raw = path.split("?", 1)[0]
-    parts = [unquote(p) for p in raw.strip("/").split("/")] if raw.strip("/") else []
+    raw_parts = raw.strip("/").split("/") if raw.strip("/") else []
+    parts = [unquote(p) for p in raw_parts]
     if not parts:
         raise PathError(400, f"bad path: {raw or '/'}")
     if parts[0] != "restate":
@@ -102,10 +103,12 @@ def parse(path: str) -> Route:
     if verb == "invocation":
         if len(args) == 2 and args[1] in _ACTIONS:
             return ById(args[0], args[1])
+        # Restate takes the idempotency key segment verbatim (it URL-decodes the service,
+        # key and handler segments, not this one): `k%20x` names the key "k%20x".
         if len(args) == 4 and args[3] in _ACTIONS:
-            return ByIdempotencyKey(args[0], None, args[1], args[2], args[3])
+            return ByIdempotencyKey(args[0], None, args[1], raw_parts[4], args[3])
         if len(args) == 5 and args[4] in _ACTIONS:
-            return ByIdempotencyKey(args[0], args[1], args[2], args[3], args[4])
+            return ByIdempotencyKey(args[0], args[1], args[2], raw_parts[5], args[4])
     if verb == "workflow" and len(args) == 3 and args[2] in _ACTIONS:
         return ByWorkflow(args[0], args[1], args[2])
     if verb in ("call", "send") and len(args) in (2, 3):

@@ -10,7 +10,9 @@ from __future__ import annotations
 from .awakeable_holder import awakeable_holder
 from .block_and_wait_workflow import block_and_wait_workflow
 from .cancel_test import cancel_test_blocking_service, cancel_test_runner
+from .client_awakeable import client_awakeable
 from .counter import counter
+from .docs_examples import greeter, orders, payments, reminders, signup
 from .failing import failing
 from .interpreter import virtual_object_command_interpreter
 from .invocation_ops import always_failing, call_chain, stepper
@@ -30,8 +32,14 @@ ALL_SERVICES = {
         call_chain,
         cancel_test_blocking_service,
         cancel_test_runner,
+        client_awakeable,
         counter,
         failing,
+        greeter,
+        orders,
+        payments,
+        reminders,
+        signup,
         kill_test_runner,
         kill_test_singleton,
         list_object,

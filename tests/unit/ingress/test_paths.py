@@ -117,8 +117,20 @@ def test_by_idempotency_key_of_a_service(action: str) -> None:
 
 @pytest.mark.parametrize("action", ["attach", "output"])
 def test_by_idempotency_key_of_an_object(action: str) -> None:
+    assert parse(f"/restate/invocation/Counter/al%20ice/add/my-key/{action}") == ByIdempotencyKey(
+        "Counter", "al ice", "add", "my-key", action
+    )
+
+
+@pytest.mark.parametrize("action", ["attach", "output"])
+def test_idempotency_key_segment_is_taken_verbatim(action: str) -> None:
+    # as Restate 1.7.12 does: a call with header `idempotency-key: my%20key` is found
+    # under /my%20key/, one with `my key` is not reachable by this path form at all
     assert parse(f"/restate/invocation/Counter/alice/add/my%20key/{action}") == ByIdempotencyKey(
-        "Counter", "alice", "add", "my key", action
+        "Counter", "alice", "add", "my%20key", action
+    )
+    assert parse(f"/restate/invocation/Greeter/greet/a%2Fb/{action}") == ByIdempotencyKey(
+        "Greeter", None, "greet", "a%2Fb", action
     )
 
 
