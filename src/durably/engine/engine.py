@@ -268,7 +268,8 @@ class Engine:
         inv = self.active.get(invocation_id)
         if inv is not None:
             return inv.row
-        return self.store.get_invocation(invocation_id)
+        row: InvocationRow | None = self.store.get_invocation(invocation_id)
+        return row
 
     def completed_result(self, invocation_id: str) -> Result | None:
         row = self.lookup(invocation_id)
@@ -400,7 +401,8 @@ class Engine:
                 self.inboxes.setdefault(lock_key, deque()).append(inv.id)
                 self._persist(inv)
                 # after the step: the caller's wait on this invocation is recorded by then
-                self._effect(lambda: self.check_deadlock(inv.id))
+                inv_id = inv.id
+                self._effect(lambda: self._report_deadlock(inv_id))
                 return
             self.locks[lock_key] = inv.id
         self._start_attempt(inv)
@@ -859,6 +861,9 @@ class Engine:
             a.row.extra["deadlock"] = text
             self._persist(a)
         return cycle
+
+    def _report_deadlock(self, invocation_id: str) -> None:
+        self.check_deadlock(invocation_id)
 
     def _clear_deadlock(self, invocation_id: str) -> None:
         cycle = self.deadlocks.pop(invocation_id, None)

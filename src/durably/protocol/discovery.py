@@ -465,7 +465,7 @@ def _int(raw: Mapping[str, Any], key: str, where: str, *, required: bool = False
     # bool is an int subclass in Python; JSON true is not a number.
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ManifestError(f"{where}: {key} must be a non-negative integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def _bool(raw: Mapping[str, Any], key: str, where: str) -> bool | None:
