@@ -203,3 +203,12 @@ def test_bad_invocation_id_is_400(env: Env) -> None:
         r = _patch(env, "not-an-id", action)
         assert r.status_code == 400, r.text
         assert "invocation_id" in r.json()["message"]
+
+
+def test_attach_from_a_handler(env: Env) -> None:
+    inv, _ = env.send("Stepper", "steps", {"name": "a", "sleep_ms": 1000}, idem=False)
+    r = env.call("Stepper", "attachTo", inv, idem=False, timeout=30)
+    assert r.status_code == 200 and r.json() == ["a-1", "a-2"], r.text
+    # attaching again after completion answers from the stored result
+    r = env.call("Stepper", "attachTo", inv, idem=False, timeout=30)
+    assert r.status_code == 200 and r.json() == ["a-1", "a-2"], r.text

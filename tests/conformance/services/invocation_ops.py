@@ -39,3 +39,9 @@ async def steps(ctx: Context, req: dict) -> list:
 @always_failing.handler()
 async def fail(ctx: Context, message: str) -> None:
     raise RuntimeError(message)
+
+
+@stepper.handler(name="attachTo")
+async def attach_to(ctx: Context, invocation_id: str) -> list:
+    """Waits for another invocation's result from inside a handler."""
+    return await ctx.attach_invocation(invocation_id, type_hint=list)
