@@ -87,13 +87,19 @@ class Metrics:
             ["method", "status"], buckets=_LATENCY_BUCKETS, registry=r,
         )
         self.commit_seconds = Histogram(
-            "durably_storage_commit_duration_seconds", "Storage commit (fsync) latency",
+            "durably_storage_commit_duration_seconds", "Storage COMMIT latency (on the event loop)",
             buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
             registry=r,
         )
         self.commit_batch = Histogram(
             "durably_storage_commit_batch_size", "Writes grouped into one storage commit",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r,
+        )
+        self.sync_seconds = Histogram(
+            "durably_storage_sync_duration_seconds",
+            "fsync of the write-ahead log (off the event loop; effects wait for it)",
+            buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=r,
         )
         r.register(_EngineGauges(self))
 
@@ -117,6 +123,10 @@ class Metrics:
     def committed(self, seconds: float, batch: int) -> None:
         self.commit_seconds.observe(seconds)
         self.commit_batch.observe(batch)
+
+    def synced(self, seconds: float) -> None:
+        """Called from the fsync thread (prometheus_client is thread-safe)."""
+        self.sync_seconds.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

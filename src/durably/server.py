@@ -179,6 +179,7 @@ class Durably:
         metrics.engine = engine
         engine.metrics = metrics
         store.on_commit = metrics.committed
+        store.on_sync = metrics.synced
         engine.on_fatal = lambda e: self._stop.set()
         self.invoker = Invoker(engine)
         engine.invoker = self.invoker

@@ -54,6 +54,7 @@ def test_metrics(env: Env) -> None:
                   if k.startswith("durably_ingress_request_duration_seconds_count"))
     assert ingress >= 4
     assert m["durably_storage_commit_duration_seconds_count"] >= 1
+    assert m["durably_storage_sync_duration_seconds_count"] >= 1  # the WAL fsync, off the loop
     assert m["durably_storage_commit_batch_size_sum"] >= m["durably_storage_commit_batch_size_count"]
     for gauge in ("durably_inbox_depth", "durably_invocations_suspended", "durably_timers_pending"):
         assert gauge in m

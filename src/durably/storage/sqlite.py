@@ -180,6 +180,7 @@ class SqliteStore:
         # writes in the open batch, and who wants (seconds, writes) after each commit (metrics)
         self._batch_ops = 0
         self.on_commit: Callable[[float, int], None] | None = None
+        self.on_sync: Callable[[float], None] | None = None
         self._wal_fd: int | None = None
 
     def sync(self) -> None:
@@ -192,7 +193,10 @@ class SqliteStore:
                 self._wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY)
             except FileNotFoundError:
                 return  # nothing was ever written to the log
+        started = time.perf_counter()
         os.fsync(self._wal_fd)
+        if self.on_sync is not None:
+            self.on_sync(time.perf_counter() - started)
 
     # -- lifecycle -------------------------------------------------------------------
 
