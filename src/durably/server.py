@@ -138,6 +138,9 @@ class Durably:
         self._servers: list[_Server] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        # set when the engine can no longer commit (disk full, I/O error): `serve` then
+        # exits non-zero instead of reporting a normal shutdown
+        self.fatal: BaseException | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -171,7 +174,7 @@ class Durably:
         registry = SchemaRegistry(load, save)
         schema = RegistrySchema(registry)
         self.engine = engine = Engine(store, schema, enable_protocol_v7=cfg.enable_protocol_v7)
-        engine.on_fatal = lambda e: self._stop.set()
+        engine.on_fatal = self._on_fatal
         self.invoker = Invoker(engine)
         engine.invoker = self.invoker
         engine.recover()
@@ -207,6 +210,11 @@ class Durably:
                     sweep_expired(self.engine)
                 except Exception:
                     log.exception("cleanup sweep failed")
+
+    def _on_fatal(self, error: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = error
+        self._stop.set()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -259,6 +267,15 @@ async def _serve(config: ServerConfig) -> int:
         flush=True,
     )
     await server.wait()
+    if server.fatal is not None:
+        await server.stop()
+        print(
+            f"durably: stopped: a storage commit failed ({server.fatal}); nothing after the "
+            "last successful commit was acknowledged",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     print("durably: shutting down", flush=True)
     await server.stop()
     return 0
