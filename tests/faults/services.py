@@ -7,6 +7,7 @@
   short ``ctx.sleep``. Every execution of a run block appends ``<invocation id> <step>
   <nonce>`` to the file named by ``EFFECTS_FILE`` (outside this process, so it survives a
   SIGKILL) and returns the nonce; the handler returns the nonces the server acknowledged.
+  ``nap`` sleeps for the given milliseconds.
 
 Every handler retries quickly (100 ms x2 up to 1 s), so a test that kills this process
 many times is not slowed down by Restate's default backoff of up to a minute.
@@ -92,6 +93,12 @@ async def process(ctx: restate.Context, steps: int) -> list[str]:
         nonces.append(await ctx.run_typed(f"step-{step}", effect))
         await ctx.sleep(SLEEP)
     return nonces
+
+
+@effects.handler(invocation_retry_policy=RETRY)
+async def nap(ctx: restate.Context, millis: int) -> int:
+    await ctx.sleep(timedelta(milliseconds=millis))
+    return millis
 
 
 app = restate.app(services=[counter, workflow, effects])
