@@ -140,6 +140,9 @@ class Durably:
         self._tasks: list[asyncio.Task[Any]] = []
         self.introspector: Any = None
         self.metrics: Any = None
+        # set when the engine can no longer commit (disk full, I/O error): `serve` then
+        # exits non-zero instead of reporting a normal shutdown
+        self.fatal: BaseException | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -180,7 +183,7 @@ class Durably:
         engine.metrics = metrics
         store.on_commit = metrics.committed
         store.on_sync = metrics.synced
-        engine.on_fatal = lambda e: self._stop.set()
+        engine.on_fatal = self._on_fatal
         self.invoker = Invoker(engine)
         engine.invoker = self.invoker
         engine.recover()
@@ -224,6 +227,11 @@ class Durably:
                     sweep_expired(self.engine)
                 except Exception:
                     log.exception("cleanup sweep failed")
+
+    def _on_fatal(self, error: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = error
+        self._stop.set()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -294,6 +302,15 @@ async def _serve(config: ServerConfig) -> int:
         flush=True,
     )
     await server.wait()
+    if server.fatal is not None:
+        await server.stop()
+        print(
+            f"durably: stopped: a storage commit failed ({server.fatal}); nothing after the "
+            "last successful commit was acknowledged",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     print("durably: shutting down", flush=True)
     await server.stop()
     return 0

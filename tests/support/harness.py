@@ -149,8 +149,15 @@ def _wait(proc: Optional[subprocess.Popen], timeout: float) -> bool:
 # services process (hypercorn + restate-sdk)
 
 
+DEFAULT_SERVICES_APP = "tests.conformance.services.app:app"
+
+
 class ServicesProcess:
-    """``python -m hypercorn tests.conformance.services.app:app`` on a fixed free port."""
+    """``python -m hypercorn tests.conformance.services.app:app`` on a fixed free port.
+
+    ``app`` names another ASGI app (``module:attr``, importable from the repository root),
+    e.g. the fault tests' or the benchmark's own services.
+    """
 
     def __init__(
         self,
@@ -158,7 +165,9 @@ class ServicesProcess:
         log_dir: Path,
         port: Optional[int] = None,
         env: Optional[Mapping[str, str]] = None,
+        app: str = DEFAULT_SERVICES_APP,
     ) -> None:
+        self.app = app
         self.services = list(services)
         self.port = port or free_port()
         self.log_path = Path(log_dir) / "services.log"
@@ -180,7 +189,7 @@ class ServicesProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         env.update(self.extra_env)
         cmd = [
-            sys.executable, "-m", "hypercorn", "tests.conformance.services.app:app",
+            sys.executable, "-m", "hypercorn", self.app,
             "--config", str(HYPERCORN_CONFIG),
             "--bind", f"127.0.0.1:{self.port}",
             "--workers", "1",

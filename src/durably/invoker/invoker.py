@@ -27,6 +27,11 @@ log = logging.getLogger("durably.invoker")
 DRAIN_TIMEOUT_S = 5.0
 
 
+# hypercorn (the usual restate-sdk server) cannot hold more than 1000 streams on one HTTP/2
+# connection (its priority tree refuses the 1001st and the connection dies), whatever
+# SETTINGS_MAX_CONCURRENT_STREAMS it advertises: beyond this many, open another connection.
+MAX_STREAMS_PER_CONNECTION = 500
+
 class Invoker:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -44,7 +49,7 @@ class Invoker:
             else:
                 from durably.invoker.h2client import H2Pool
 
-                transport = H2Pool(uri)
+                transport = H2Pool(uri, max_streams_per_connection=MAX_STREAMS_PER_CONNECTION)
             self._transports[key] = transport
         return transport
 
@@ -97,7 +102,15 @@ class Invoker:
                 await stream.end()
             else:
                 writer = asyncio.get_running_loop().create_task(self._write(attempt, stream))
-            status, headers = await stream.response_head()
+            try:
+                # a deployment that never answers must not hold the invocation forever
+                status, headers = await asyncio.wait_for(
+                    stream.response_head(), timeout=attempt.inactivity_timeout_s or None
+                )
+            except TimeoutError:
+                raise _AttemptError(
+                    "the deployment did not answer within the inactivity timeout"
+                ) from None
             if status != 200:
                 body = await _read_some(stream)
                 raise _AttemptError(f"the deployment answered HTTP {status}: {body}")

@@ -13,12 +13,14 @@ Settings, and why they keep the promise that an acknowledged change survives `ki
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -145,38 +147,69 @@ def _row_to_invocation(row: tuple[object, ...]) -> InvocationRow:
     return InvocationRow(*values)  # type: ignore[arg-type]
 
 
+class _Writer:
+    """The connection as the write methods see it: a statement that fails inside the open
+    batch (disk full, I/O error) poisons the store, because the batch now lacks a change the
+    engine has already made in memory and must never be committed."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        try:
+            return self._store._db.execute(sql, params)
+        except sqlite3.Error as e:
+            self._store._poison(e)
+            raise
+
+
 class SqliteStore:
     def __init__(self, data_dir: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
         path = Path(data_dir)
         try:
             path.mkdir(parents=True, exist_ok=True)
             probe = path / ".write-probe"
-            probe.write_bytes(b"ok")
-            probe.unlink()
+            try:
+                probe.write_bytes(b"ok")
+            finally:
+                # also when the write failed (disk full): leave the directory as it was
+                with contextlib.suppress(FileNotFoundError, PermissionError):
+                    probe.unlink()
         except OSError as e:
             raise StorageError(f"data directory {path} is not writable: {e.strerror or e}") from e
         self.path = path / "durably.sqlite3"
+        db: sqlite3.Connection | None = None
         try:
-            self._db = sqlite3.connect(
+            db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, cached_statements=256
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA journal_mode=WAL")
             # FULL: commits are made durable by `sync()` (storage/durability.py), called off
             # the event loop, so SQLite itself need not fsync inside COMMIT
             self.deferred_sync = synchronous.upper() == "FULL"
-            self._db.execute(
-                f"PRAGMA synchronous={'NORMAL' if self.deferred_sync else synchronous}"
-            )
-            self._db.execute("PRAGMA foreign_keys=OFF")
-            self._db.execute("PRAGMA temp_store=MEMORY")
-            self._db.executescript(SCHEMA)
-            self._db.execute(
+            db.execute(f"PRAGMA synchronous={'NORMAL' if self.deferred_sync else synchronous}")
+            db.execute("PRAGMA foreign_keys=OFF")
+            db.execute("PRAGMA temp_store=MEMORY")
+            db.executescript(SCHEMA)
+            db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION).encode(),),
             )
         except sqlite3.Error as e:
-            raise StorageError(f"cannot open the database {self.path}: {e}") from e
+            if db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
+            hint = ""
+            name = getattr(e, "sqlite_errorname", "") or ""
+            if name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")):
+                hint = f" ({name}: is the disk full or the data directory read-only?)"
+            raise StorageError(f"cannot open the database {self.path}: {e}{hint}") from e
+        self._db = db
         self._in_tx = False
+        self._failed: sqlite3.Error | None = None
+        self._writer = _Writer(self)
         # writes in the open batch, and who wants (seconds, writes) after each commit (metrics)
         self._batch_ops = 0
         self.on_commit: Callable[[float, int], None] | None = None
@@ -200,25 +233,48 @@ class SqliteStore:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def _begin(self) -> sqlite3.Connection:
+    def _unusable(self) -> StorageError:
+        return StorageError(f"the store refuses writes after a failed commit ({self._failed})")
+
+    def _begin(self) -> _Writer:
+        if self._failed is not None:
+            raise self._unusable()
         self._batch_ops += 1
         if not self._in_tx:
             self._db.execute("BEGIN IMMEDIATE")
             self._in_tx = True
-        return self._db
+        return self._writer
 
     @property
     def dirty(self) -> bool:
         return self._in_tx
 
     def commit(self) -> None:
+        if self._failed is not None:
+            # the caller's in-memory state is ahead of the store: nothing may be acknowledged
+            raise self._unusable()
         if self._in_tx:
             self._in_tx = False
             started = time.perf_counter()
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as e:
+                self._poison(e)
+                raise
             ops, self._batch_ops = self._batch_ops, 0
             if self.on_commit is not None:
                 self.on_commit(time.perf_counter() - started, ops)
+
+    def _poison(self, error: sqlite3.Error) -> None:
+        """A write or a COMMIT failed (disk full, I/O error). The transaction may still be
+        open: end it, and refuse every later write and commit, so that no later batch built
+        on the lost one can reach the disk."""
+        if self._failed is None:
+            self._failed = error
+        self._in_tx = False
+        self._batch_ops = 0
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
 
     def rollback(self) -> None:
         if self._in_tx:
@@ -228,9 +284,10 @@ class SqliteStore:
 
     def close(self) -> None:
         try:
-            self.commit()
-            if self.deferred_sync:
-                self.sync()
+            if self._failed is None:
+                self.commit()
+                if self.deferred_sync:
+                    self.sync()
         finally:
             if self._wal_fd is not None:
                 os.close(self._wal_fd)

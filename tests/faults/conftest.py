@@ -1,0 +1,52 @@
+"""Fixtures of the fault tests: a server under test plus the fault services
+(``tests.faults.services``), started fresh for each test so that kills do not leak."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+from tests.support.harness import Env, ServicesProcess, make_server, register
+
+FAULT_APP = "tests.faults.services:app"
+
+MakeEnv = Callable[..., Env]
+
+
+@pytest.fixture
+def fault_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeEnv]:
+    """A factory: ``fault_env(mode="h2", services_env={...}, server_options={...})``."""
+    made: list[Env] = []
+    request.node.fault_envs = made  # for the failure report below
+
+    def make(
+        mode: str = "h2",
+        services_env: Mapping[str, str] | None = None,
+        server_options: Mapping[str, str] | None = None,
+    ) -> Env:
+        base = tmp_path / f"env{len(made)}"
+        services = ServicesProcess([], base, env=services_env, app=FAULT_APP)
+        server = make_server(base / "server", server_options)
+        env = Env(server, services, mode)
+        made.append(env)
+        services.start()
+        server.start()
+        register(server.admin_url, services.url, use_http_11=(mode == "http1"))
+        return env
+
+    yield make
+    for env in made:
+        env.close()
+        env.server.close()
+        env.services.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Attach the process logs of the fault environments to a failed test."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and rep.when == "call":
+        for e in getattr(item, "fault_envs", []):
+            rep.sections.append(("fault test process logs", e.logs()))
