@@ -1,19 +1,17 @@
 """The deployment is unreachable for a while (the services process is stopped): the
 invocations back off per their retry policy and complete, once, when it returns.
 
-durably has no admin view of retry counts yet (``POST /query`` with
-``sys_invocation.retry_count`` is being built), so the counters are read from the server's
-store, opened read-only, the way an operator's query would see them: while the deployment
-is away every invocation is ``backing-off``, its ``retry_count`` only grows, its last
-failure names the deployment, and the delay it waits (``next_retry_at - modified_at``) is
-the policy's delay for that count (``FaultCounter``: 100 ms x2, at most 1 s). When the
-services are back, every invocation completes with the right result and its count is at
-least the last one seen.
+The counters are read as an operator reads them, from ``sys_invocation`` over the admin
+API's ``POST /query``: while the deployment is away every invocation is ``backing-off``,
+its ``retry_count`` only grows, its last failure names the deployment, and (on durably) the
+delay it waits (``next_retry_at - modified_at``) is the policy's delay for that count
+(``FaultCounter``: 100 ms x2, at most 1 s). When the services are back, every invocation
+completes with the right result, once.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import datetime as dt
 import time
 
 import pytest
@@ -29,36 +27,41 @@ def _policy_delay_ms(retry_count: int) -> int:
     return int(min(100 * 2 ** max(retry_count - 1, 0), 1000))
 
 
-def _rows(server: DurablyServer) -> dict[str, tuple]:
-    db = sqlite3.connect(f"file:{server.data_dir / 'durably.sqlite3'}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT id, status, retry_count, last_failure, next_retry_at, modified_at "
-            "FROM invocation WHERE service = 'FaultCounter'"
-        ).fetchall()
-    finally:
-        db.close()
-    return {r[0]: r[1:] for r in rows}
+def _ms(ts: str | None) -> int | None:
+    if not ts:
+        return None
+    return int(dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _rows(env: Env) -> dict[str, tuple]:
+    rows = env.query(
+        "SELECT id, status, retry_count, last_failure, next_retry_at, modified_at "
+        "FROM sys_invocation WHERE target_service_name = 'FaultCounter'"
+    )
+    return {
+        r["id"]: (r["status"], r.get("retry_count") or 0, r.get("last_failure"),
+                  _ms(r.get("next_retry_at")), _ms(r.get("modified_at")))
+        for r in rows
+    }
 
 
 @pytest.mark.parametrize("mode", ["h2", "http1"])
 def test_deployment_unreachable_then_back(fault_env, mode: str) -> None:
     env: Env = fault_env(mode)
-    if not isinstance(env.server, DurablyServer):
-        pytest.skip("reads durably's store (no retry counts in the admin API yet)")
+    exact_delays = isinstance(env.server, DurablyServer)
     env.services.kill()
     ids = [env.send("FaultCounter", "add", 1, key=k)[0] for k in KEYS]
 
     last: dict[str, int] = {}
 
     def backing_off_enough() -> None:
-        rows = _rows(env.server)
+        rows = _rows(env)
         assert set(ids) <= set(rows), f"missing invocations: {set(ids) - set(rows)}"
         for inv_id in ids:
             status, retries, failure, next_retry_at, modified_at = rows[inv_id]
             assert retries >= last.get(inv_id, 0), f"{inv_id}: retry count went down"
             last[inv_id] = retries
-            if status == "backing-off":
+            if status == "backing-off" and exact_delays:
                 assert failure and env.services.url.rstrip("/") in failure, failure
                 waited = next_retry_at - modified_at
                 assert _policy_delay_ms(retries) - 50 <= waited <= _policy_delay_ms(retries), (
@@ -70,9 +73,9 @@ def test_deployment_unreachable_then_back(fault_env, mode: str) -> None:
     poll(backing_off_enough, timeout=60, interval=0.05)
     # one more look a little later: still backing off, counts never lower
     time.sleep(0.5)
-    rows = _rows(env.server)
+    rows = _rows(env)
     for inv_id in ids:
-        assert rows[inv_id][0] in ("backing-off", "invoked"), rows[inv_id]
+        assert rows[inv_id][0] in ("backing-off", "running", "ready"), rows[inv_id]
         assert rows[inv_id][1] >= last[inv_id]
 
     env.services.start()
@@ -82,8 +85,7 @@ def test_deployment_unreachable_then_back(fault_env, mode: str) -> None:
         assert r.json() == 1, "applied more than once"
     for key in KEYS:
         assert env.call_json("FaultCounter", "get", key=key, idem=False) == 1
-    final = _rows(env.server)
+    final = _rows(env)
     for inv_id in ids:
-        status, retries, *_ = final[inv_id]
-        assert status == "completed"
-        assert retries >= last[inv_id], (inv_id, retries, last[inv_id])
+        # attempt counters belong to in-flight invocations (as in Restate's sys_invocation)
+        assert final[inv_id][0] == "completed", final[inv_id]
