@@ -7,7 +7,7 @@
 Each target gets a fresh data directory and a fresh services process: ``bench.services``
 under hypercorn with one worker (``restate-sdk``, the same code for both targets), started
 and registered by the test harness (``tests/support/harness.py``), which also installs the
-npm ``restate-server``. One load generator (asyncio + httpx, HTTP/1.1 keep-alive, one
+npm ``restate-server``. One load generator (asyncio + aiohttp, HTTP/1.1 keep-alive, one
 connection per concurrent client) drives:
 
     a  stateless call          POST /BenchGreeter/greet
@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -176,59 +176,78 @@ class Point:
 
 
 class Load:
-    """One workload's request logic: ``one(client, n)`` does invocation number ``n``."""
+    """One workload's request logic: ``one(session, n)`` does invocation number ``n``."""
 
     def __init__(self, ingress: str, run_id: str) -> None:
         self.ingress = ingress
         self.run_id = run_id
 
-    async def a(self, client: httpx.AsyncClient, n: int) -> None:
-        r = await client.post(f"{self.ingress}/BenchGreeter/greet", content=b'"bench"', headers=JSON)
-        _ok(r, 200)
+    async def a(self, session: aiohttp.ClientSession, n: int) -> None:
+        await _post(session, f"{self.ingress}/BenchGreeter/greet", b'"bench"', 200)
 
-    async def b(self, client: httpx.AsyncClient, n: int) -> None:
-        r = await client.post(f"{self.ingress}/BenchCounter/k{n % 100}/add", content=b"1", headers=JSON)
-        _ok(r, 200)
+    async def b(self, session: aiohttp.ClientSession, n: int) -> None:
+        await _post(session, f"{self.ingress}/BenchCounter/k{n % 100}/add", b"1", 200)
 
-    async def c(self, client: httpx.AsyncClient, n: int) -> None:
-        r = await client.post(
-            f"{self.ingress}/BenchWorkflow/{self.run_id}-{n}/run", content=str(n).encode(), headers=JSON
+    async def c(self, session: aiohttp.ClientSession, n: int) -> None:
+        await _post(
+            session, f"{self.ingress}/BenchWorkflow/{self.run_id}-{n}/run", str(n).encode(), 200
         )
-        _ok(r, 200)
 
-    async def d(self, client: httpx.AsyncClient, n: int) -> None:
-        r = await client.post(
+    async def d(self, session: aiohttp.ClientSession, n: int) -> None:
+        body = await _post(
+            session,
             f"{self.ingress}/BenchGreeter/greet/send",
-            content=b'"bench"',
-            headers={**JSON, "idempotency-key": f"{self.run_id}-{n}"},
+            b'"bench"',
+            202,
+            {"idempotency-key": f"{self.run_id}-{n}"},
         )
-        _ok(r, 202)
-        inv_id = r.json()["invocationId"]
-        r = await client.get(f"{self.ingress}/restate/invocation/{inv_id}/attach")
-        _ok(r, 200)
+        inv_id = json.loads(body)["invocationId"]
+        async with session.get(f"{self.ingress}/restate/invocation/{inv_id}/attach") as r:
+            _ok(r, 200, await r.read())
 
-    async def e(self, client: httpx.AsyncClient, n: int) -> None:
-        r = await client.post(f"{self.ingress}/BenchSleeper/sleep", content=b"1000", headers=JSON)
-        _ok(r, 200)
+    async def e(self, session: aiohttp.ClientSession, n: int) -> None:
+        await _post(session, f"{self.ingress}/BenchSleeper/sleep", b"1000", 200)
 
 
 class LoadError(RuntimeError):
     pass
 
 
-def _ok(r: httpx.Response, status: int) -> None:
-    if r.status_code != status:
-        raise LoadError(f"{r.request.method} {r.request.url} -> {r.status_code} {r.text[:200]}")
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: bytes, status: int,
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    async with session.post(url, data=body, headers={**JSON, **(headers or {})}) as r:
+        data = await r.read()
+        _ok(r, status, data)
+        return data
+
+
+def _ok(r: aiohttp.ClientResponse, status: int, body: bytes) -> None:
+    if r.status != status:
+        raise LoadError(f"{r.method} {r.url} -> {r.status} {body[:200]!r}")
+
+
+def _session(connections: int, timeout: float) -> aiohttp.ClientSession:
+    # aiohttp: its HTTP parser is in C, so the generator costs the shared CPUs little
+    # (an httpx client on this 2-core machine became the bottleneck at concurrency 64)
+    connector = aiohttp.TCPConnector(limit=connections, force_close=False)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
+    )
+
+
+LOAD_ERRORS = (LoadError, aiohttp.ClientError, asyncio.TimeoutError)
 
 
 async def drive_for(
-    one: Callable[[httpx.AsyncClient, int], Any], seconds: float, concurrency: int, start_n: int
+    one: Callable[[aiohttp.ClientSession, int], Any], seconds: float, concurrency: int,
+    start_n: int,
 ) -> tuple[float, list[float], int]:
     """``concurrency`` clients call ``one`` back to back for ``seconds``."""
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+    async with _session(concurrency, 120) as session:
         counter = start_n
         deadline = time.monotonic() + seconds
 
@@ -238,8 +257,8 @@ async def drive_for(
                 counter += 1
                 t0 = time.perf_counter()
                 try:
-                    await one(client, counter)
-                except (LoadError, httpx.HTTPError) as e:
+                    await one(session, counter)
+                except LOAD_ERRORS as e:
                     errors += 1
                     if errors == 1:
                         print(f"first error: {e!r}", file=sys.stderr, flush=True)
@@ -255,20 +274,19 @@ async def drive_for(
 
 
 async def drive_burst(
-    one: Callable[[httpx.AsyncClient, int], Any], count: int, start_n: int
+    one: Callable[[aiohttp.ClientSession, int], Any], count: int, start_n: int
 ) -> tuple[float, list[float], int]:
     """``count`` calls at once, each on its own connection."""
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
-    async with httpx.AsyncClient(limits=limits, timeout=300) as client:
+    async with _session(count, 300) as session:
 
         async def call(n: int) -> None:
             nonlocal errors
             t0 = time.perf_counter()
             try:
-                await one(client, n)
-            except (LoadError, httpx.HTTPError) as e:
+                await one(session, n)
+            except LOAD_ERRORS as e:
                 errors += 1
                 if errors == 1:
                     print(f"first error: {e!r}", file=sys.stderr, flush=True)
@@ -400,7 +418,7 @@ def markdown(points: list[Point], args: argparse.Namespace, command: str) -> str
         f"restate-server {RESTATE_VERSION} (npm); services: `bench/services.py` with restate-sdk "
         "under hypercorn, one worker, registered over HTTP/2",
         f"- {args.duration:g} s per point after {args.warmup:g} s of warm-up; load generator: "
-        "asyncio + httpx, HTTP/1.1 keep-alive, one connection per concurrent client, on the "
+        "asyncio + aiohttp, HTTP/1.1 keep-alive, one connection per concurrent client, on the "
         "same machine",
         "- CPU: user + system seconds of the process (and its children) during the point, "
         "divided by the completed invocations. Disk: growth of the data directory "
