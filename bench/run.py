@@ -7,7 +7,9 @@
 Each target gets a fresh data directory and a fresh services process: ``bench.services``
 under hypercorn with one worker (``restate-sdk``, the same code for both targets), started
 and registered by the test harness (``tests/support/harness.py``), which also installs the
-npm ``restate-server``. One load generator (asyncio + aiohttp, HTTP/1.1 keep-alive, one
+npm ``restate-server``. Both targets stay up for the whole run and are measured point by
+point in turns (the order alternating), because this machine's speed drifts by a factor of
+two over minutes: ratios are only fair between points taken side by side. One load generator (asyncio + aiohttp, HTTP/1.1 keep-alive, one
 connection per concurrent client) drives:
 
     a  stateless call          POST /BenchGreeter/greet
@@ -310,70 +312,101 @@ def make_target(name: str, base: Path) -> ServerProcess:
     raise SystemExit(f"unknown target {name!r} (durably, restate)")
 
 
-def bench_target(name: str, args: argparse.Namespace, base: Path) -> list[Point]:
-    base.mkdir(parents=True, exist_ok=True)
-    services = ServicesProcess([], base / "services", app=SERVICES_APP)
-    server = make_target(name, base)
-    points: list[Point] = []
-    services.start()
-    try:
-        server.start()
-        register(server.admin_url, services.url, use_http_11=False)
+class Rig:
+    """One target, up and registered: its server, its own services process and a load."""
+
+    def __init__(self, name: str, base: Path) -> None:
+        base.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.services = ServicesProcess([], base / "services", app=SERVICES_APP)
+        self.server = make_target(name, base)
+        self.services.start()
+        try:
+            self.server.start()
+            register(self.server.admin_url, self.services.url, use_http_11=False)
+        except BaseException:
+            self.close()
+            raise
+        assert self.server.proc is not None and self.services.proc is not None
+        self.load = Load(self.server.ingress_url, uuid.uuid4().hex[:10])
+        self.n = 0
+
+    def measure(self, wl: str, c: int, args: argparse.Namespace) -> Point:
+        server, services = self.server, self.services
         assert server.proc is not None and services.proc is not None
-        load = Load(server.ingress_url, uuid.uuid4().hex[:10])
-        n = 0
+        one = getattr(self.load, wl)
+        # warm-up: connections, SDK code paths, the server's caches
+        if wl == "e":
+            asyncio.run(drive_burst(one, 20, self.n))
+            self.n += 20
+        else:
+            _, lat, _ = asyncio.run(drive_for(one, args.warmup, c, self.n))
+            self.n += len(lat) + c + 1
+        time.sleep(0.2)
+        disk0 = dir_bytes(server.data_dir)
+        srv0, sdk0 = cpu_seconds(server.proc.pid), cpu_seconds(services.proc.pid)
+        with RssSampler(server.proc.pid) as rss:
+            if wl == "e":
+                elapsed, lat, errors = asyncio.run(drive_burst(one, SLEEPERS, self.n))
+            else:
+                elapsed, lat, errors = asyncio.run(drive_for(one, args.duration, c, self.n))
+        srv1, sdk1 = cpu_seconds(server.proc.pid), cpu_seconds(services.proc.pid)
+        disk1 = dir_bytes(server.data_dir)
+        self.n += len(lat) + errors + c + 1
+        done = max(1, len(lat))
+        lat.sort()
+        point = Point(
+            target=self.name,
+            workload=wl,
+            concurrency=c,
+            completed=len(lat),
+            seconds=round(elapsed, 3),
+            throughput=len(lat) / elapsed if elapsed > 0 else 0.0,
+            p50_ms=pct(lat, 0.50),
+            p90_ms=pct(lat, 0.90),
+            p99_ms=pct(lat, 0.99),
+            server_cpu_ms=(srv1 - srv0) * 1000 / done,
+            sdk_cpu_ms=(sdk1 - sdk0) * 1000 / done,
+            server_rss_mb=rss.peak / 1e6,
+            disk_bytes=(disk1 - disk0) / done,
+            errors=errors,
+        )
+        print(
+            f"{self.name:8} {wl} {WORKLOADS[wl]:30} c={c:<4} {point.throughput:8.1f}/s "
+            f"p50 {point.p50_ms:7.1f} p90 {point.p90_ms:7.1f} p99 {point.p99_ms:7.1f} ms  "
+            f"cpu srv {point.server_cpu_ms:5.2f} sdk {point.sdk_cpu_ms:5.2f} ms/inv  "
+            f"rss {point.server_rss_mb:6.1f} MB  disk {point.disk_bytes:8.0f} B/inv"
+            + (f"  errors {errors}" if errors else ""),
+            flush=True,
+        )
+        return point
+
+    def close(self) -> None:
+        self.server.close()
+        self.services.close()
+
+
+def run_points(args: argparse.Namespace, base: Path) -> list[Point]:
+    """Every point on every target, the targets interleaved point by point (in alternating
+    order), so that a change in the machine's speed during the run hits both alike. Both
+    targets are up all the time; the one not measured is idle."""
+    rigs: list[Rig] = []
+    points: list[Point] = []
+    try:
+        for target in args.targets:
+            rigs.append(Rig(target, base / target))
+        k = 0
         for wl in args.workloads:
-            one = getattr(load, wl)
-            concurrencies = [SLEEPERS] if wl == "e" else args.concurrency
-            for c in concurrencies:
-                # warm-up: connections, SDK code paths, the server's caches
-                if wl == "e":
-                    asyncio.run(drive_burst(one, 20, n))
-                    n += 20
-                else:
-                    _, lat, _ = asyncio.run(drive_for(one, args.warmup, c, n))
-                    n += len(lat) + c + 1
-                time.sleep(0.2)
-                disk0 = dir_bytes(server.data_dir)
-                srv0, sdk0 = cpu_seconds(server.proc.pid), cpu_seconds(services.proc.pid)
-                with RssSampler(server.proc.pid) as rss:
-                    if wl == "e":
-                        elapsed, lat, errors = asyncio.run(drive_burst(one, SLEEPERS, n))
-                    else:
-                        elapsed, lat, errors = asyncio.run(drive_for(one, args.duration, c, n))
-                srv1, sdk1 = cpu_seconds(server.proc.pid), cpu_seconds(services.proc.pid)
-                disk1 = dir_bytes(server.data_dir)
-                n += len(lat) + errors + c + 1
-                done = max(1, len(lat))
-                lat.sort()
-                point = Point(
-                    target=name,
-                    workload=wl,
-                    concurrency=c,
-                    completed=len(lat),
-                    seconds=round(elapsed, 3),
-                    throughput=len(lat) / elapsed if elapsed > 0 else 0.0,
-                    p50_ms=pct(lat, 0.50),
-                    p90_ms=pct(lat, 0.90),
-                    p99_ms=pct(lat, 0.99),
-                    server_cpu_ms=(srv1 - srv0) * 1000 / done,
-                    sdk_cpu_ms=(sdk1 - sdk0) * 1000 / done,
-                    server_rss_mb=rss.peak / 1e6,
-                    disk_bytes=(disk1 - disk0) / done,
-                    errors=errors,
-                )
-                points.append(point)
-                print(
-                    f"{name:8} {wl} {WORKLOADS[wl]:30} c={c:<4} {point.throughput:8.1f}/s "
-                    f"p50 {point.p50_ms:7.1f} p90 {point.p90_ms:7.1f} p99 {point.p99_ms:7.1f} ms  "
-                    f"cpu srv {point.server_cpu_ms:5.2f} sdk {point.sdk_cpu_ms:5.2f} ms/inv  "
-                    f"rss {point.server_rss_mb:6.1f} MB  disk {point.disk_bytes:8.0f} B/inv"
-                    + (f"  errors {errors}" if errors else ""),
-                    flush=True,
-                )
+            for c in [SLEEPERS] if wl == "e" else args.concurrency:
+                order = rigs if k % 2 == 0 else list(reversed(rigs))
+                k += 1
+                for rig in order:
+                    points.append(rig.measure(wl, c, args))
     finally:
-        server.close()
-        services.close()
+        for rig in rigs:
+            rig.close()
+    order_key = {t: i for i, t in enumerate(args.targets)}
+    points.sort(key=lambda p: order_key[p.target])  # stable: keeps each target's point order
     return points
 
 
@@ -419,7 +452,8 @@ def markdown(points: list[Point], args: argparse.Namespace, command: str) -> str
         "under hypercorn, one worker, registered over HTTP/2",
         f"- {args.duration:g} s per point after {args.warmup:g} s of warm-up; load generator: "
         "asyncio + aiohttp, HTTP/1.1 keep-alive, one connection per concurrent client, on the "
-        "same machine",
+        "same machine; the targets are measured point by point in turns (alternating which "
+        "goes first), both up all the time, so that the machine's drift hits both alike",
         "- CPU: user + system seconds of the process (and its children) during the point, "
         "divided by the completed invocations. Disk: growth of the data directory "
         "(allocated blocks) during the point per completed invocation; RocksDB (Restate) "
@@ -521,8 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench.run " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     points: list[Point] = []
     with tempfile.TemporaryDirectory(prefix="durably-bench-") as tmp:
-        for target in args.targets:
-            points += bench_target(target, args, Path(tmp) / target)
+        points = run_points(args, Path(tmp))
     md = markdown(points, args, command.strip())
     if args.plot:
         title = "durably vs Restate" + (" (smoke run, --quick)" if args.quick else "")
