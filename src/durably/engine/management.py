@@ -19,21 +19,23 @@ if TYPE_CHECKING:
     from durably.engine.engine import Engine
 
 NOT_STARTED = ("pending", "scheduled", "inboxed")
-PAUSABLE = ("invoked", "backing-off", "suspended")
+PAUSABLE = ("invoked", "backing-off")
 # fields of command messages that name the completions the runtime owes them
 _COMPLETION_FIELDS = ("result_completion_id", "invocation_id_notification_idx")
 
 
 def pause(engine: Engine, invocation_id: str) -> str:
-    """Stop retrying or running an invocation until an operator resumes it.
+    """Stop running (or retrying) an invocation until an operator resumes it.
 
-    'done' | 'already' | 'not-running' | 'unknown'
+    'done' | 'already' (paused, or suspended: left as it is) | 'not-running' | 'unknown'
     """
     inv = engine.active.get(invocation_id)
     if inv is None:
         return "unknown" if engine.store.get_invocation(invocation_id) is None else "not-running"
     status = inv.row.status
-    if status == "paused":
+    if status in ("paused", "suspended"):
+        # Restate answers a suspended invocation's pause with 200 and leaves it suspended:
+        # it runs nothing until what it waits for arrives, and then goes on
         return "already"
     if status not in PAUSABLE:
         return "not-running"

@@ -64,3 +64,13 @@ async def test_restart_as_new_copies_input_and_refuses_running(h: Harness) -> No
     assert t == T.INPUT_COMMAND
     assert h.engine.purge_journal(inv) == "done"
     assert h.engine.restart_as_new(inv) == ("journal-gone", None)
+
+
+async def test_pause_leaves_a_suspended_invocation_as_it_is(h: Harness) -> None:
+    inv = h.submit("Greeter", "greet").invocation_id
+    await h.settle()
+    await h.suspend(h.attempt(inv), completions=[1])
+    assert h.status(inv) == "suspended"
+    assert h.engine.pause(inv) == "already"
+    await h.settle()
+    assert h.status(inv) == "suspended"
