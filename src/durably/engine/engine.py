@@ -786,9 +786,11 @@ class Engine:
         self._dirty.pop(inv.id, None)
         self.store.put_invocation(inv.row)
         self._schedule_flush()
-        for timer_id in self._timer_ids.pop(inv.id, []):
-            self.timers.cancel(timer_id)
-        self.store.delete_timers_of(inv.id)
+        timer_ids = self._timer_ids.pop(inv.id, None)
+        if timer_ids:  # every stored timer is tracked here (added, or loaded by recover)
+            for timer_id in timer_ids:
+                self.timers.cancel(timer_id)
+            self.store.delete_timers_of(inv.id)
         del self.active[inv.id]
         for sub in self.store.take_subscribers(inv.id):
             self.notify(
