@@ -309,13 +309,15 @@ class IngressApp:
         if fut.done():
             return fut.result()
         gone = asyncio.ensure_future(_disconnected(receive))
+        gone.add_done_callback(lambda _: fut.cancel())  # no-op once the result is there
         try:
-            await asyncio.wait((fut, gone), return_when=asyncio.FIRST_COMPLETED)
+            return await fut
+        except asyncio.CancelledError:
+            if gone.done() and not gone.cancelled():
+                return None  # the caller hung up: its wait was dropped with the future
+            raise
         finally:
-            if not fut.done():
-                fut.cancel()
             gone.cancel()
-        return fut.result() if not fut.cancelled() else None
 
     async def _send_result(
         self, send: Send, inv_id: str, result: Result, options: Any, extra: list[tuple[str, str]]

@@ -104,9 +104,9 @@ class Invoker:
                 writer = asyncio.get_running_loop().create_task(self._write(attempt, stream))
             try:
                 # a deployment that never answers must not hold the invocation forever
-                status, headers = await asyncio.wait_for(
-                    stream.response_head(), timeout=attempt.inactivity_timeout_s or None
-                )
+                # (asyncio.timeout, not wait_for: no extra task per await on the hot path)
+                async with asyncio.timeout(attempt.inactivity_timeout_s or None):
+                    status, headers = await stream.response_head()
             except TimeoutError:
                 raise _AttemptError(
                     "the deployment did not answer within the inactivity timeout"
@@ -122,7 +122,8 @@ class Invoker:
             inactivity = attempt.inactivity_timeout_s if attempt.bidi else attempt.abort_timeout_s
             while True:
                 try:
-                    chunk = await asyncio.wait_for(stream.receive(), timeout=inactivity)
+                    async with asyncio.timeout(inactivity):
+                        chunk = await stream.receive()
                 except TimeoutError:
                     if not attempt.closed:
                         # nothing happened for a while: ask the SDK to suspend
