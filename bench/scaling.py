@@ -54,6 +54,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from tests.support.harness import RESTATE_VERSION, ServicesProcess, register  # noqa: E402
+
 from bench.run import (  # noqa: E402
     JSON,
     LOAD_ERRORS,
@@ -67,7 +69,6 @@ from bench.run import (  # noqa: E402
     pct,
     rss_bytes,
 )
-from tests.support.harness import RESTATE_VERSION, ServicesProcess, register  # noqa: E402
 
 PARKED_APP = "bench.services:parked_app"
 PARK_MILLIS = 3_600_000  # an hour: nothing wakes up during the run
@@ -453,7 +454,7 @@ def _by_target(points: list[Any]) -> dict[str, list[Any]]:
 
 def markdown(
     steps: list[StepsPoint], retained: list[RetainedPoint], suspended: list[SuspendedPoint],
-    args: argparse.Namespace, command: str, total_s: float,
+    args: argparse.Namespace, command: str, total_s: float, date: str | None = None,
 ) -> str:
     c = args.concurrency
     out = ["# Scaling curves: cost per invocation as the store grows", ""]
@@ -462,7 +463,7 @@ def markdown(
     out += [
         f"Command: `{command}` ({total_s / 60:.1f} min)",
         "",
-        f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}; machine: {os.cpu_count()} CPUs, "
+        f"- date: {date or time.strftime('%Y-%m-%d %H:%M %Z')}; machine: {os.cpu_count()} CPUs, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
         f"- targets: durably (`durably serve`, SQLite, `--sync full`) and restate-server "
         f"{RESTATE_VERSION} (npm), same `bench/services.py` (restate-sdk, hypercorn, one worker); "
@@ -539,9 +540,7 @@ def markdown(
                 k = p.call
                 marginal = "–"
                 if prev is not None and p.level > prev.level:
-                    marginal = "{:.0f}".format(
-                        (p.server_rss_mb - prev.server_rss_mb) * 1e6 / (p.level - prev.level)
-                    )
+                    marginal = f"{(p.server_rss_mb - prev.server_rss_mb) * 1e6 / (p.level - prev.level):.0f}"
                 prev = p
                 out.append(
                     f"| {t} | {p.level:,} | {p.suspended:,} | {p.park_seconds:.0f} | "
@@ -659,21 +658,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _load(path: str) -> tuple[str, float, list[StepsPoint], list[RetainedPoint], list[SuspendedPoint]]:
+def _load(path: str) -> tuple[dict[str, Any], list[StepsPoint], list[RetainedPoint], list[SuspendedPoint]]:
     data = json.loads(Path(path).read_text())
     steps = [StepsPoint(**p) for p in data["journal"]]
     retained = [RetainedPoint(**{**p, "call": CallPoint(**p["call"])}) for p in data["retained"]]
     suspended = [SuspendedPoint(**{**p, "call": CallPoint(**p["call"])}) for p in data["suspended"]]
-    return data["command"], data["seconds"], steps, retained, suspended
+    return data, steps, retained, suspended
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render:
         # re-render the markdown and the plot from a saved run (no measuring)
-        command, total, steps, retained, suspended = _load(args.render)
+        data, steps, retained, suspended = _load(args.render)
+        command = data["command"]
         args.quick = "--quick" in command
-        Path(args.output).write_text(markdown(steps, retained, suspended, args, command, total))
+        Path(args.output).write_text(
+            markdown(steps, retained, suspended, args, command, data["seconds"], data.get("date"))
+        )
         if args.plot:
             plot(steps, retained, suspended, Path(args.plot), "durably vs Restate: scaling")
         return 0
@@ -701,6 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "command": command.strip(), "quick": args.quick, "seconds": round(total, 1),
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"),
             "journal": [asdict(p) for p in steps],
             "retained": [asdict(p) for p in retained],
             "suspended": [asdict(p) for p in suspended],
