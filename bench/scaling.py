@@ -72,6 +72,11 @@ from bench.run import (  # noqa: E402
 
 PARKED_APP = "bench.services:parked_app"
 PARK_MILLIS = 3_600_000  # an hour: nothing wakes up during the run
+# The HTTP/1.1 services process: hypercorn does not close an idle keep-alive connection the
+# client has closed (it stays in CLOSE-WAIT) until keep_alive_timeout; the tests' config
+# sets that to "never", and durably's invoker closes the connections beyond its idle pool,
+# so at ~20k parked invocations the services process ran out of file descriptors.
+PARKED_HYPERCORN = "workers = 1\nkeep_alive_timeout = 5\n"
 TARGET_ORDER = ["durably", "restate"]
 COLORS = {"durably": "tab:blue", "restate": "tab:orange"}
 
@@ -87,7 +92,9 @@ class ScalingRig(Rig):
         self.parked: ServicesProcess | None = None
         super().__init__(name, base)
         try:
-            self.parked = ServicesProcess([], base / "parked", app=PARKED_APP)
+            config = base / "parked-hypercorn.toml"
+            config.write_text(PARKED_HYPERCORN)
+            self.parked = ServicesProcess([], base / "parked", app=PARKED_APP, config=config)
             self.parked.start()
             register(self.server.admin_url, self.parked.url, use_http_11=True)
         except BaseException:
