@@ -48,4 +48,32 @@ async def sleep(ctx: restate.Context, millis: int) -> int:
     return millis
 
 
-app = restate.app(services=[greeter, counter, workflow, sleeper])
+steps = restate.Workflow("BenchSteps")
+
+
+@steps.main(name="run")
+async def steps_run(ctx: WorkflowContext, n: int) -> int:
+    """``n`` journaled ``ctx.run`` steps, one after the other (bench.scaling: journal length)."""
+    total = 0
+    for i in range(n):
+        total = await ctx.run_typed(f"step-{i}", lambda t=total, i=i: t + i)
+    return total
+
+
+app = restate.app(services=[greeter, counter, workflow, sleeper, steps])
+
+# ----------------------------------------------------------------------------------------
+# Served by a second hypercorn process and registered with ``use_http_11: true``
+# (request/response): the SDK suspends at the first ctx.sleep and ends the request, so the
+# invocation is really *suspended* on the server, not an open stream (bench.scaling).
+
+parked = restate.Service("BenchParked")
+
+
+@parked.handler()
+async def park(ctx: restate.Context, millis: int) -> int:
+    await ctx.sleep(timedelta(milliseconds=millis))
+    return millis
+
+
+parked_app = restate.app(services=[parked])

@@ -156,7 +156,8 @@ class ServicesProcess:
     """``python -m hypercorn tests.conformance.services.app:app`` on a fixed free port.
 
     ``app`` names another ASGI app (``module:attr``, importable from the repository root),
-    e.g. the fault tests' or the benchmark's own services.
+    e.g. the fault tests' or the benchmark's own services; ``config`` another hypercorn
+    config file.
     """
 
     def __init__(
@@ -166,8 +167,10 @@ class ServicesProcess:
         port: Optional[int] = None,
         env: Optional[Mapping[str, str]] = None,
         app: str = DEFAULT_SERVICES_APP,
+        config: Optional[Path] = None,
     ) -> None:
         self.app = app
+        self.config = Path(config) if config is not None else HYPERCORN_CONFIG
         self.services = list(services)
         self.port = port or free_port()
         self.log_path = Path(log_dir) / "services.log"
@@ -190,7 +193,7 @@ class ServicesProcess:
         env.update(self.extra_env)
         cmd = [
             sys.executable, "-m", "hypercorn", self.app,
-            "--config", str(HYPERCORN_CONFIG),
+            "--config", str(self.config),
             "--bind", f"127.0.0.1:{self.port}",
             "--workers", "1",
         ]
