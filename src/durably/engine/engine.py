@@ -464,16 +464,10 @@ class Engine:
         return index
 
     def _track_notification(self, inv: ActiveInvocation, msg_type: int, body: bytes) -> None:
+        """Remember which completions the journal holds (a run's result is stored once)."""
         nid = notification_id(msg_type, body)
-        if nid is None:
-            return
-        kind, value = nid
-        if kind == "c":
-            inv.completion_ids.add(int(value))
-        elif kind == "s":
-            inv.signal_ids.add(int(value))
-        else:
-            inv.signal_names.add(str(value))
+        if nid is not None and nid[0] == "c":
+            inv.completion_ids.add(int(nid[1]))
 
     def notify(self, invocation_id: str, msg_type: MessageType, body: bytes) -> None:
         """Store a notification in an invocation's journal and deliver it."""

@@ -104,10 +104,8 @@ class ActiveInvocation:
     # consecutive failed attempts since the journal last grew, and when it last grew
     retries_since_entry: int = 0
     last_entry_at: int = 0
-    # ids of the notifications in the journal
+    # completion ids of the notifications in the journal (signals need no such record)
     completion_ids: set[int] = field(default_factory=set)
-    signal_ids: set[int] = field(default_factory=set)
-    signal_names: set[str] = field(default_factory=set)
     # what a suspended invocation waits for
     waiting: tuple[frozenset[int], frozenset[int], frozenset[str]] | None = None
     retry_handle: object | None = None
