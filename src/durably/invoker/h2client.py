@@ -579,6 +579,12 @@ class H2Pool:
             if conn is None:
                 conn = await self._connect()
                 if not conn.usable or not conn.has_capacity():
+                    # Awaiting a finished connect does not yield to the loop, so its done
+                    # callback has not cleared it yet: clear it here and yield, or the next
+                    # round would get the same spent connection forever (a busy loop).
+                    if self._connecting is not None and self._connecting.done():
+                        self._connecting = None
+                    await asyncio.sleep(0)
                     continue
             try:
                 stream = conn.open_stream(request_headers)
