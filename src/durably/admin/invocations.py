@@ -17,6 +17,7 @@ from durably.admin.render import format_timestamp
 from durably.engine.model import Result
 from durably.ids import InvocationId
 from durably.storage.base import InvocationRow
+from durably.storage.introspection import RESTATE_STATUS
 
 if TYPE_CHECKING:
     from durably.engine.engine import Engine
@@ -63,17 +64,6 @@ def _refusal(action: str, outcome: str, **fields: str) -> JSONResponse | None:
     return _error(status, template.format(**fields))
 
 
-def status_name(engine: Engine, row: InvocationRow) -> str:
-    """Restate's names: pending (in an inbox), scheduled, ready, running, backing-off,
-    suspended, paused, completed."""
-    if row.status == "inboxed":
-        return "pending"
-    if row.status == "invoked":
-        inv = engine.active.get(row.id)
-        return "running" if inv is not None and inv.attempt is not None else "ready"
-    return row.status
-
-
 def invocation_view(engine: Engine, row: InvocationRow) -> dict[str, Any]:
     def ts(ms: int | None) -> str | None:
         return format_timestamp(ms) if ms else None
@@ -86,7 +76,7 @@ def invocation_view(engine: Engine, row: InvocationRow) -> dict[str, Any]:
         "target_service_key": row.key,
         "target_handler_name": row.handler,
         "target_service_ty": row.service_ty,
-        "status": status_name(engine, row),
+        "status": RESTATE_STATUS.get(row.status, row.status),  # as sys_invocation shows it
         "idempotency_key": row.idempotency_key,
         "invoked_by": row.invoked_by,
         "invoked_by_id": row.invoked_by_id,

@@ -144,10 +144,12 @@ _TARGET = (
     "i.service || '/' || CASE WHEN i.key IS NULL THEN '' ELSE i.key || '/' END || i.handler"
 )
 # Our stored statuses -> Restate's: an inboxed invocation waits for its key's lock
-# ("pending"); an invoked one has an attempt in flight ("running").
+# ("pending"); an invoked one has an attempt in flight ("running"). Others keep their name.
+RESTATE_STATUS = {"inboxed": "pending", "invoked": "running"}
 _STATUS = (
-    "CASE i.status WHEN 'inboxed' THEN 'pending' WHEN 'invoked' THEN 'running' "
-    "ELSE i.status END"
+    "CASE i.status "
+    + " ".join(f"WHEN '{ours}' THEN '{theirs}'" for ours, theirs in RESTATE_STATUS.items())
+    + " ELSE i.status END"
 )
 _INVOCATION_EXPRS: dict[str, str] = {
     "partition_key": "i.partition_key",
