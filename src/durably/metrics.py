@@ -61,6 +61,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.engine: Engine | None = None
+        self._children: dict[tuple[int, str, str], Any] = {}
         r = self.registry
         self.started = Counter(
             "durably_invocations_started", "Invocations created",
@@ -105,20 +106,30 @@ class Metrics:
 
     # -- hooks (cheap: called on hot paths) ------------------------------------------------
 
+    def _child(self, metric: Any, a: str, b: str) -> Any:
+        """`metric.labels(a, b)`, remembered: `labels()` validates and locks on every call."""
+        key = (id(metric), a, b)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(a, b)
+        return child
+
     def invocation_started(self, service: str, handler: str) -> None:
-        self.started.labels(service, handler).inc()
+        self._child(self.started, service, handler).inc()
 
     def invocation_completed(self, service: str, handler: str, failed: bool) -> None:
-        self.completed.labels(service, handler).inc()
+        self._child(self.completed, service, handler).inc()
         if failed:
-            self.failed.labels(service, handler).inc()
+            self._child(self.failed, service, handler).inc()
 
     def attempt_ended(self, service: str, handler: str, started: float | None,
                       failed: bool) -> None:
         if started is not None:
-            self.attempt_seconds.labels(service, handler).observe(time.monotonic() - started)
+            self._child(self.attempt_seconds, service, handler).observe(
+                time.monotonic() - started
+            )
         if failed:
-            self.attempt_failures.labels(service, handler).inc()
+            self._child(self.attempt_failures, service, handler).inc()
 
     def committed(self, seconds: float, batch: int) -> None:
         self.commit_seconds.observe(seconds)
@@ -153,7 +164,7 @@ class Metrics:
             try:
                 await app(scope, receive, send_wrapper)
             finally:
-                histogram.labels(scope.get("method", ""), str(status)).observe(
+                self._child(histogram, scope.get("method", ""), str(status)).observe(
                     time.monotonic() - start
                 )
 

@@ -35,12 +35,35 @@ class RegistrySchema:
 
     def __init__(self, registry: Any) -> None:
         self.registry = registry
+        # Effective options and deployment views, rebuilt only when the registry changes
+        # (its `generation`): every invocation asks for them two or three times, and building
+        # them costs more than the rest of creating an invocation's row.
+        self._generation = -1
+        self._targets: dict[tuple[str, str], tuple[str, str | None, HandlerOptions]] = {}
+        self._deployments: dict[str, DeploymentInfo | None] = {}
+
+    def _fresh(self) -> None:
+        generation = getattr(self.registry, "generation", None)
+        if generation is None or generation != self._generation:
+            self._targets.clear()
+            self._deployments.clear()
+            self._generation = -1 if generation is None else generation
 
     def service_ty(self, service: str) -> str | None:
         svc = self.registry.find_service(service)
         return None if svc is None else str(svc.ty)
 
     def target(self, service: str, handler: str, key: str | None) -> tuple[Target, HandlerOptions]:
+        self._fresh()
+        cached = self._targets.get((service, handler))
+        if cached is not None:
+            service_ty, handler_ty, options = cached
+            keyed = service_ty != "service"
+            if keyed and key is None:
+                raise TargetError(400, f"the service '{service}' needs a key")
+            if not keyed and key is not None:
+                raise TargetError(400, f"the service '{service}' does not take a key")
+            return Target(service, handler, key, service_ty, handler_ty), options
         svc = self.registry.find_service(service)
         if svc is None:
             raise TargetError(
@@ -86,9 +109,22 @@ class RegistrySchema:
             output_content_type=h.output.content_type,
             output_set_content_type_if_empty=bool(h.output.set_content_type_if_empty),
         )
+        if self._generation >= 0:
+            self._targets[(service, handler)] = (svc.ty, h.ty, options)
         return Target(service, handler, key, svc.ty, h.ty), options
 
     def deployment(self, deployment_id: str) -> DeploymentInfo | None:
+        self._fresh()
+        try:
+            return self._deployments[deployment_id]
+        except KeyError:
+            pass
+        info = self._deployment(deployment_id)
+        if self._generation >= 0:
+            self._deployments[deployment_id] = info
+        return info
+
+    def _deployment(self, deployment_id: str) -> DeploymentInfo | None:
         dep = self.registry.find_deployment(deployment_id)
         if dep is None:
             return None

@@ -88,6 +88,7 @@ class Invoker:
         retry_now = False
         stream = None
         writer: asyncio.Task[None] | None = None
+        idle: _IdleTimeout | None = None
         try:
             transport = self.transport(attempt.deployment_uri, attempt.use_http_11)
             path = f"/invoke/{quote(attempt.service, safe='')}/{quote(attempt.handler, safe='')}"
@@ -102,10 +103,10 @@ class Invoker:
                 await stream.end()
             else:
                 writer = asyncio.get_running_loop().create_task(self._write(attempt, stream))
+            idle = _IdleTimeout()
             try:
                 # a deployment that never answers must not hold the invocation forever
-                # (asyncio.timeout, not wait_for: no extra task per await on the hot path)
-                async with asyncio.timeout(attempt.inactivity_timeout_s or None):
+                with idle.within(attempt.inactivity_timeout_s or None):
                     status, headers = await stream.response_head()
             except TimeoutError:
                 raise _AttemptError(
@@ -122,7 +123,7 @@ class Invoker:
             inactivity = attempt.inactivity_timeout_s if attempt.bidi else attempt.abort_timeout_s
             while True:
                 try:
-                    async with asyncio.timeout(inactivity):
+                    with idle.within(inactivity):
                         chunk = await stream.receive()
                 except TimeoutError:
                     if not attempt.closed:
@@ -158,6 +159,8 @@ class Invoker:
             log.exception("attempt %s of %s failed", attempt.seq, attempt.invocation_id)
             error = f"{type(e).__name__}: {e}"
         finally:
+            if idle is not None:
+                idle.close()
             if writer is not None:
                 writer.cancel()
         if error is not None and stream is not None:
@@ -184,6 +187,87 @@ class Invoker:
 
 class _AttemptError(Exception):
     pass
+
+
+class _IdleTimeout:
+    """`asyncio.timeout` for the successive awaits of one attempt, with a lazily moved timer.
+
+    An attempt awaits the deployment several times (headers, each chunk of frames, the end),
+    each under the inactivity timeout. A fresh `asyncio.timeout` per await schedules and
+    cancels a loop timer every time; this keeps one timer per attempt: entering `within()`
+    only moves the deadline, and the timer, when it fires before the deadline, re-arms itself
+    for the rest. On expiry it cancels the task and turns that cancellation into
+    `TimeoutError` at the end of the `with` block, exactly as `asyncio.timeout` does.
+    """
+
+    __slots__ = (
+        "_loop", "_task", "_seconds", "_deadline", "_handle", "_armed_at", "_inside",
+        "_expired", "_cancelling",
+    )
+
+    # A timer may fire a little before its time (the loop's clock resolution): within this
+    # margin the deadline counts as reached rather than re-arming for a few microseconds.
+    _SLACK_S = 0.002
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._seconds: float | None = None
+        self._deadline = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_at = 0.0
+        self._inside = False
+        self._expired = False
+        self._cancelling = 0
+
+    def within(self, seconds: float | None) -> _IdleTimeout:
+        self._seconds = seconds
+        return self
+
+    def __enter__(self) -> _IdleTimeout:
+        seconds = self._seconds
+        if seconds is None:
+            return self
+        deadline = self._loop.time() + seconds
+        self._deadline = deadline
+        self._inside = True
+        self._cancelling = self._task.cancelling()
+        handle = self._handle
+        if handle is None or self._armed_at > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._handle = self._loop.call_at(deadline, self._fire)
+            self._armed_at = deadline
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self._inside = False
+        if self._expired:
+            self._expired = False
+            if (
+                self._task.uncancel() <= self._cancelling
+                and exc_type is asyncio.CancelledError
+            ):
+                raise TimeoutError from exc
+
+    def _fire(self) -> None:
+        self._handle = None
+        if not self._inside:
+            return  # between awaits: the next `within()` arms the timer again
+        if self._loop.time() + self._SLACK_S < self._deadline:
+            self._handle = self._loop.call_at(self._deadline, self._fire)
+            self._armed_at = self._deadline
+            return
+        self._expired = True
+        self._task.cancel()
+
+    def close(self) -> None:
+        self._inside = False
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 async def _read_some(stream: object, limit: int = 512) -> str:
