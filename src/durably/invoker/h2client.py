@@ -39,6 +39,7 @@ import asyncio
 import collections
 import contextlib
 import time
+from collections.abc import Callable
 
 import h2.config
 import h2.connection
@@ -155,6 +156,31 @@ class _ClientH2Connection(h2.connection.H2Connection):
         )
         self.state_machine = _DrainingStateMachine()
         self.encoder = _RequestHeaderEncoder()
+        # set by `_Connection`: how many streams it holds (see `open_outbound_streams`)
+        self.count_open_streams: Callable[[], int] | None = None
+        self._counted = 0
+
+    @property
+    def open_outbound_streams(self) -> int:
+        """h2 counts open streams by scanning every stream it holds, on every request: with
+        hundreds of streams on a connection, most of the cost of opening one. The
+        connection's own count of its streams is at least h2's (a stream leaves it only once
+        h2 has closed it, or after GOAWAY, when the connection takes no new streams), and
+        streams are swept out of h2's table one by one as they are released (`sweep`); the
+        full scan still runs now and then, for anything the sweeps missed."""
+        count = self.count_open_streams
+        self._counted += 1
+        if count is None or self._counted % 256 == 0:
+            return super().open_outbound_streams
+        return count()
+
+    def sweep(self, stream_id: int) -> None:
+        """Move a closed stream from h2's table of streams to its record of closed ones (what
+        h2's scan does to every closed stream)."""
+        stream = self.streams.get(stream_id)
+        if stream is not None and stream.closed:
+            del self.streams[stream_id]
+            self._closed_streams[stream_id] = stream.closed_by
 
     def _receive_frame(self, frame):  # type: ignore[no-untyped-def]
         """h2's `_receive_frame` minus its first line, which formats every received frame
@@ -374,6 +400,7 @@ class _Connection(asyncio.Protocol):
         self.h2 = _ClientH2Connection()
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, H2Stream] = {}
+        self.h2.count_open_streams = self.streams.__len__
         self.send_blocked: set[H2Stream] = set()
         # Resolved by the peer's first SETTINGS frame; failed if the connection dies first.
         self.ready: asyncio.Future[None] = self.loop.create_future()
@@ -551,6 +578,7 @@ class _Connection(asyncio.Protocol):
 
     def release(self, stream: H2Stream) -> None:
         self.streams.pop(stream.stream_id, None)
+        self.h2.sweep(stream.stream_id)
         self.send_blocked.discard(stream)
         if not self.streams and not self.closed:
             if self.goaway_last_stream_id is not None:

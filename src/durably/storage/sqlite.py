@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import operator
 import os
 import sqlite3
 import time
@@ -117,10 +118,18 @@ CREATE INDEX IF NOT EXISTS timer_by_invocation ON timer(invocation_id);
 """
 
 _INVOCATION_FIELDS = [f.name for f in dataclasses.fields(InvocationRow)]
+# An upsert, not INSERT OR REPLACE: a row is written several times in its life (created,
+# suspended, woken, completed), and REPLACE deletes the old row and inserts a new one,
+# touching the table and every index twice; the upsert updates the row where it is.
 _INSERT_INVOCATION = (
-    f"INSERT OR REPLACE INTO invocation ({', '.join(_INVOCATION_FIELDS)}) "
-    f"VALUES ({', '.join('?' for _ in _INVOCATION_FIELDS)})"
+    f"INSERT INTO invocation ({', '.join(_INVOCATION_FIELDS)}) "
+    f"VALUES ({', '.join('?' for _ in _INVOCATION_FIELDS)}) "
+    f"ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{f} = excluded.{f}" for f in _INVOCATION_FIELDS if f != "id")
 )
+_invocation_values = operator.attrgetter(*_INVOCATION_FIELDS)
+_PARTITION_KEY_AT = _INVOCATION_FIELDS.index("partition_key")
+_EXTRA_AT = _INVOCATION_FIELDS.index("extra")
 _SELECT_INVOCATION = f"SELECT {', '.join(_INVOCATION_FIELDS)} FROM invocation"
 
 
@@ -313,9 +322,9 @@ class SqliteStore:
     # -- invocations -----------------------------------------------------------------
 
     def put_invocation(self, row: InvocationRow) -> None:
-        values = [getattr(row, f) for f in _INVOCATION_FIELDS]
-        values[1] = _to_i64(row.partition_key)
-        values[-1] = orjson.dumps(row.extra) if row.extra else None
+        values = list(_invocation_values(row))
+        values[_PARTITION_KEY_AT] = _to_i64(row.partition_key)
+        values[_EXTRA_AT] = orjson.dumps(row.extra) if row.extra else None
         self._begin().execute(_INSERT_INVOCATION, values)
 
     def get_invocation(self, invocation_id: str) -> InvocationRow | None:
