@@ -102,7 +102,18 @@ class Invoker:
                 attempt.closed = True
                 await stream.end()
             else:
-                writer = asyncio.get_running_loop().create_task(self._write(attempt, stream))
+                # the writer task starts with the first frame to push: most attempts never
+                # get one (a sleep suspends, the wake-up is replayed in the next attempt)
+                def start_writer() -> None:
+                    nonlocal writer
+                    if writer is None:
+                        writer = asyncio.get_running_loop().create_task(
+                            self._write(attempt, stream)
+                        )
+
+                attempt._wake = start_writer
+                if attempt._outbox:
+                    start_writer()
             idle = _IdleTimeout()
             try:
                 # a deployment that never answers must not hold the invocation forever
@@ -143,7 +154,7 @@ class Invoker:
                 if not attempt.closed:
                     attempt.closed = True
                     await stream.end()
-                await _drain(stream)
+                await _drain(stream, idle)
             else:
                 error = "the deployment ended the response without End, Suspension or Error"
         except _AttemptError as e:
@@ -163,6 +174,8 @@ class Invoker:
                 idle.close()
             if writer is not None:
                 writer.cancel()
+            elif attempt._wake is not None:
+                attempt._wake = None
         if error is not None and stream is not None:
             stream.reset()
         engine.on_attempt_closed(attempt, error, retry_now=retry_now)
@@ -283,9 +296,9 @@ async def _read_some(stream: object, limit: int = 512) -> str:
     return data[:limit].decode("utf-8", "replace").strip() or "(empty body)"
 
 
-async def _drain(stream: object) -> None:
+async def _drain(stream: object, idle: _IdleTimeout) -> None:
     try:
-        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+        with idle.within(DRAIN_TIMEOUT_S):
             while await stream.receive() is not None:  # type: ignore[attr-defined]
                 pass
     except Exception:
