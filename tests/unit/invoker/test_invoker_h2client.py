@@ -116,6 +116,10 @@ async def test_200_concurrent_streams_share_one_connection(server: ServerProcess
         results = await asyncio.gather(*(echo(pool, b"%d" % i) for i in range(200)))
         assert results == [b"%d" % i for i in range(200)]
         assert pool.connection_count == 1
+        # and h2 holds none of the finished streams any more (swept as released)
+        (conn,) = pool._usable
+        assert not conn.streams and not conn.h2.streams
+        assert conn.h2.open_outbound_streams == 0
     finally:
         await pool.close()
 

@@ -448,3 +448,40 @@ async def test_listeners(registry: SchemaRegistry, fake: FakeDeployments) -> Non
     await registry.register(A)
     registry.modify_service("Greeter", public=False)
     assert seen == [1, 2]
+
+
+async def test_engine_view_follows_registry_changes(
+    registry: SchemaRegistry, fake: FakeDeployments
+) -> None:
+    """server.RegistrySchema caches targets and deployments by the registry's generation."""
+    from durably.engine.engine import TargetError
+    from durably.server import RegistrySchema
+
+    fake.manifests[A] = manifest(GREETER, COUNTER, SIGNUP)
+    d, _, _ = await registry.register(A)
+    schema = RegistrySchema(registry)
+    target, options = schema.target("Counter", "add", "k")
+    assert (target.service_ty, target.handler_ty, target.key) == ("virtual_object", "exclusive", "k")
+    assert options.inactivity_timeout_ms == 30_000 and options.public
+    assert schema.target("Counter", "add", "k2")[1] is options  # cached
+    assert schema.target("Counter", "add", "k2")[0].key == "k2"
+    # the key rules still apply to a cached target
+    with pytest.raises(TargetError) as e:
+        schema.target("Counter", "add", None)
+    assert e.value.status == 400
+    with pytest.raises(TargetError):
+        schema.target("Greeter", "greet", "k")
+    dep = schema.deployment(d.id)
+    assert dep is not None and dep.uri == A
+    assert schema.deployment(d.id) is dep
+    assert schema.deployment("dp_unknown") is None
+
+    registry.modify_service("Counter", public=False, inactivity_timeout=90_000)
+    _, options = schema.target("Counter", "add", "k")
+    assert options.inactivity_timeout_ms == 90_000 and not options.public
+
+    registry.remove_deployment(d.id, force=True)
+    with pytest.raises(TargetError) as e:
+        schema.target("Counter", "add", "k")
+    assert e.value.status == 404
+    assert schema.deployment(d.id) is None
