@@ -310,6 +310,30 @@ class H2Stream:
             offset += n
             conn.schedule_flush()
 
+    def send_nowait(self, data: bytes) -> bool:
+        """Write `data` now if it fits the flow-control window in one frame and the
+        connection is not paused; otherwise write nothing and return False (use `send`)."""
+        if self._body_unwanted:
+            return True
+        if self._error is not None or self._local_ended:
+            return False
+        conn = self._conn
+        if conn.write_paused:
+            return False
+        h2c = conn.h2
+        try:
+            window = h2c.local_flow_control_window(self.stream_id)
+        except h2.exceptions.StreamClosedError:
+            return False
+        if len(data) > window or len(data) > h2c.max_outbound_frame_size:
+            return False
+        try:
+            h2c.send_data(self.stream_id, data)
+        except h2.exceptions.ProtocolError:
+            return False
+        conn.schedule_flush()
+        return True
+
     async def end(self) -> None:
         if self._local_ended or self._error is not None:
             return

@@ -102,18 +102,25 @@ class Invoker:
                 attempt.closed = True
                 await stream.end()
             else:
-                # the writer task starts with the first frame to push: most attempts never
-                # get one (a sleep suspends, the wake-up is replayed in the next attempt)
-                def start_writer() -> None:
-                    nonlocal writer
-                    if writer is None:
-                        writer = asyncio.get_running_loop().create_task(
-                            self._write(attempt, stream)
-                        )
+                # Frames the engine pushes are written at once when the stream can take them
+                # (the usual case: a completion of a few bytes); a writer task that waits for
+                # flow control starts only when one cannot, and then writes everything after.
+                send_nowait = getattr(stream, "send_nowait", None)
 
-                attempt._wake = start_writer
+                def wake() -> None:
+                    nonlocal writer
+                    if writer is not None:
+                        return
+                    if send_nowait is not None:
+                        data = attempt.take_outbox()
+                        if not data or send_nowait(data):
+                            return
+                        attempt._outbox.insert(0, data)
+                    writer = asyncio.get_running_loop().create_task(self._write(attempt, stream))
+
+                attempt._wake = wake
                 if attempt._outbox:
-                    start_writer()
+                    wake()
             idle = _IdleTimeout()
             try:
                 # a deployment that never answers must not hold the invocation forever

@@ -79,6 +79,26 @@ async def test_full_duplex_echo(server: ServerProcess) -> None:
         await pool.close()
 
 
+async def test_send_nowait_writes_what_fits_and_refuses_the_rest(server: ServerProcess) -> None:
+    pool = H2Pool(server.url)
+    try:
+        stream = await pool.open_stream("POST", "/invoke/Svc/echo", [])
+        status, _ = await asyncio.wait_for(stream.response_head(), 5)
+        assert status == 200
+        assert stream.send_nowait(b"small")
+        assert await asyncio.wait_for(stream.receive(), 5) == b"small"
+        # more than one frame's worth: nothing written, the caller uses send()
+        big = b"x" * (stream._conn.h2.max_outbound_frame_size + 1)
+        assert not stream.send_nowait(big)
+        assert stream.send_nowait(b"after")
+        assert await asyncio.wait_for(stream.receive(), 5) == b"after"
+        await stream.end()
+        assert not stream.send_nowait(b"late")
+        assert await stream.receive() is None
+    finally:
+        await pool.close()
+
+
 async def test_base_uri_prefix_is_joined_without_double_slash(server: ServerProcess) -> None:
     for base, path, seen in [
         (server.url + "/", "/invoke/A/echo", "/invoke/A/echo"),
