@@ -224,6 +224,7 @@ class SqliteStore:
         self.on_commit: Callable[[float, int], None] | None = None
         self.on_sync: Callable[[float], None] | None = None
         self._wal_fd: int | None = None
+        self._subscribed: set[str] | None = None  # see take_subscribers
 
     def sync(self) -> None:
         """Flush the write-ahead log to disk (what synchronous=FULL does inside every COMMIT).
@@ -280,12 +281,14 @@ class SqliteStore:
         on the lost one can reach the disk."""
         if self._failed is None:
             self._failed = error
+        self._subscribed = None
         self._in_tx = False
         self._batch_ops = 0
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
 
     def rollback(self) -> None:
+        self._subscribed = None
         if self._in_tx:
             self._in_tx = False
             self._batch_ops = 0
@@ -450,8 +453,22 @@ class SqliteStore:
             "notification_type) VALUES (?, ?, ?, ?)",
             (row.target_id, row.subscriber_id, row.completion_id, row.notification_type),
         )
+        if self._subscribed is not None:
+            self._subscribed.add(row.target_id)
 
     def take_subscribers(self, target_id: str) -> list[SubscriberRow]:
+        # Every completion asks; few invocations have anybody waiting on them. The ids that
+        # may have subscriber rows are kept in memory (loaded once, a superset: a rollback
+        # forgets them), so that the others cost no query.
+        if self._failed is not None:
+            raise self._unusable()
+        subscribed = self._subscribed
+        if subscribed is None:
+            subscribed = self._subscribed = {
+                str(r[0]) for r in self._db.execute("SELECT DISTINCT target_id FROM subscriber")
+            }
+        if target_id not in subscribed:
+            return []
         db = self._begin()
         rows = db.execute(
             "SELECT target_id, subscriber_id, completion_id, notification_type FROM subscriber "
@@ -460,6 +477,7 @@ class SqliteStore:
         ).fetchall()
         if rows:
             db.execute("DELETE FROM subscriber WHERE target_id = ?", (target_id,))
+        subscribed.discard(target_id)
         return [SubscriberRow(*r) for r in rows]
 
     def children_of(self, invocation_id: str, notification_type: int) -> list[str]:

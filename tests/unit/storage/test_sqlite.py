@@ -189,6 +189,32 @@ def test_subscribers(store: SqliteStore) -> None:
     assert store.children_of("inv_parent", 0x800D) == ["inv_child2"]
 
 
+def test_subscribers_across_commits_rollbacks_and_reopening(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)
+    assert store.take_subscribers("inv_a") == []  # loads what is stored: nothing
+    store.add_subscriber(SubscriberRow("inv_a", "inv_p", 1, 0x800D))
+    store.commit()
+    store.add_subscriber(SubscriberRow("inv_b", "inv_p", 2, 0x800D))
+    store.rollback()
+    assert store.take_subscribers("inv_b") == []
+    store.add_subscriber(SubscriberRow("inv_c", "inv_p", 3, 0x800D))
+    store.commit()
+    # taken, then rolled back: still there
+    assert [s.completion_id for s in store.take_subscribers("inv_c")] == [3]
+    store.rollback()
+    assert [s.completion_id for s in store.take_subscribers("inv_c")] == [3]
+    store.commit()
+    store.close()
+    # rows written before a restart are found by a fresh store
+    reopened = SqliteStore(tmp_path)
+    try:
+        assert [s.completion_id for s in reopened.take_subscribers("inv_a")] == [1]
+        assert reopened.take_subscribers("inv_a") == []
+        assert reopened.take_subscribers("inv_c") == []
+    finally:
+        reopened.close()
+
+
 def test_timers(store: SqliteStore) -> None:
     t1 = store.add_timer(300, "sleep", "inv_a", 1)
     t2 = store.add_timer(100, "invoke", "inv_b", 0)
