@@ -427,6 +427,15 @@ def _first_word(sql: str) -> str:
     return text.split(None, 1)[0].upper() if text else ""
 
 
+# `main.<table>`: durably's own tables, which a `count(*)` could read past the authorizer
+# (it asks only about the table, and a count over a view asks the same question)
+_MAIN_SCHEMA = re.compile(r'(?:\bmain|"main"|`main`|\[main\])\s*\.', re.I)
+
+
+def _names_main_schema(sql: str) -> bool:
+    return _MAIN_SCHEMA.search(_STRIP_LITERALS.sub("''", sql)) is not None
+
+
 def _shadowing_cte(sql: str) -> str | None:
     """A CTE named like one of our views would read our raw tables under its name."""
     text = _STRIP_LITERALS.sub("''", sql)
@@ -618,6 +627,11 @@ class Introspector:
         shadow = _shadowing_cte(sql)
         if shadow is not None:
             raise QueryRefused(f"a common table expression may not be named like the table {shadow}")
+        if _names_main_schema(sql):
+            raise QueryRefused(
+                "the schema 'main' holds durably's own tables; query one of: "
+                + ", ".join(sorted(TABLES))
+            )
         try:
             conn = self._take()
         except sqlite3.Error as e:
