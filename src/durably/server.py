@@ -184,7 +184,7 @@ class Durably:
         store.on_commit = metrics.committed
         store.on_sync = metrics.synced
         engine.on_fatal = self._on_fatal
-        self.invoker = Invoker(engine)
+        self.invoker = Invoker(engine, http1_max_connections=cfg.http1_max_connections)
         engine.invoker = self.invoker
         engine.recover()
 

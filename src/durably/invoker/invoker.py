@@ -32,9 +32,13 @@ DRAIN_TIMEOUT_S = 5.0
 # SETTINGS_MAX_CONCURRENT_STREAMS it advertises: beyond this many, open another connection.
 MAX_STREAMS_PER_CONNECTION = 500
 
+
 class Invoker:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, http1_max_connections: int | None = None) -> None:
+        """`http1_max_connections`: the cap on connections per HTTP/1.1 deployment
+        (None: `Http1Transport`'s default; 0: no cap)."""
         self.engine = engine
+        self.http1_max_connections = http1_max_connections
         self._transports: dict[tuple[str, bool], Transport] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -45,7 +49,10 @@ class Invoker:
             if use_http_11:
                 from durably.invoker.http1 import Http1Transport
 
-                transport = Http1Transport(uri)
+                if self.http1_max_connections is None:
+                    transport = Http1Transport(uri)
+                else:
+                    transport = Http1Transport(uri, max_connections=self.http1_max_connections)
             else:
                 from durably.invoker.h2client import H2Pool
 
@@ -97,17 +104,23 @@ class Invoker:
                 stream.reset()
                 return
             await stream.send(attempt.initial)
-            if not attempt.bidi:
-                attempt.closed = True
-                await stream.end()
-            else:
+            if attempt.bidi:
                 writer = asyncio.get_running_loop().create_task(self._write(attempt, stream))
             try:
                 # a deployment that never answers must not hold the invocation forever
-                # (asyncio.timeout, not wait_for: no extra task per await on the hot path)
+                # (asyncio.timeout, not wait_for: no extra task per await on the hot path);
+                # this also bounds an HTTP/1.1 request's wait for a free pooled connection
                 async with asyncio.timeout(attempt.inactivity_timeout_s or None):
+                    if not attempt.bidi:
+                        attempt.closed = True
+                        await stream.end()
                     status, headers = await stream.response_head()
             except TimeoutError:
+                if not getattr(stream, "got_connection", True):
+                    raise _AttemptError(
+                        "no free HTTP/1.1 connection to the deployment within the inactivity"
+                        " timeout (all --http1-max-connections in use)"
+                    ) from None
                 raise _AttemptError(
                     "the deployment did not answer within the inactivity timeout"
                 ) from None
