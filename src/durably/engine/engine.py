@@ -126,6 +126,8 @@ class Engine:
         self.invoker: Invoker | None = None
         self.enable_protocol_v7 = enable_protocol_v7
         self.active: dict[str, ActiveInvocation] = {}
+        # one Target object per handler of an unkeyed service, shared by its invocations
+        self._targets: dict[Target, Target] = {}
         self.locks: dict[tuple[str, str], str] = {}
         self.inboxes: dict[tuple[str, str], deque[str]] = {}
         self._inbox_seq = 0
@@ -134,7 +136,6 @@ class Engine:
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.timers = TimerQueue(self._fire_timer)
-        self._timer_ids: dict[str, list[int]] = {}
         self.on_fatal: Callable[[BaseException], None] | None = None
         self.stopping = False
         # invocation id -> the members of the wait-for cycle it is part of
@@ -239,8 +240,10 @@ class Engine:
             if lock_key not in self.locks:
                 self._dequeue(lock_key)
         for timer in self.store.all_timers():
-            self._timer_ids.setdefault(timer.invocation_id, []).append(timer.id)
-            self.timers.add(timer)
+            owner = self.active.get(timer.invocation_id)
+            if owner is not None:
+                owner.timer_ids += (timer.id,)
+            self.timers.add(timer)  # one without its invocation is dropped when it fires
         for inv in to_start:
             self._start_attempt(inv)
         for inv in inboxed:
@@ -251,8 +254,13 @@ class Engine:
         log.info("recovered %d unfinished invocations, %d timers", len(rows), len(self.timers))
 
     def _materialize(self, row: InvocationRow) -> ActiveInvocation:
-        target = Target(row.service, row.handler, row.key, row.service_ty, row.handler_ty)
+        target = self._shared(Target(row.service, row.handler, row.key, row.service_ty, row.handler_ty))
         return ActiveInvocation(row=row, target=target, last_entry_at=row.modified_at)
+
+    def _shared(self, target: Target) -> Target:
+        if target.key is not None:
+            return target
+        return self._targets.setdefault(target, target)
 
     def _hold_journal(self, inv: ActiveInvocation) -> list[tuple[int, bytes]]:
         """The invocation's journal in memory (read from the store if it was left there).
@@ -376,7 +384,7 @@ class Engine:
             row.extra["idempotency_retention_ms"] = idempotency_retention_ms
         if restarted_from is not None:
             row.extra["restarted_from"] = restarted_from
-        inv = ActiveInvocation(row=row, target=target, journal=[], last_entry_at=now)
+        inv = ActiveInvocation(row=row, target=self._shared(target), journal=[], last_entry_at=now)
         self.active[inv_str] = inv
         self.metrics.invocation_started(target.service, target.handler)
         if journal is None:
@@ -792,11 +800,11 @@ class Engine:
         self._dirty.pop(inv.id, None)
         self.store.put_invocation(inv.row)
         self._schedule_flush()
-        timer_ids = self._timer_ids.pop(inv.id, None)
-        if timer_ids:  # every stored timer is tracked here (added, or loaded by recover)
-            for timer_id in timer_ids:
+        if inv.timer_ids:  # every stored timer is tracked there (added, or loaded by recover)
+            for timer_id in inv.timer_ids:
                 self.timers.cancel(timer_id)
             self.store.delete_timers_of(inv.id)
+            inv.timer_ids = ()
         del self.active[inv.id]
         for sub in self.store.take_subscribers(inv.id):
             self.notify(
@@ -887,18 +895,15 @@ class Engine:
 
     def _add_timer(self, fire_at: int, kind: str, invocation_id: str, completion_id: int) -> None:
         timer_id = self.store.add_timer(fire_at, kind, invocation_id, completion_id)
-        self._timer_ids.setdefault(invocation_id, []).append(timer_id)
+        self.active[invocation_id].timer_ids += (timer_id,)
         row = TimerRow(timer_id, fire_at, kind, invocation_id, completion_id)
         self._effect(lambda: self.timers.add(row))
 
     def _fire_timer(self, row: TimerRow) -> None:
-        ids = self._timer_ids.get(row.invocation_id)
-        if ids and row.id in ids:
-            ids.remove(row.id)
-            if not ids:
-                del self._timer_ids[row.invocation_id]
         self.store.delete_timer(row.id)
         inv = self.active.get(row.invocation_id)
+        if inv is not None:
+            inv.timer_ids = tuple(t for t in inv.timer_ids if t != row.id)
         if inv is None:
             self._schedule_flush()
             return

@@ -114,6 +114,8 @@ class ActiveInvocation:
     # record); None when none is stored, or while the journal is left in the store
     completion_ids: set[int] | None = None
     retry_handle: object | None = None
+    # ids of its stored timers (a tuple of ints: nothing for the garbage collector to scan)
+    timer_ids: tuple[int, ...] = ()
 
     @property
     def id(self) -> str:
