@@ -19,3 +19,5 @@ class ServerConfig:
     log_format: str = "text"  # text | json
     log_json: bool = False
     max_body_bytes: int = 32 * 1024 * 1024
+    # connections per HTTP/1.1 deployment (0: no cap); attempts beyond it wait for a free one
+    http1_max_connections: int = 256

@@ -10,6 +10,7 @@ Each server has its own registry, so several servers in one process (tests) do n
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -102,7 +103,32 @@ class Metrics:
             buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
             registry=r,
         )
+        self.gc_seconds = Histogram(
+            "durably_gc_pause_seconds",
+            "Python garbage-collector pauses (they stop the event loop)",
+            ["generation"], buckets=(0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+            registry=r,
+        )
+        self._gc_started = 0.0
         r.register(_EngineGauges(self))
+
+    # -- garbage collector -------------------------------------------------------------------
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_seconds.labels(str(info["generation"])).observe(
+                time.perf_counter() - self._gc_started
+            )
+
+    def watch_gc(self) -> None:
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
+
+    def unwatch_gc(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
 
     # -- hooks (cheap: called on hot paths) ------------------------------------------------
 

@@ -168,6 +168,59 @@ def test_status_histogram_and_count(env: Env, scenario: dict[str, str]) -> None:
     assert statuses["pending"] == 1
 
 
+def test_sys_invocation_status_shows_the_stored_status(env: Env, scenario: dict[str, str]) -> None:
+    """sys_invocation names statuses for people; sys_invocation_status keeps the stored ones."""
+    # the holder awaits an awakeable: running over h2, suspended in request/response mode
+    holder = ("invoked", "running") if env.mode == "h2" else ("suspended", "suspended")
+    expected = {
+        "holder": holder,
+        "inboxed": ("inboxed", "pending"),
+        "failing": ("invoked", "backing-off"),
+        "wf_done": ("completed", "completed"),
+    }
+    for name, (stored, shown) in expected.items():
+        inv = scenario[name]
+        raw = env.query(f"SELECT status FROM sys_invocation_status WHERE id = '{inv}'")
+        named = env.query(f"SELECT status FROM sys_invocation WHERE id = '{inv}'")
+        assert (raw, named) == ([{"status": stored}], [{"status": shown}]), name
+
+
+def test_services_status_queries_of_the_official_cli(env: Env, scenario: dict[str, str]) -> None:
+    """`restate services status` aggregates with DataFusion's `FIRST_VALUE(x ORDER BY k)` and
+    with `first_value(x)` as a plain aggregate."""
+    key = scenario["key"]
+    queued = env.query(
+        "SELECT target_service_name, target_handler_name, 'pending' as status, "
+        "COUNT(1) as num_invocations, MIN(created_at) as oldest_at, "
+        "FIRST_VALUE(id ORDER BY created_at ASC) as oldest_invocation "
+        "FROM sys_invocation_status WHERE status == 'inboxed' "
+        "AND target_service_name IN ('CancelTestBlockingService') "
+        "GROUP BY target_service_name, target_handler_name"
+    )
+    assert [(r["target_handler_name"], r["oldest_invocation"]) for r in queued] == [
+        ("isUnlocked", scenario["inboxed"])
+    ]
+    assert queued[0]["num_invocations"] == 1
+    holders = env.query(
+        "SELECT target_service_name as service_name, target_service_key as service_key, "
+        "status as invocation_status, first_value(id) as invocation_holding_lock, "
+        "first_value(target_handler_name) as invocation_method_holding_lock, "
+        "sum(retry_count) as num_retries FROM sys_invocation "
+        "WHERE status != 'pending' AND target_service_name IN ('CancelTestBlockingService') "
+        f"AND target_service_key = '{key}' "
+        "GROUP BY target_service_name, target_service_key, status"
+    )
+    assert len(holders) == 1
+    assert holders[0]["invocation_holding_lock"] == scenario["holder"]
+    assert holders[0]["invocation_method_holding_lock"] == "block"
+    newest = env.query(
+        "SELECT FIRST_VALUE(id ORDER BY created_at DESC) AS newest, "
+        "LAST_VALUE(id ORDER BY created_at ASC) AS newest_too FROM sys_invocation "
+        f"WHERE target_service_key = '{key}' AND target_service_name = 'CancelTestBlockingService'"
+    )
+    assert newest == [{"newest": scenario["inboxed"], "newest_too": scenario["inboxed"]}]
+
+
 def test_sys_journal(env: Env, scenario: dict[str, str]) -> None:
     # the official CLI's journal query (`index` is a reserved word in SQLite)
     rows = env.query(
@@ -246,6 +299,9 @@ REFUSED = [
     ("PRAGMA table_info(invocation)", "only SELECT"),
     ("ATTACH DATABASE '/tmp/x.db' AS x", "only SELECT"),
     ("SELECT * FROM invocation", "not an introspection table"),
+    ("SELECT count(*) FROM invocation", "not an introspection table"),
+    ("SELECT count(*) FROM main.invocation", "schema 'main'"),
+    ('SELECT count(*) FROM "main".journal', "schema 'main'"),
     ("SELECT * FROM sqlite_master", "not an introspection table"),
     ("WITH sys_inbox AS (SELECT * FROM journal) SELECT * FROM sys_inbox", "common table"),
     ("SELECT * FROM pragma_table_info('invocation')", "only SELECT"),

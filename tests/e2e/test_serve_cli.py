@@ -224,7 +224,10 @@ def test_bad_cleanup_interval_exits_2(tmp_path: Path, value: str) -> None:
     assert not (tmp_path / "d").exists()
 
 
-@pytest.mark.parametrize(("option", "value"), [("--sync", "sometimes"), ("--log-level", "loud")])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--sync", "sometimes"), ("--log-level", "loud"), ("--http1-max-connections", "-1")],
+)
 def test_other_bad_options_exit_2(tmp_path: Path, option: str, value: str) -> None:
     result = durably("serve", f"{option}={value}", "--data-dir", str(tmp_path / "d"))
     assert result.returncode == 2

@@ -77,6 +77,13 @@ def serve(
         envvar="DURABLY_CLEANUP_INTERVAL",
         help="How often to remove invocations past their retention (e.g. 1s, 5m, 60).",
     ),
+    http1_max_connections: int = typer.Option(
+        256,
+        "--http1-max-connections",
+        envvar="DURABLY_HTTP1_MAX_CONNECTIONS",
+        help="Most connections open to one HTTP/1.1 deployment (0: no cap); attempts beyond "
+        "it wait for a free connection within their inactivity timeout.",
+    ),
     log_level: str = typer.Option(
         "info", "--log-level", envvar="DURABLY_LOG_LEVEL", help="debug, info, warning or error."
     ),
@@ -98,6 +105,9 @@ def serve(
     if interval_s is None or interval_s <= 0:
         typer.echo(f"durably: bad --cleanup-interval {cleanup_interval!r}", err=True)
         raise typer.Exit(2)
+    if http1_max_connections < 0:
+        typer.echo(f"durably: bad --http1-max-connections {http1_max_connections}", err=True)
+        raise typer.Exit(2)
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         typer.echo(f"durably: unknown log level {log_level!r}", err=True)
@@ -118,6 +128,7 @@ def serve(
         sync=sync.lower(),
         enable_protocol_v7=enable_protocol_v7,
         cleanup_interval_s=interval_s,
+        http1_max_connections=http1_max_connections,
         log_level=log_level.lower(),
         log_format=log_format.lower(),
     )

@@ -177,7 +177,7 @@ def _propose_run(
         )
     else:
         body = notification(MessageType.RUN_COMPLETION, completion_id=cid, value=msg.value)
-    if cid in inv.completion_ids:
+    if inv.completion_ids is not None and cid in inv.completion_ids:
         return  # already stored (a repeated proposal after a retry)
     engine._append(inv, MessageType.RUN_COMPLETION, body)
     engine._track_notification(inv, MessageType.RUN_COMPLETION, body)

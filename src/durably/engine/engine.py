@@ -18,11 +18,9 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-import orjson
 
 from durably.engine import management
 from durably.engine.attempt import Attempt
@@ -35,7 +33,10 @@ from durably.engine.model import (
     Failure,
     Result,
     Target,
+    Waiting,
+    encode_waiting,
     now_ms,
+    waiting_of,
 )
 from durably.engine.notifications import notification, notification_id
 from durably.engine.retry import RetryPolicy
@@ -125,6 +126,8 @@ class Engine:
         self.invoker: Invoker | None = None
         self.enable_protocol_v7 = enable_protocol_v7
         self.active: dict[str, ActiveInvocation] = {}
+        # one Target object per handler of an unkeyed service, shared by its invocations
+        self._targets: dict[Target, Target] = {}
         self.locks: dict[tuple[str, str], str] = {}
         self.inboxes: dict[tuple[str, str], deque[str]] = {}
         self._inbox_seq = 0
@@ -133,7 +136,6 @@ class Engine:
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.timers = TimerQueue(self._fire_timer)
-        self._timer_ids: dict[str, list[int]] = {}
         self.on_fatal: Callable[[BaseException], None] | None = None
         self.stopping = False
         # invocation id -> the members of the wait-for cycle it is part of
@@ -209,17 +211,15 @@ class Engine:
         rows = self.store.active_invocations()
         inboxed: list[ActiveInvocation] = []
         to_start: list[ActiveInvocation] = []
+        to_wake: list[ActiveInvocation] = []
         for row in rows:
             inv = self._materialize(row)
-            inv.journal = self.store.load_journal(row.id)
-            for t, body in inv.journal:
-                if is_notification(t):
-                    self._track_notification(inv, t, body)
             self.active[row.id] = inv
             if row.inbox_seq is not None:
                 self._inbox_seq = max(self._inbox_seq, row.inbox_seq)
             status = row.status
             if status == "inboxed":
+                self._hold_journal(inv)
                 inboxed.append(inv)
             elif status in ("invoked", "backing-off"):
                 to_start.append(inv)
@@ -228,9 +228,10 @@ class Engine:
             elif status in ("suspended", "paused"):
                 if inv.target.takes_lock:
                     self.locks[self._lock_key(inv.target)] = inv.id
-                if status == "suspended" and row.waiting:
-                    w = orjson.loads(row.waiting)
-                    inv.waiting = (frozenset(w[0]), frozenset(w[1]), frozenset(w[2]))
+                waiting = waiting_of(row) if status == "suspended" else None
+                # a wake-up that was stored but not acted upon before the restart
+                if waiting is not None and self._satisfied(waiting, self.store.load_journal(inv.id)):
+                    to_wake.append(inv)
         inboxed.sort(key=lambda i: i.row.inbox_seq or 0)
         for inv in inboxed:
             self.inboxes.setdefault(self._lock_key(inv.target), deque()).append(inv.id)
@@ -239,28 +240,46 @@ class Engine:
             if lock_key not in self.locks:
                 self._dequeue(lock_key)
         for timer in self.store.all_timers():
-            self._timer_ids.setdefault(timer.invocation_id, []).append(timer.id)
-            self.timers.add(timer)
+            owner = self.active.get(timer.invocation_id)
+            if owner is not None:
+                owner.timer_ids += (timer.id,)
+            self.timers.add(timer)  # one without its invocation is dropped when it fires
         for inv in to_start:
             self._start_attempt(inv)
         for inv in inboxed:
             self.check_deadlock(inv.id)
-        for inv in list(self.active.values()):
-            if inv.row.status == "suspended" and inv.waiting is not None:
-                # a wake-up that was stored but not acted upon before the restart
-                if self._satisfied(inv, inv.waiting, 0):
-                    self._start_attempt(inv)
+        for inv in to_wake:
+            self._start_attempt(inv)
         self._schedule_flush()
         log.info("recovered %d unfinished invocations, %d timers", len(rows), len(self.timers))
 
     def _materialize(self, row: InvocationRow) -> ActiveInvocation:
-        target = Target(row.service, row.handler, row.key, row.service_ty, row.handler_ty)
-        return ActiveInvocation(
-            row=row,
-            id_bytes=InvocationId.parse(row.id).to_bytes(),
-            target=target,
-            last_entry_at=row.modified_at,
-        )
+        target = self._shared(Target(row.service, row.handler, row.key, row.service_ty, row.handler_ty))
+        return ActiveInvocation(row=row, target=target, last_entry_at=row.modified_at)
+
+    def _shared(self, target: Target) -> Target:
+        if target.key is not None:
+            return target
+        return self._targets.setdefault(target, target)
+
+    def _hold_journal(self, inv: ActiveInvocation) -> list[tuple[int, bytes]]:
+        """The invocation's journal in memory (read from the store if it was left there).
+
+        The store's connection sees this batch's uncommitted appends, so the journal read
+        is whole even right after an entry was added to a journal left in the store.
+        """
+        journal = inv.journal
+        if journal is None:
+            journal = inv.journal = self.store.load_journal(inv.id)
+            for t, body in journal:
+                if is_notification(t):
+                    self._track_notification(inv, t, body)
+        return journal
+
+    def _release_journal(self, inv: ActiveInvocation) -> None:
+        """Leave a parked invocation's journal in the store until it runs again."""
+        inv.journal = None
+        inv.completion_ids = None
 
     # ------------------------------------------------------------------ lookups
 
@@ -365,7 +384,7 @@ class Engine:
             row.extra["idempotency_retention_ms"] = idempotency_retention_ms
         if restarted_from is not None:
             row.extra["restarted_from"] = restarted_from
-        inv = ActiveInvocation(row=row, id_bytes=inv_id.to_bytes(), target=target, last_entry_at=now)
+        inv = ActiveInvocation(row=row, target=self._shared(target), journal=[], last_entry_at=now)
         self.active[inv_str] = inv
         self.metrics.invocation_started(target.service, target.handler)
         if journal is None:
@@ -383,6 +402,7 @@ class Engine:
             row.execution_time = execution_time
             self._persist(inv)
             self._add_timer(execution_time, "invoke", inv_str, 0)
+            self._release_journal(inv)
         else:
             self._enqueue(inv)
         return Submitted(inv_str, existed=False, completed=False, execution_time=row.execution_time)
@@ -449,11 +469,12 @@ class Engine:
     def _append(
         self, inv: ActiveInvocation, msg_type: int, body: bytes, *, persist_row: bool = True
     ) -> int:
-        index = len(inv.journal)
-        inv.journal.append((msg_type, body))
+        index = inv.row.journal_length
+        if inv.journal is not None:
+            inv.journal.append((msg_type, body))
         now = now_ms()
         self.store.append_journal(inv.id, index, msg_type, body, now)
-        inv.row.journal_length = len(inv.journal)
+        inv.row.journal_length = index + 1
         inv.retries_since_entry = 0
         inv.last_entry_at = now
         if persist_row:
@@ -464,9 +485,13 @@ class Engine:
         return index
 
     def _track_notification(self, inv: ActiveInvocation, msg_type: int, body: bytes) -> None:
-        """Remember which completions the journal holds (a run's result is stored once)."""
+        """Remember which completions the held journal has (a run's result is stored once)."""
+        if inv.journal is None:
+            return  # rebuilt from the journal when it is held again
         nid = notification_id(msg_type, body)
         if nid is not None and nid[0] == "c":
+            if inv.completion_ids is None:
+                inv.completion_ids = set()
             inv.completion_ids.add(int(nid[1]))
 
     def notify(self, invocation_id: str, msg_type: MessageType, body: bytes) -> None:
@@ -480,19 +505,16 @@ class Engine:
         if attempt is not None and not attempt.finished:
             frame = encode_frame(msg_type, body)
             self._effect(lambda: attempt.push(frame))
-        elif inv.row.status == "suspended" and inv.waiting is not None:
-            if self._satisfied(inv, inv.waiting, len(inv.journal) - 1):
+        elif inv.row.status == "suspended":
+            waiting = waiting_of(inv.row)
+            if waiting is not None and self._satisfied(waiting, ((msg_type, body),)):
                 self._start_attempt(inv)
 
-    def _satisfied(
-        self,
-        inv: ActiveInvocation,
-        waiting: tuple[frozenset[int], frozenset[int], frozenset[str]],
-        from_index: int,
-    ) -> bool:
-        """Whether a notification stored at or after `from_index` is one of `waiting`."""
+    @staticmethod
+    def _satisfied(waiting: Waiting, entries: Iterable[tuple[int, bytes]]) -> bool:
+        """Whether one of these journal entries is a notification `waiting` names."""
         completions, signals, names = waiting
-        for t, body in inv.journal[from_index:]:
+        for t, body in entries:
             if not is_notification(t):
                 continue
             nid = notification_id(t, body)
@@ -535,17 +557,17 @@ class Engine:
             inv.row.protocol_version = max(max_v, deployment.min_protocol_version)
         version = inv.row.protocol_version
         options = self._options(inv)
+        journal = self._hold_journal(inv)
         inv.attempt_seq += 1
         now = now_ms()
         inv.row.status = "invoked"
         inv.row.running_at = now
         inv.row.next_retry_at = None
-        inv.waiting = None
         inv.row.waiting = None
         start = pb.StartMessage(
             id=inv.id_bytes,
             debug_id=inv.id,
-            known_entries=len(inv.journal),
+            known_entries=len(journal),
             key=inv.target.key or "",
             retry_count_since_last_stored_entry=inv.retries_since_entry,
             duration_since_last_stored_entry=max(0, now - inv.last_entry_at),
@@ -559,7 +581,7 @@ class Engine:
         else:
             start.partial_state = True
         parts = [encode_frame(MessageType.START, start.SerializeToString())]
-        parts.extend(encode_frame(t, body) for t, body in inv.journal)
+        parts.extend(encode_frame(t, body) for t, body in journal)
         attempt = Attempt(
             invocation_id=inv.id,
             seq=inv.attempt_seq,
@@ -576,7 +598,7 @@ class Engine:
             inactivity_timeout_s=options.inactivity_timeout_ms / 1000.0,
             abort_timeout_s=options.abort_timeout_ms / 1000.0,
         )
-        attempt.extra["journal_start"] = len(inv.journal)
+        attempt.extra["journal_start"] = len(journal)
         attempt.extra["started_at"] = time.monotonic()
         inv.attempt = attempt
         self._persist(inv)
@@ -665,6 +687,7 @@ class Engine:
                 return
             inv.row.status = "paused"
             self._persist(inv)
+            self._release_journal(inv)
             log.warning("invocation %s paused after %d attempts", inv.id, inv.row.retry_count)
             return
         delay = (
@@ -685,22 +708,19 @@ class Engine:
 
         inv.retry_handle = self._loop.call_later(delay / 1000.0, retry)
 
-    def suspend(
-        self,
-        inv: ActiveInvocation,
-        attempt: Attempt,
-        waiting: tuple[frozenset[int], frozenset[int], frozenset[str]],
-    ) -> None:
+    def suspend(self, inv: ActiveInvocation, attempt: Attempt, waiting: Waiting) -> None:
         attempt.finished = True
         self._attempt_ended(inv, attempt, failed=False)
         inv.attempt = None
-        if self._satisfied(inv, waiting, int(attempt.extra.get("journal_start", 0))):
+        journal = self._hold_journal(inv)
+        # what arrived during the attempt, after the journal the attempt was started with
+        if self._satisfied(waiting, journal[int(attempt.extra.get("journal_start", 0)) :]):
             self._start_attempt(inv)
             return
         inv.row.status = "suspended"
-        inv.waiting = waiting
-        inv.row.waiting = orjson.dumps([sorted(waiting[0]), sorted(waiting[1]), sorted(waiting[2])]).decode()
+        inv.row.waiting = encode_waiting(waiting)
         self._persist(inv)
+        self._release_journal(inv)
 
     def pause(self, invocation_id: str) -> str:
         return management.pause(self, invocation_id)
@@ -722,7 +742,7 @@ class Engine:
         attempt.finished = True
         self._attempt_ended(inv, attempt, failed=False)
         result: Result | None = None
-        for t, body in reversed(inv.journal):
+        for t, body in reversed(self._hold_journal(inv)):
             if t == MessageType.OUTPUT_COMMAND:
                 out = pb.OutputCommandMessage()
                 out.ParseFromString(body)
@@ -780,11 +800,11 @@ class Engine:
         self._dirty.pop(inv.id, None)
         self.store.put_invocation(inv.row)
         self._schedule_flush()
-        timer_ids = self._timer_ids.pop(inv.id, None)
-        if timer_ids:  # every stored timer is tracked here (added, or loaded by recover)
-            for timer_id in timer_ids:
+        if inv.timer_ids:  # every stored timer is tracked there (added, or loaded by recover)
+            for timer_id in inv.timer_ids:
                 self.timers.cancel(timer_id)
             self.store.delete_timers_of(inv.id)
+            inv.timer_ids = ()
         del self.active[inv.id]
         for sub in self.store.take_subscribers(inv.id):
             self.notify(
@@ -875,18 +895,15 @@ class Engine:
 
     def _add_timer(self, fire_at: int, kind: str, invocation_id: str, completion_id: int) -> None:
         timer_id = self.store.add_timer(fire_at, kind, invocation_id, completion_id)
-        self._timer_ids.setdefault(invocation_id, []).append(timer_id)
+        self.active[invocation_id].timer_ids += (timer_id,)
         row = TimerRow(timer_id, fire_at, kind, invocation_id, completion_id)
         self._effect(lambda: self.timers.add(row))
 
     def _fire_timer(self, row: TimerRow) -> None:
-        ids = self._timer_ids.get(row.invocation_id)
-        if ids and row.id in ids:
-            ids.remove(row.id)
-            if not ids:
-                del self._timer_ids[row.invocation_id]
         self.store.delete_timer(row.id)
         inv = self.active.get(row.invocation_id)
+        if inv is not None:
+            inv.timer_ids = tuple(t for t in inv.timer_ids if t != row.id)
         if inv is None:
             self._schedule_flush()
             return

@@ -48,9 +48,9 @@ def pause(engine: Engine, invocation_id: str) -> str:
         inv.retry_handle.cancel()
     inv.row.status = "paused"
     inv.row.next_retry_at = None
-    inv.waiting = None
     inv.row.waiting = None
     engine._persist(inv)
+    engine._release_journal(inv)
     return "done"
 
 

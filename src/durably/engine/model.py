@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
 
+from durably.ids import InvocationId
 from durably.storage.base import InvocationRow
 
 if TYPE_CHECKING:
@@ -93,23 +94,48 @@ NOT_FOUND = Failure(404, "not found")
 
 @dataclass(eq=False, slots=True)
 class ActiveInvocation:
-    """An invocation that has not completed yet, held in memory with its journal."""
+    """An invocation that has not completed yet, held in memory.
+
+    Its journal is held while it may run (an attempt is open or about to be); a suspended,
+    paused or scheduled invocation leaves it in the store (`journal is None`) and loads it
+    again when it runs, so that parked invocations cost little memory. What a suspended
+    invocation waits for is `row.waiting` (see `waiting_of`).
+    """
 
     row: InvocationRow
-    id_bytes: bytes
     target: Target
-    journal: list[tuple[int, bytes]] = field(default_factory=list)
+    journal: list[tuple[int, bytes]] | None = None
     attempt: Attempt | None = None
     attempt_seq: int = 0
     # consecutive failed attempts since the journal last grew, and when it last grew
     retries_since_entry: int = 0
     last_entry_at: int = 0
-    # completion ids of the notifications in the journal (signals need no such record)
-    completion_ids: set[int] = field(default_factory=set)
-    # what a suspended invocation waits for
-    waiting: tuple[frozenset[int], frozenset[int], frozenset[str]] | None = None
+    # completion ids of the notifications in the held journal (signals need no such
+    # record); None when none is stored, or while the journal is left in the store
+    completion_ids: set[int] | None = None
     retry_handle: object | None = None
+    # ids of its stored timers (a tuple of ints: nothing for the garbage collector to scan)
+    timer_ids: tuple[int, ...] = ()
 
     @property
     def id(self) -> str:
         return self.row.id
+
+    @property
+    def id_bytes(self) -> bytes:
+        return InvocationId.parse(self.row.id).to_bytes()
+
+
+Waiting = tuple[frozenset[int], frozenset[int], frozenset[str]]
+
+
+def encode_waiting(waiting: Waiting) -> str:
+    return orjson.dumps([sorted(waiting[0]), sorted(waiting[1]), sorted(waiting[2])]).decode()
+
+
+def waiting_of(row: InvocationRow) -> Waiting | None:
+    """What a suspended invocation waits for: completion ids, signal ids, signal names."""
+    if row.waiting is None:
+        return None
+    c, s, n = orjson.loads(row.waiting)
+    return frozenset(c), frozenset(s), frozenset(n)

@@ -9,6 +9,7 @@ since the exchange cannot make progress otherwise.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 
 import h11
@@ -19,22 +20,37 @@ __all__ = ["Http1Stream", "Http1Transport"]
 
 _READ_SIZE = 64 * 1024
 
+# Per deployment. The cap keeps a burst of attempts from opening one connection each (a
+# service process has a file descriptor limit, and hypercorn holds a connection the client
+# closed while idle until its own keep_alive_timeout); the idle timeout lets the pool shrink
+# after a burst without closing connections that the next burst will want.
+DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_IDLE_TIMEOUT_S = 60.0
+
 
 class _Http1Connection:
-    __slots__ = ("reader", "writer", "h11", "reused")
+    __slots__ = ("reader", "writer", "h11", "reused", "idle_since", "_pool")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, pool: Http1Transport, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._pool: Http1Transport | None = pool
         self.reader = reader
         self.writer = writer
         self.h11 = h11.Connection(h11.CLIENT)
         self.reused = False
+        self.idle_since = 0.0
 
     @property
     def alive(self) -> bool:
         return not self.writer.is_closing() and not self.reader.at_eof()
 
     def close(self) -> None:
+        """Close the socket (a full close) and give its place in the pool back. Idempotent."""
         self.writer.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool._connection_closed()
 
 
 class Http1Stream:
@@ -54,6 +70,10 @@ class Http1Stream:
         self._done = False
         self._error: TransportError | None = None
         self._response_bytes = 0
+        self._waiter: asyncio.Future[_Http1Connection | None] | None = None
+        # False until the request has a connection: a deadline that ends earlier ended the
+        # wait for a free one (the pool's cap), not a wait for the deployment
+        self.got_connection = False
 
     async def send(self, data: bytes) -> None:
         if self._error is not None:
@@ -120,13 +140,22 @@ class Http1Stream:
         if self._error is None:
             self._error = TransportError("stream reset by caller")
         self._done = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(self._error)
         self._discard()
 
     # -- internals -----------------------------------------------------------------------
 
     async def _send_request(self, *, fresh: bool = False) -> None:
-        conn = await self._transport._acquire(fresh=fresh)
+        if self._error is not None:  # reset before the request went out
+            raise self._error
+        conn = await self._transport._acquire(self, fresh=fresh)
+        if self._error is not None:  # reset while waiting or connecting
+            self._transport._release(conn)
+            raise self._error
         self._conn = conn
+        self.got_connection = True
         body = b"".join(self._body)
         headers = [("host", self._transport._authority)]
         for name, value in self._headers:
@@ -208,17 +237,43 @@ class Http1Stream:
 
 
 class Http1Transport:
-    """HTTP/1.1 keep-alive pool for one deployment base URI."""
+    """HTTP/1.1 connection pool for one deployment base URI.
+
+    At most `max_connections` connections are open at once (None or 0: no cap); an exchange
+    that finds none free waits for one, first come first served. Nothing here bounds that
+    wait: the caller's own deadline does (the invoker awaits `end()` and `response_head()`
+    inside the attempt's inactivity timeout), and `reset()` ends it. A finished exchange
+    leaves its connection idle for the next one (most recently used first), up to
+    `max_idle_connections` (default: as many as `max_connections`); a connection idle for
+    `idle_timeout` seconds (None: forever) is closed, so the pool shrinks after a burst.
+    """
 
     def __init__(
-        self, base_uri: str, *, connect_timeout: float = 10.0, max_idle_connections: int = 64
+        self,
+        base_uri: str,
+        *,
+        connect_timeout: float = 10.0,
+        max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+        max_idle_connections: int | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S,
     ) -> None:
         self.base_uri = base_uri
         self._host, self._port, self._prefix = parse_base_uri(base_uri)
         self._authority = authority(self._host, self._port)
         self.connect_timeout = connect_timeout
+        self.max_connections = max_connections or None
+        if max_idle_connections is None:
+            max_idle_connections = self.max_connections
         self.max_idle_connections = max_idle_connections
-        self._idle: list[_Http1Connection] = []
+        self.idle_timeout = idle_timeout
+        self._open = 0  # connections open or being opened, idle or in use
+        self._idle: collections.deque[_Http1Connection] = collections.deque()  # oldest first
+        # exchanges waiting for a connection: each future gets a connection to reuse, or
+        # None for a place to open one
+        self._waiters: collections.deque[asyncio.Future[_Http1Connection | None]] = (
+            collections.deque()
+        )
+        self._reaper: asyncio.TimerHandle | None = None
         self._closed = False
 
     async def open_stream(
@@ -230,7 +285,14 @@ class Http1Transport:
 
     async def close(self) -> None:
         self._closed = True
-        idle, self._idle = self._idle, []
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        waiters, self._waiters = self._waiters, collections.deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(TransportError("transport closed"))
+        idle, self._idle = self._idle, collections.deque()
         for conn in idle:
             conn.close()
         for conn in idle:
@@ -241,28 +303,111 @@ class Http1Transport:
     def idle_connection_count(self) -> int:
         return len(self._idle)
 
-    async def _acquire(self, *, fresh: bool = False) -> _Http1Connection:
+    @property
+    def open_connection_count(self) -> int:
+        """Connections open (or being opened), idle or in use."""
+        return self._open
+
+    @property
+    def waiting_count(self) -> int:
+        """Exchanges waiting for a free connection."""
+        return len(self._waiters)
+
+    async def _acquire(self, stream: Http1Stream, *, fresh: bool = False) -> _Http1Connection:
         if self._closed:
             raise TransportError("transport closed")
-        while self._idle and not fresh:
-            conn = self._idle.pop()
-            if conn.alive:
-                conn.reused = True
-                return conn
-            conn.close()
+        if not fresh:
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.alive:
+                    conn.reused = True
+                    return conn
+                conn.close()
+        if self._waiters or (
+            self.max_connections is not None and self._open >= self.max_connections
+        ):
+            waiter: asyncio.Future[_Http1Connection | None]
+            waiter = asyncio.get_running_loop().create_future()
+            # a stream retrying on a fresh connection just gave one back: it goes first
+            if fresh:
+                self._waiters.appendleft(waiter)
+            else:
+                self._waiters.append(waiter)
+            stream._waiter = waiter
+            try:
+                handed = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    # given a connection or a place just as the wait ended: pass it on
+                    given = waiter.result()
+                    if given is None:
+                        self._connection_closed()
+                    else:
+                        self._release(given)
+                else:
+                    waiter.cancel()
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
+                raise
+            finally:
+                stream._waiter = None
+            if handed is not None:
+                handed.reused = True
+                return handed
+            # handed the place of a connection that closed: open a new one in it
+        else:
+            self._open += 1
         try:
             async with asyncio.timeout(self.connect_timeout):
                 reader, writer = await asyncio.open_connection(self._host, self._port)
-        except TimeoutError:
-            raise TransportError(
-                f"connect to {self.base_uri} timed out after {self.connect_timeout}s"
-            ) from None
-        except OSError as exc:
-            raise TransportError(f"connect to {self.base_uri} failed: {exc}") from exc
-        return _Http1Connection(reader, writer)
+        except BaseException as exc:
+            self._connection_closed()
+            if isinstance(exc, TimeoutError):
+                raise TransportError(
+                    f"connect to {self.base_uri} timed out after {self.connect_timeout}s"
+                ) from None
+            if isinstance(exc, OSError):
+                raise TransportError(f"connect to {self.base_uri} failed: {exc}") from exc
+            raise
+        return _Http1Connection(self, reader, writer)
 
     def _release(self, conn: _Http1Connection) -> None:
-        if self._closed or len(self._idle) >= self.max_idle_connections or not conn.alive:
+        """A connection ready for the next request: to the first waiter, else to the pool."""
+        if self._closed or not conn.alive:
             conn.close()
-        else:
-            self._idle.append(conn)
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if self.max_idle_connections is not None and len(self._idle) >= self.max_idle_connections:
+            conn.close()
+            return
+        loop = asyncio.get_running_loop()
+        conn.idle_since = loop.time()
+        self._idle.append(conn)
+        if self._reaper is None and self.idle_timeout is not None:
+            self._reaper = loop.call_at(conn.idle_since + self.idle_timeout, self._reap)
+
+    def _connection_closed(self) -> None:
+        """A connection (or a place reserved for one) is gone: its place to the first waiter."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._open -= 1
+
+    def _reap(self) -> None:
+        """Close the connections idle for `idle_timeout`; come back for the next oldest."""
+        self._reaper = None
+        if self.idle_timeout is None:
+            return
+        loop = asyncio.get_running_loop()
+        # timers may fire up to a clock tick early: do not come back over and over for it
+        horizon = loop.time() + 0.01
+        while self._idle and self._idle[0].idle_since + self.idle_timeout <= horizon:
+            self._idle.popleft().close()
+        if self._idle and not self._closed:
+            self._reaper = loop.call_at(self._idle[0].idle_since + self.idle_timeout, self._reap)

@@ -38,8 +38,11 @@ MAX_STREAMS_PER_CONNECTION = 100
 
 
 class Invoker:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, http1_max_connections: int | None = None) -> None:
+        """`http1_max_connections`: the cap on connections per HTTP/1.1 deployment
+        (None: `Http1Transport`'s default; 0: no cap)."""
         self.engine = engine
+        self.http1_max_connections = http1_max_connections
         self._transports: dict[tuple[str, bool], Transport] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -50,7 +53,10 @@ class Invoker:
             if use_http_11:
                 from durably.invoker.http1 import Http1Transport
 
-                transport = Http1Transport(uri)
+                if self.http1_max_connections is None:
+                    transport = Http1Transport(uri)
+                else:
+                    transport = Http1Transport(uri, max_connections=self.http1_max_connections)
             else:
                 from durably.invoker.h2client import H2Pool
 
@@ -103,10 +109,7 @@ class Invoker:
                 stream.reset()
                 return
             await stream.send(attempt.initial)
-            if not attempt.bidi:
-                attempt.closed = True
-                await stream.end()
-            else:
+            if attempt.bidi:
                 # Frames the engine pushes are written at once when the stream can take them
                 # (the usual case: a completion of a few bytes); a writer task that waits for
                 # flow control starts only when one cannot, and then writes everything after.
@@ -128,10 +131,19 @@ class Invoker:
                     wake()
             idle = _IdleTimeout()
             try:
-                # a deployment that never answers must not hold the invocation forever
+                # a deployment that never answers must not hold the invocation forever;
+                # this also bounds an HTTP/1.1 request's wait for a free pooled connection
                 with idle.within(attempt.inactivity_timeout_s or None):
+                    if not attempt.bidi:
+                        attempt.closed = True
+                        await stream.end()
                     status, headers = await stream.response_head()
             except TimeoutError:
+                if not getattr(stream, "got_connection", True):
+                    raise _AttemptError(
+                        "no free HTTP/1.1 connection to the deployment within the inactivity"
+                        " timeout (all --http1-max-connections in use)"
+                    ) from None
                 raise _AttemptError(
                     "the deployment did not answer within the inactivity timeout"
                 ) from None

@@ -22,6 +22,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -149,6 +150,14 @@ RESTATE_STATUS = {"inboxed": "pending", "invoked": "running"}
 _STATUS = (
     "CASE i.status "
     + " ".join(f"WHEN '{ours}' THEN '{theirs}'" for ours, theirs in RESTATE_STATUS.items())
+    + " ELSE i.status END"
+)
+# sys_invocation_status shows Restate's stored status, before sys_invocation's naming:
+# 'inboxed' (not 'pending'); 'invoked' for running and backing-off alike
+RESTATE_RAW_STATUS = {"pending": "inboxed", "backing-off": "invoked"}
+_RAW_STATUS = (
+    "CASE i.status "
+    + " ".join(f"WHEN '{ours}' THEN '{theirs}'" for ours, theirs in RESTATE_RAW_STATUS.items())
     + " ELSE i.status END"
 )
 _INVOCATION_EXPRS: dict[str, str] = {
@@ -296,7 +305,11 @@ def _view(name: str, exprs: dict[str, str], source: str) -> str:
 
 _VIEWS = [
     _view("sys_invocation", _INVOCATION_EXPRS, "main.invocation i"),
-    _view("sys_invocation_status", _INVOCATION_EXPRS, "main.invocation i"),
+    _view(
+        "sys_invocation_status",
+        {**_INVOCATION_EXPRS, "status": _RAW_STATUS},
+        "main.invocation i",
+    ),
     _view(
         "sys_invocation_state",
         _INVOCATION_EXPRS,
@@ -416,6 +429,68 @@ _WRITE_VERBS = {
 }
 
 
+# DataFusion's ordered aggregate `FIRST_VALUE(x ORDER BY k [ASC|DESC])` (Restate's CLI
+# uses it in `services status`); SQLite before 3.44 has no ORDER BY inside an aggregate
+_FIRST_VALUE_ORDERED = re.compile(
+    r"\b(first|last)_value\s*\(\s*([^()]+?)\s+ORDER\s+BY\s+([^()]+?)(?:\s+(ASC|DESC))?\s*\)", re.I
+)
+
+
+def _ordered_aggregates(sql: str) -> str:
+    def rewrite(m: re.Match[str]) -> str:
+        descending = (m.group(4) or "ASC").upper() == "DESC"
+        if m.group(1).lower() == "last":
+            descending = not descending
+        return f"durably_first_by({m.group(2)}, {m.group(3)}, {int(descending)})"
+
+    return _FIRST_VALUE_ORDERED.sub(rewrite, sql)
+
+
+class _FirstBy:
+    """Aggregate: the value whose ordering key is the smallest (or largest); NULL keys last."""
+
+    def __init__(self) -> None:
+        self.key: Any = None
+        self.value: Any = None
+        self.seen = False
+
+    def step(self, value: Any, key: Any, descending: int) -> None:
+        if key is None:
+            if not self.seen:
+                self.value, self.seen = value, True
+            return
+        if not self.seen or self.key is None or (key > self.key if descending else key < self.key):
+            self.key, self.value, self.seen = key, value, True
+
+    def finalize(self) -> Any:
+        return self.value
+
+
+class _FirstValue:
+    """`first_value(x)` as SQLite's window function and also, as in DataFusion, as a plain
+    aggregate (the group's first row); Restate's CLI uses it that way."""
+
+    def __init__(self) -> None:
+        self.values: deque[Any] = deque()
+
+    def step(self, value: Any) -> None:
+        self.values.append(value)
+
+    def inverse(self, value: Any) -> None:
+        self.values.popleft()
+
+    def value(self) -> Any:
+        return self.values[0] if self.values else None
+
+    def finalize(self) -> Any:
+        return self.value()
+
+
+class _LastValue(_FirstValue):
+    def value(self) -> Any:
+        return self.values[-1] if self.values else None
+
+
 def _quote_index(sql: str) -> str:
     """`index` is a column of sys_journal (and Restate's CLI writes `ORDER BY index`), but a
     reserved word to SQLite; in a read-only statement it can only be an identifier."""
@@ -425,6 +500,15 @@ def _quote_index(sql: str) -> str:
 def _first_word(sql: str) -> str:
     text = _STRIP_LITERALS.sub(" ", sql).strip()
     return text.split(None, 1)[0].upper() if text else ""
+
+
+# `main.<table>`: durably's own tables, which a `count(*)` could read past the authorizer
+# (it asks only about the table, and a count over a view asks the same question)
+_MAIN_SCHEMA = re.compile(r'(?:\bmain|"main"|`main`|\[main\])\s*\.', re.I)
+
+
+def _names_main_schema(sql: str) -> bool:
+    return _MAIN_SCHEMA.search(_STRIP_LITERALS.sub("''", sql)) is not None
 
 
 def _shadowing_cte(sql: str) -> str | None:
@@ -496,6 +580,9 @@ class _Connection:
             ("durably_partition_key", _partition_key, 1),
         ):
             self.db.create_function(name, n, fn, deterministic=True)
+        self.db.create_aggregate("durably_first_by", 3, _FirstBy)
+        self.db.create_window_function("first_value", 1, _FirstValue)
+        self.db.create_window_function("last_value", 1, _LastValue)
         self.db.executescript(_SCRATCH_TABLES)
         for sql in _VIEWS:
             self.db.execute(sql)
@@ -614,10 +701,15 @@ class Introspector:
         verb = _first_word(sql)
         if verb in _WRITE_VERBS:
             raise QueryRefused(f"only SELECT queries are allowed (this statement is a {verb})")
-        sql = _quote_index(sql)
+        sql = _ordered_aggregates(_quote_index(sql))
         shadow = _shadowing_cte(sql)
         if shadow is not None:
             raise QueryRefused(f"a common table expression may not be named like the table {shadow}")
+        if _names_main_schema(sql):
+            raise QueryRefused(
+                "the schema 'main' holds durably's own tables; query one of: "
+                + ", ".join(sorted(TABLES))
+            )
         try:
             conn = self._take()
         except sqlite3.Error as e:

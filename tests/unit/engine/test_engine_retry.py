@@ -63,6 +63,10 @@ async def test_retry_count_since_last_entry_resets_when_the_journal_grows(h: Har
 
 
 async def test_broken_stream_is_retried_with_the_policy(h: Harness) -> None:
+    # long enough that the backing-off row is seen before the retry starts, on a busy machine too
+    h.schema.override(
+        "Greeter", "greet", retry=RetryPolicy(initial_interval_ms=500, factor=1.0, max_attempts=None)
+    )
     sub = h.submit("Greeter", "greet")
     await h.settle()
     h.closed(h.attempt(sub.invocation_id), "connection refused")

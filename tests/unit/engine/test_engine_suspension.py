@@ -162,3 +162,67 @@ async def test_named_signal_resumes_a_suspended_invocation(h: Harness) -> None:
     _, journal = start_of(h.attempt(sub.invocation_id))
     n = notification_msg(*journal[-1])
     assert n.signal_name == "approved" and n.value.content == b"ok"
+
+
+async def test_a_parked_invocation_leaves_its_journal_in_the_store(h: Harness) -> None:
+    """Suspended: no journal in memory; the wake-up replays the whole journal from the store."""
+    sub = h.submit("Greeter", "greet", body=b"in")
+    await h.settle()
+    first = h.attempt(sub.invocation_id)
+    h.send(first, pb.SleepCommandMessage(wake_up_time=now_ms() + 60_000, result_completion_id=1))
+    h.send(first, pb.RunCommandMessage(result_completion_id=2))
+    h.send(first, pb.ProposeRunCompletionMessage(result_completion_id=2, value=b"r"))
+    await h.suspend(first, completions=[1])
+    inv = h.engine.active[sub.invocation_id]
+    assert inv.journal is None and inv.completion_ids is None
+    assert inv.row.journal_length == 4
+
+    # an unrelated signal is appended to the stored journal without loading it
+    from durably.engine.notifications import notification
+
+    h.engine.notify(
+        sub.invocation_id, T.SIGNAL_NOTIFICATION,
+        notification(T.SIGNAL_NOTIFICATION, signal_id=20, value=b"x"),
+    )
+    assert inv.journal is None and inv.row.journal_length == 5
+    # the awaited completion wakes it: the new attempt replays all six entries
+    h.engine.notify(
+        sub.invocation_id, T.SLEEP_COMPLETION, notification(T.SLEEP_COMPLETION, completion_id=1)
+    )
+    await h.settle()
+    second = h.attempt(sub.invocation_id)
+    assert second.seq == first.seq + 1
+    _, journal = start_of(second)
+    assert [t for t, _ in journal] == [
+        T.INPUT_COMMAND, T.SLEEP_COMMAND, T.RUN_COMMAND, T.RUN_COMPLETION,
+        T.SIGNAL_NOTIFICATION, T.SLEEP_COMPLETION,
+    ]
+    assert inv.completion_ids == {1, 2}
+    # a repeated proposal of the stored run result is not stored twice
+    h.send(second, pb.ProposeRunCompletionMessage(result_completion_id=2, value=b"r"))
+    await h.output(second, b"done")
+    assert journal_types(h, sub.invocation_id).count(T.RUN_COMPLETION) == 1
+    assert (await h.result(sub.invocation_id)).value == b"done"
+
+
+async def test_a_wake_up_stored_before_a_restart_resumes_the_invocation(h: Harness) -> None:
+    sub = h.submit("Greeter", "greet")
+    await h.settle()
+    first = h.attempt(sub.invocation_id)
+    h.send(first, pb.SleepCommandMessage(wake_up_time=now_ms() + 60_000, result_completion_id=1))
+    await h.suspend(first, completions=[1])
+    # the completion is stored while the row still says suspended (as a crash between the two
+    # writes of an older version could leave it)
+    from durably.engine.notifications import notification
+
+    body = notification(T.SLEEP_COMPLETION, completion_id=1)
+    h.store.append_journal(sub.invocation_id, 2, T.SLEEP_COMPLETION, body, now_ms())
+    row = h.store.get_invocation(sub.invocation_id)
+    assert row is not None
+    row.journal_length = 3
+    h.store.put_invocation(row)
+    h.store.commit()
+    await h.restart()
+    again = h.attempt(sub.invocation_id)
+    _, journal = start_of(again)
+    assert [t for t, _ in journal] == [T.INPUT_COMMAND, T.SLEEP_COMMAND, T.SLEEP_COMPLETION]

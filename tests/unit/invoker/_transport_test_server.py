@@ -5,7 +5,8 @@ Routes (matched on the last path segment, so any prefix works):
   big    reads the request body; answers `?n=` bytes plus the request's size and checksum
   slow   answers "ok" after `?delay=` seconds
   hold   response headers, then waits for the request body to end and answers "bye"
-Every response carries `x-path` (the raw path the server saw).
+Every response carries `x-path` (the raw path the server saw), `x-client-port` (the client's
+port: one per connection) and `x-in-flight` (requests being handled when it was sent).
 
 Run: python _transport_test_server.py PORT [KEEP_ALIVE_MAX_REQUESTS] [MAX_CONCURRENT_STREAMS]
 or from a test through `ServerProcess`.
@@ -25,8 +26,11 @@ from urllib.parse import parse_qs
 
 Scope = dict[str, Any]
 
+_in_flight = 0
+
 
 async def app(scope: Scope, receive: Any, send: Any) -> None:
+    global _in_flight
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -35,14 +39,21 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    _in_flight += 1
+    try:
+        await _handle(scope, receive, send)
+    finally:
+        _in_flight -= 1
+
+
+async def _handle(scope: Scope, receive: Any, send: Any) -> None:
     route = scope["path"].rsplit("/", 1)[-1]
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
-    headers = [(b"x-path", scope["raw_path"])]
+    headers = [(b"x-path", scope["raw_path"]), (b"x-client-port", b"%d" % scope["client"][1])]
 
     async def start(status: int = 200, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-        await send(
-            {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
-        )
+        extra = (extra or []) + [(b"x-in-flight", b"%d" % _in_flight)]
+        await send({"type": "http.response.start", "status": status, "headers": headers + extra})
 
     async def body(data: bytes, more: bool = False) -> None:
         await send({"type": "http.response.body", "body": data, "more_body": more})
