@@ -1,6 +1,8 @@
 """Durable timers held in memory as one heap, with a single loop callback for the earliest.
 
 Rows live in storage (so they survive a restart); this class only decides when to fire.
+Heap entries are tuples of plain values (not the `TimerRow`s): a million pending timers are
+then nothing the garbage collector has to scan.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from durably.storage.base import TimerRow
 class TimerQueue:
     def __init__(self, fire: Callable[[TimerRow], None]) -> None:
         self._fire = fire
-        self._heap: list[tuple[int, int, TimerRow]] = []
+        # (fire_at, id, kind, invocation_id, completion_id)
+        self._heap: list[tuple[int, int, str, str, int]] = []
         self._cancelled: set[int] = set()
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at: int | None = None
@@ -25,7 +28,9 @@ class TimerQueue:
         return len(self._heap) - len(self._cancelled)
 
     def add(self, row: TimerRow) -> None:
-        heapq.heappush(self._heap, (row.fire_at, row.id, row))
+        heapq.heappush(
+            self._heap, (row.fire_at, row.id, row.kind, row.invocation_id, row.completion_id)
+        )
         self._arm()
 
     def cancel(self, timer_id: int) -> None:
@@ -54,9 +59,9 @@ class TimerQueue:
         self._armed_at = None
         now = int(time.time() * 1000)
         while self._heap and self._heap[0][0] <= now:
-            _, timer_id, row = heapq.heappop(self._heap)
+            fire_at, timer_id, kind, invocation_id, completion_id = heapq.heappop(self._heap)
             if timer_id in self._cancelled:
                 self._cancelled.discard(timer_id)
                 continue
-            self._fire(row)
+            self._fire(TimerRow(timer_id, fire_at, kind, invocation_id, completion_id))
         self._arm()
