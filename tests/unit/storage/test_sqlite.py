@@ -307,3 +307,28 @@ def test_corrupt_database_raises_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError) as e:
         SqliteStore(tmp_path)
     assert "cannot open the database" in str(e.value)
+
+
+def test_the_wal_starts_over_while_a_checkpoint_races_every_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each checkpoint runs while a write is open, so it never reaches the WAL's end on its
+    own; the writer finishing one when the WAL is long keeps the WAL file bounded."""
+    import durably.storage.sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "WAL_RESTART_FRAMES", 50)
+    s = SqliteStore(tmp_path / "data")
+    wal = Path(f"{s.path}-wal")
+    try:
+        blob = bytes(range(256)) * 32  # 8 kB: a few pages per commit
+        largest = 0
+        for i in range(400):
+            s.save_meta(f"k{i}", blob)  # the write transaction is open...
+            s._checkpointer.checkpoint()  # ...while a checkpoint copies what was committed
+            s.commit()
+            largest = max(largest, wal.stat().st_size)
+        written = 400 * len(blob)
+        assert largest < written / 4, (largest, written)
+        assert all(s.load_meta(f"k{i}") == blob for i in range(400))
+    finally:
+        s.close()
