@@ -55,16 +55,20 @@ class RegistrySchema:
         return None if svc is None else str(svc.ty)
 
     def target(self, service: str, handler: str, key: str | None) -> tuple[Target, HandlerOptions]:
+        service_ty, handler_ty, options = self._handler(service, handler)
+        keyed = service_ty != "service"
+        if keyed and key is None:
+            raise TargetError(400, f"the service '{service}' needs a key")
+        if not keyed and key is not None:
+            raise TargetError(400, f"the service '{service}' does not take a key")
+        return Target(service, handler, key, service_ty, handler_ty), options
+
+    def _handler(self, service: str, handler: str) -> tuple[str, str | None, HandlerOptions]:
+        """A handler's service type, handler type and effective options (cached)."""
         self._fresh()
         cached = self._targets.get((service, handler))
         if cached is not None:
-            service_ty, handler_ty, options = cached
-            keyed = service_ty != "service"
-            if keyed and key is None:
-                raise TargetError(400, f"the service '{service}' needs a key")
-            if not keyed and key is not None:
-                raise TargetError(400, f"the service '{service}' does not take a key")
-            return Target(service, handler, key, service_ty, handler_ty), options
+            return cached
         svc = self.registry.find_service(service)
         if svc is None:
             raise TargetError(
@@ -79,11 +83,6 @@ class RegistrySchema:
                 f"the service '{service}' exists, but the handler '{handler}' was not found, "
                 "check that the handler exists in the latest registered service version.",
             )
-        keyed = svc.ty != "service"
-        if keyed and key is None:
-            raise TargetError(400, f"the service '{service}' needs a key")
-        if not keyed and key is not None:
-            raise TargetError(400, f"the service '{service}' does not take a key")
         opts = svc.handler_options(h)
         rp = opts.retry_policy
         options = HandlerOptions(
@@ -110,9 +109,10 @@ class RegistrySchema:
             output_content_type=h.output.content_type,
             output_set_content_type_if_empty=bool(h.output.set_content_type_if_empty),
         )
+        entry = (svc.ty, h.ty, options)
         if self._generation >= 0:
-            self._targets[(service, handler)] = (svc.ty, h.ty, options)
-        return Target(service, handler, key, svc.ty, h.ty), options
+            self._targets[(service, handler)] = entry
+        return entry
 
     def deployment(self, deployment_id: str) -> DeploymentInfo | None:
         self._fresh()

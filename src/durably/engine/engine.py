@@ -902,11 +902,10 @@ class Engine:
     def _fire_timer(self, row: TimerRow) -> None:
         self.store.delete_timer(row.id)
         inv = self.active.get(row.invocation_id)
-        if inv is not None:
-            inv.timer_ids = tuple(t for t in inv.timer_ids if t != row.id)
         if inv is None:
             self._schedule_flush()
             return
+        inv.timer_ids = tuple(t for t in inv.timer_ids if t != row.id)
         if row.kind == "sleep":
             self.notify(
                 inv.id,
