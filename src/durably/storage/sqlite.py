@@ -203,6 +203,7 @@ class _Checkpointer:
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
         self._last_error = ""
         self.wal_frames = 0
         self._thread = threading.Thread(target=self._run, name="durably-checkpoint", daemon=True)
@@ -218,20 +219,24 @@ class _Checkpointer:
                     log.warning("WAL checkpoint failed (will retry): %s", e)
 
     def checkpoint(self) -> None:
-        if self._db is None:
-            self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            self._db.execute(f"PRAGMA synchronous={self._synchronous}")
-        row = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        with self._lock:  # the thread's pass, or a caller's (tests); never both at once
+            if self._db is None:
+                self._db = sqlite3.connect(
+                    self._path, isolation_level=None, check_same_thread=False
+                )
+                self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+            row = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self.wal_frames = int(row[1]) if row is not None and row[1] > 0 else 0
         self._last_error = ""
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
+        with self._lock:
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
+                self._db = None
 
 
 class SqliteStore:
