@@ -564,6 +564,31 @@ def markdown(
     return "\n".join(out)
 
 
+# one line of a plot: the value of a point, the line style, the label after the target's name
+_Series = tuple[Callable[[Any], float], str, str]
+
+
+def _curve_column(
+    top: Any, bottom: Any, points: list[Any], x: Callable[[Any], float], title: str,
+    xlabel: str, top_label: str, top_series: list[_Series], bottom_label: str,
+    bottom_series: list[_Series],
+) -> None:
+    """One curve's two panels (log x axis), a line per target and series."""
+    for t, pts in _by_target(points).items():
+        xs = [x(p) for p in pts]
+        for a, series in ((top, top_series), (bottom, bottom_series)):
+            for value, style, suffix in series:
+                a.plot(xs, [value(p) for p in pts], style, label=f"{t} {suffix}".strip(),
+                       color=COLORS[t])
+    top.set_title(title)
+    top.set_ylabel(top_label)
+    bottom.set_ylabel(bottom_label)
+    for a in (top, bottom):
+        a.set_xscale("log")
+        a.set_xlabel(xlabel)
+        a.set_ylim(bottom=0)
+
+
 def plot(
     steps: list[StepsPoint], retained: list[RetainedPoint], suspended: list[SuspendedPoint],
     path: Path, title: str,
@@ -574,43 +599,28 @@ def plot(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(2, 3, figsize=(15, 8))
-    for t, pts in _by_target(steps).items():
-        xs = [p.steps for p in pts]
-        ax[0][0].plot(xs, [p.server_cpu_ms_per_step for p in pts], "o-", label=f"{t} server", color=COLORS[t])
-        ax[0][0].plot(xs, [p.sdk_cpu_ms_per_step for p in pts], "x--", label=f"{t} SDK", color=COLORS[t])
-        ax[1][0].plot(xs, [p.wall_ms_per_step for p in pts], "o-", label=t, color=COLORS[t])
-    ax[0][0].set_title("1. journal length")
-    ax[0][0].set_ylabel("CPU ms per ctx.run step")
-    ax[1][0].set_ylabel("wall ms per ctx.run step")
-    for a in (ax[0][0], ax[1][0]):
-        a.set_xscale("log")
-        a.set_xlabel("steps per invocation")
-        a.set_ylim(bottom=0)
-    for t, pts in _by_target(retained).items():
-        xs = [max(p.retained, 1) for p in pts]
-        ax[0][1].plot(xs, [p.call.server_cpu_ms for p in pts], "o-", label=f"{t} server", color=COLORS[t])
-        ax[0][1].plot(xs, [p.call.sdk_cpu_ms for p in pts], "x--", label=f"{t} SDK", color=COLORS[t])
-        ax[1][1].plot(xs, [p.call.p99_ms for p in pts], "o-", label=f"{t} p99", color=COLORS[t])
-        ax[1][1].plot(xs, [p.call.p50_ms for p in pts], "x--", label=f"{t} p50", color=COLORS[t])
-    ax[0][1].set_title("2. retained completed invocations")
-    ax[0][1].set_ylabel("stateless call: CPU ms/inv")
-    ax[1][1].set_ylabel("stateless call latency ms")
-    for a in (ax[0][1], ax[1][1]):
-        a.set_xscale("log")
-        a.set_xlabel("completed invocations retained")
-        a.set_ylim(bottom=0)
-    for t, pts in _by_target(suspended).items():
-        xs = [max(p.suspended, 1) for p in pts]
-        ax[0][2].plot(xs, [p.call.server_cpu_ms for p in pts], "o-", label=f"{t} server", color=COLORS[t])
-        ax[0][2].plot(xs, [p.call.sdk_cpu_ms for p in pts], "x--", label=f"{t} SDK", color=COLORS[t])
-        ax[1][2].plot(xs, [p.server_rss_mb for p in pts], "o-", label=t, color=COLORS[t])
-    ax[0][2].set_title("3. suspended invocations")
-    ax[0][2].set_ylabel("stateless call: CPU ms/inv")
-    ax[1][2].set_ylabel("server RSS MB")
-    for a in (ax[0][2], ax[1][2]):
-        a.set_xscale("log")
-        a.set_xlabel("suspended invocations")
-        a.set_ylim(bottom=0)
+    cpu_call = [(lambda p: p.call.server_cpu_ms, "o-", "server"),
+                (lambda p: p.call.sdk_cpu_ms, "x--", "SDK")]
+    _curve_column(
+        ax[0][0], ax[1][0], steps, lambda p: p.steps, "1. journal length", "steps per invocation",
+        "CPU ms per ctx.run step",
+        [(lambda p: p.server_cpu_ms_per_step, "o-", "server"),
+         (lambda p: p.sdk_cpu_ms_per_step, "x--", "SDK")],
+        "wall ms per ctx.run step", [(lambda p: p.wall_ms_per_step, "o-", "")],
+    )
+    _curve_column(
+        ax[0][1], ax[1][1], retained, lambda p: max(p.retained, 1),
+        "2. retained completed invocations", "completed invocations retained",
+        "stateless call: CPU ms/inv", cpu_call,
+        "stateless call latency ms",
+        [(lambda p: p.call.p99_ms, "o-", "p99"), (lambda p: p.call.p50_ms, "x--", "p50")],
+    )
+    _curve_column(
+        ax[0][2], ax[1][2], suspended, lambda p: max(p.suspended, 1),
+        "3. suspended invocations", "suspended invocations",
+        "stateless call: CPU ms/inv", cpu_call,
+        "server RSS MB", [(lambda p: p.server_rss_mb, "o-", "")],
+    )
     for row in ax:
         for a in row:
             if a.lines:
