@@ -11,10 +11,10 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from restate._internal import IdentityVerificationException, PyIdentityVerifier
+from tests.security.conftest import VECTOR_E2E, VECTOR_V1_RS, StartDurably, StartServices, write_key
+from tests.support.harness import REPO_ROOT
 
 from durably.security.identity import RequestSigner, base58, key_id
-from tests.security.conftest import VECTOR_E2E, VECTOR_V1_RS, StartDurably, StartServices, write_key
-from tests.support.harness import REPO_ROOT, poll
 
 # Restate's own test token (sdk-shared-core request_identity.rs `bad_key`, made with the
 # v1.rs key above at iat 1721662649): the same key and clock must give the same bytes.

@@ -72,10 +72,6 @@ async def _answer(
 _UNAUTHORIZED_HEADERS = [(b"www-authenticate", b'Bearer realm="durably"')]
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class AdminGuard:
     """Tokens, the body limit and the Host check of the admin port."""
 
@@ -129,27 +125,35 @@ class AdminGuard:
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
         started = False
+        refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, started, refused
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise _BodyTooLarge
+                if received > self.max_body and not refused:
+                    refused = True
+                    if not started:
+                        started = True
+                        await _answer(send, 413, _too_large(self.max_body))
+                    # the app sees a client that went away and stops reading
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return  # the 413 was the answer
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _answer(send, 413, _too_large(self.max_body))
+        except Exception:
+            if not refused:
+                raise
 
 
 class IngressGuard:

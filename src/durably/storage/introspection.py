@@ -531,7 +531,7 @@ class _Guard:
 
     def __init__(self, allowed: frozenset[tuple[str, str, str]], schema: str) -> None:
         self.allowed = allowed
-        self.tables = frozenset((view, table) for view, table, _ in allowed)
+        self.viewed_tables = frozenset(table for _, table, _ in allowed)
         self.schema = schema
         self.reason: str | None = None
 
@@ -547,11 +547,13 @@ class _Guard:
         if action == sqlite3.SQLITE_READ:
             if db == "information_schema" or (db == "temp" and arg1 in _VIEW_NAMES):
                 return sqlite3.SQLITE_OK
-            if source is not None and arg1 is not None and db in (self.schema, "temp"):
+            if arg1 is not None and db in (self.schema, "temp"):
                 if (source, arg1, arg2 or "") in self.allowed:
                     return sqlite3.SQLITE_OK
-                if not arg2 and (source, arg1) in self.tables:
-                    # `count(*)` over a flattened view reads the base table without columns
+                if not arg2 and arg1 in self.viewed_tables:
+                    # `count(*)` over a flattened view (or a join needing no column of it)
+                    # reads the view's table without columns, and SQLite names no view then:
+                    # a row count, of a table whose rows a view shows anyway
                     return sqlite3.SQLITE_OK
             return self._deny(
                 f"'{arg1}' is not an introspection table; query one of: "
@@ -619,7 +621,13 @@ class _Connection:
             f"SELECT name FROM {self.schema}.sqlite_master WHERE type = 'table'"
         ).fetchall():
             if table not in _VIEW_NAMES and not table.startswith("sqlite_"):
-                self.db.execute(f'CREATE TABLE main."{table}" (unused)')
+                # same column names, so a query naming them is refused rather than misparsed
+                cols = [
+                    row[1]
+                    for row in self.db.execute(f'PRAGMA {self.schema}.table_info("{table}")')
+                ]
+                col_list = ", ".join(f'"{c}"' for c in cols) or "unused"
+                self.db.execute(f'CREATE TABLE main."{table}" ({col_list})')
         # one value (a string or blob, e.g. zeroblob(n), printf padding) may not grow beyond
         # this; journal entries are at most the ingress body limit (32 MiB) plus their envelope
         self.db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
