@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import random
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -94,9 +95,10 @@ def auth_headers(kind: Kind) -> dict[str, str]:
     return {"authorization": f"Bearer {token.split(',')[0].strip()}"}
 
 
-def tls_verify(ca_file: str | None) -> str | bool:
+def tls_verify(ca_file: str | None) -> ssl.SSLContext | bool:
     """httpx's `verify`: the given CA file, else `$DURABLY_CA_FILE`, else the system's CAs."""
-    return ca_file or _env("DURABLY_CA_FILE") or True
+    path = ca_file or _env("DURABLY_CA_FILE")
+    return ssl.create_default_context(cafile=path) if path else True
 
 
 def _seg(value: str) -> str:
