@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from restate._internal import IdentityVerificationException, PyIdentityVerifier
 from tests.security.conftest import VECTOR_E2E, VECTOR_V1_RS, StartDurably, StartServices, write_key
-from tests.support.harness import REPO_ROOT
+from tests.support.harness import REPO_ROOT, RestateServer, ServerProcess
 
 from durably.security.identity import RequestSigner, base58, key_id
 
@@ -111,15 +111,29 @@ def _register(admin: str, services_url: str) -> httpx.Response:
     return httpx.post(f"{admin}/deployments", json={"uri": services_url}, timeout=30)
 
 
-def test_signed_quickstart_through_durably(
-    tmp_path: Path, start_durably: StartDurably, start_services: StartServices
+@pytest.mark.parametrize("target", ["durably", "restate"])
+def test_signed_quickstart(
+    tmp_path: Path,
+    start_durably: StartDurably,
+    start_services: StartServices,
+    target: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """The README quickstart with signing on; the real Restate server, given the same key the
+    same way, is the oracle."""
     pem, kid = VECTOR_E2E
     services = start_services([kid])
     key = write_key(tmp_path, pem)
     # the key through Restate's own environment variable
-    server = start_durably(env={"RESTATE_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE": str(key)})
-    assert kid in server.log_tail(200)
+    env = {"RESTATE_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE": str(key)}
+    server: ServerProcess
+    if target == "restate":
+        server = RestateServer(tmp_path / "restate", extra_env=env)
+        server.start()
+        request.addfinalizer(server.close)
+    else:
+        server = start_durably(env=env)
+        assert kid in server.log_tail(200)
     r = _register(server.admin_url, services.url)
     assert r.status_code == 201, r.text
     r = httpx.post(f"{server.ingress_url}/Greeter/greet", json="Alice", timeout=60)

@@ -151,3 +151,9 @@ def test_exposed_without_tokens_warns(start_durably: StartDurably) -> None:
     server = start_durably("--bind", "0.0.0.0")
     log = server.log_tail(100)
     assert "without a token" in log and "--admin-token" in log
+
+
+def test_metrics_public_leaves_only_metrics_open(start_durably: StartDurably) -> None:
+    server = start_durably("--admin-token", ADMIN[0], "--metrics-public")
+    assert httpx.get(f"{server.admin_url}/metrics").status_code == 200
+    assert httpx.get(f"{server.admin_url}/deployments").status_code == 401

@@ -161,7 +161,14 @@ class Invoker:
                 ) from None
             if status != 200:
                 body = await _read_some(stream)
-                raise _AttemptError(f"the deployment answered HTTP {status}: {body}")
+                hint = ""
+                if status == 401:
+                    # what an SDK with identity keys answers to a missing or foreign signature
+                    hint = (
+                        " (the service refused durably's request identity: check "
+                        "--request-identity-private-key-pem-file and the service's identity keys)"
+                    )
+                raise _AttemptError(f"the deployment answered HTTP {status}: {body}{hint}")
             ct = next((v for k, v in headers if k.lower() == "content-type"), None)
             expected = content_type(attempt.protocol_version)
             if ct is not None and ct.split(";")[0].strip() != expected:
