@@ -733,7 +733,7 @@ class Introspector:
         *,
         max_rows: int = 100_000,
         timeout_s: float = 30.0,
-        max_answer_bytes: int = 128 * 1024 * 1024,
+        max_answer_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.db_path = db_path
         self.max_rows = max_rows
@@ -834,18 +834,16 @@ class Introspector:
         answer is built in memory, and a few rows of large values multiply quickly)."""
         rows: list[tuple[Any, ...]] = []
         size = 0
-        while len(rows) <= self.max_rows:
-            batch = cur.fetchmany(min(256, self.max_rows + 1 - len(rows)))
-            if not batch:
-                break
-            for row in batch:
-                size += _row_bytes(row)
+        for row in cur:
+            size += _row_bytes(row)
             if size > self.max_answer_bytes:
                 raise QueryError(
                     f"the answer exceeds the limit of {self.max_answer_bytes} bytes; select "
                     "fewer rows (LIMIT) or smaller columns"
                 )
-            rows.extend(batch)
+            rows.append(row)
+            if len(rows) > self.max_rows:
+                break
         return rows
 
 
