@@ -37,7 +37,7 @@ def start_durably(tmp_path: Path) -> Iterator[StartDurably]:
     made: list[DurablyServer] = []
 
     def start(*args: str, env: Mapping[str, str] | None = None) -> DurablyServer:
-        server = _Durably(tmp_path / f"durably{len(made)}", extra_args=args, env=env)
+        server = EnvDurably(tmp_path / f"durably{len(made)}", extra_args=args, env=env)
         made.append(server)
         server.start()
         return server
@@ -47,7 +47,9 @@ def start_durably(tmp_path: Path) -> Iterator[StartDurably]:
         server.close()
 
 
-class _Durably(DurablyServer):
+class EnvDurably(DurablyServer):
+    """durably with extra flags and environment (and none of the caller's tokens)."""
+
     def __init__(self, base: Path, extra_args: tuple[str, ...], env: Mapping[str, str] | None):
         super().__init__(base, extra_args=extra_args)
         self.extra_env = dict(env or {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -307,3 +308,21 @@ def test_errors_do_not_echo_internal_exceptions(durably: DurablyServer) -> None:
     r = query(durably, "SELECT durably_result(x'46', 'failure') AS f")
     assert r.status_code == 400
     assert "Traceback" not in r.text and "JSONDecodeError" not in r.text
+
+
+def test_f5_an_idle_kept_alive_connection_is_closed(tmp_path: Path) -> None:
+    server = DurablyServer(tmp_path, extra_args=["--idle-timeout", "1s"])
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.admin_port), timeout=60) as s:
+            s.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{server.admin_port}\r\n\r\n".encode())
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += s.recv(1000)
+            assert answer.startswith(b"HTTP/1.1 200")
+            # the connection stays usable for a while, then the server closes it
+            started = time.monotonic()
+            assert s.recv(1000) == b""  # blocks until the server closes (the 60 s timeout fails it)
+            assert time.monotonic() - started < 50
+    finally:
+        server.close()

@@ -179,3 +179,17 @@ def test_a_fresh_token_for_every_request(tmp_path: Path) -> None:
     now[0] += 1
     assert signer.token("/invoke/A/b") != first
     assert key_id(key) == VECTOR_E2E[1]  # type: ignore[arg-type]
+
+
+def test_signed_attempts_over_http11(
+    tmp_path: Path, start_durably: StartDurably, start_services: StartServices
+) -> None:
+    """The HTTP/1.1 transport signs its attempts too (hypercorn speaks both versions)."""
+    pem, kid = VECTOR_V1_RS
+    services = start_services([kid])
+    server = start_durably("--request-identity-private-key-pem-file", str(write_key(tmp_path, pem)))
+    r = httpx.post(f"{server.admin_url}/deployments",
+                   json={"uri": services.url, "use_http_11": True}, timeout=30)
+    assert r.status_code == 201, r.text
+    r = httpx.post(f"{server.ingress_url}/Counter/h1/add", json=7, timeout=60)
+    assert r.status_code == 200 and r.json() == 7, r.text

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.security.conftest import StartDurably, StartServices
+from tests.security.conftest import SIGNED_APP, EnvDurably, StartDurably
 from tests.support.harness import REPO_ROOT, DurablyServer, ServicesProcess
 
 from durably.client import Client
@@ -21,13 +21,24 @@ ADMIN = ("admin-old-1", "admin-new-2")
 INGRESS = "ingress-token-3"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def protected(
-    start_durably: StartDurably, start_services: StartServices
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[DurablyServer, ServicesProcess]]:
-    services = start_services([])
-    server = start_durably("--admin-token", ",".join(ADMIN), env={"DURABLY_INGRESS_TOKEN": INGRESS})
+    """One protected durably for the module, with the signed app (checking no keys)
+    registered."""
+    base = tmp_path_factory.mktemp("tokens")
+    services = ServicesProcess([], base / "services", app=SIGNED_APP)
+    services.start()
+    server = EnvDurably(base / "server", extra_args=("--admin-token", ",".join(ADMIN)),
+                      env={"DURABLY_INGRESS_TOKEN": INGRESS})
+    server.start()
+    r = httpx.post(f"{server.admin_url}/deployments", json={"uri": services.url},
+                   headers=bearer(ADMIN[1]), timeout=30)
+    assert r.status_code == 201, r.text
     yield server, services
+    server.close()
+    services.close()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -35,7 +46,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def test_admin_token_and_rotation(protected: tuple[DurablyServer, ServicesProcess]) -> None:
-    server, services = protected
+    server, _ = protected
     admin = server.admin_url
     r = httpx.get(f"{admin}/deployments")
     assert r.status_code == 401
@@ -57,10 +68,7 @@ def test_admin_token_and_rotation(protected: tuple[DurablyServer, ServicesProces
 def test_ingress_token_is_checked_and_never_journaled(
     protected: tuple[DurablyServer, ServicesProcess],
 ) -> None:
-    server, services = protected
-    r = httpx.post(f"{server.admin_url}/deployments", json={"uri": services.url},
-                   headers=bearer(ADMIN[1]), timeout=30)
-    assert r.status_code == 201, r.text
+    server, _ = protected
     url = f"{server.ingress_url}/Counter/k/add"
     r = httpx.post(url, json=1, timeout=30)
     assert r.status_code == 401
@@ -97,9 +105,7 @@ def test_durably_cli_sends_the_admin_token(protected: tuple[DurablyServer, Servi
 def test_durably_client_sends_tokens_from_the_environment(
     protected: tuple[DurablyServer, ServicesProcess], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server, services = protected
-    httpx.post(f"{server.admin_url}/deployments", json={"uri": services.url},
-               headers=bearer(ADMIN[0]), timeout=30).raise_for_status()
+    server, _ = protected
     monkeypatch.setenv("DURABLY_INGRESS_TOKEN", INGRESS)
     monkeypatch.setenv("DURABLY_ADMIN_TOKEN", ADMIN[0])
     with Client(server.ingress_url, admin_url=server.admin_url) as client:
@@ -133,9 +139,7 @@ def restate_cli() -> Path:
 def test_the_official_restate_cli_works_with_restate_auth_token(
     protected: tuple[DurablyServer, ServicesProcess], tmp_path: Path
 ) -> None:
-    server, services = protected
-    httpx.post(f"{server.admin_url}/deployments", json={"uri": services.url},
-               headers=bearer(ADMIN[0]), timeout=30).raise_for_status()
+    server, _ = protected
     cli = restate_cli()
     base = {"RESTATE_ADMIN_URL": server.admin_url, "HOME": str(tmp_path), "NO_COLOR": "1"}
     cmd = [str(cli), "services", "list"]
