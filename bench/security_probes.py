@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import orjson
 import psutil
+from tests.security.probes import is_closed, open_idle_connections
 from tests.support.harness import DurablyServer, ServicesProcess
 
 
@@ -114,22 +115,10 @@ def main() -> None:
             return answer.split(b"\r\n", 1)[0].decode(errors="replace") or "(closed)"
 
         def f5() -> str:
-            socks = []
-            for i in range(200):
-                s = socket.create_connection(("127.0.0.1", server.ingress_port), timeout=60)
-                if i % 2:
-                    s.sendall(b"POST /Echo/echo_ HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-                socks.append(s)
+            socks = open_idle_connections(server.ingress_port)
             time.sleep(15)
-            still = 0
+            still = sum(not is_closed(s) for s in socks)
             for s in socks:
-                s.settimeout(0.01)
-                try:
-                    still += s.recv(1) != b""
-                except TimeoutError:
-                    still += 1
-                except OSError:
-                    pass
                 s.close()
             return f"{still} of 200 still open after 15 s"
 

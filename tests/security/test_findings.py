@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 from tests.security.conftest import SIGNED_APP
+from tests.security.probes import is_closed, open_idle_connections
 from tests.support.harness import DurablyServer, ServicesProcess, free_port, poll
 
 
@@ -170,26 +171,12 @@ def test_f5_idle_and_half_sent_connections_are_closed(tmp_path: Path) -> None:
     server = DurablyServer(tmp_path, extra_args=["--header-timeout", "2s"])
     server.start()
     try:
-        socks = []
-        for i in range(200):
-            s = socket.create_connection(("127.0.0.1", server.ingress_port), timeout=60)
-            if i % 2:
-                s.sendall(b"POST /Echo/echo_ HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-            socks.append(s)
-
-        def closed(s: socket.socket) -> bool:
-            s.settimeout(0.01)
-            try:
-                return s.recv(1) == b""
-            except TimeoutError:
-                return False
-            except OSError:
-                return True
+        socks = open_idle_connections(server.ingress_port)
 
         open_ = list(socks)
 
         def all_closed() -> bool:
-            open_[:] = [s for s in open_ if not closed(s)]
+            open_[:] = [s for s in open_ if not is_closed(s)]
             return not open_
 
         poll(all_closed, timeout=60, interval=0.5)

@@ -101,32 +101,33 @@ def table_ref(draw: st.DrawFn, tables: list[str], secret: str) -> str:
     return f"{draw(identifier(schema))}{c1}.{c2}{ref}"
 
 
+# where a reference to an internal table can hide in a query
+SHAPES = [
+    "SELECT{c}*{c}FROM{c}{ref}",
+    "SELECT count(*) AS n FROM {ref}",
+    "WITH {cte}{c}AS{c}(SELECT * FROM {ref}) SELECT * FROM {cte}",
+    "WITH {cte} AS MATERIALIZED (SELECT * FROM {ref}) SELECT * FROM {cte}",
+    "SELECT * FROM (SELECT * FROM {ref}) AS {cte}",
+    "SELECT id FROM sys_invocation UNION ALL SELECT * FROM {ref}",
+    "SELECT (SELECT group_concat(quote(rowid)) FROM {ref}) AS v",
+    "WITH RECURSIVE {cte}(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM {cte} WHERE n < 2) "
+    "SELECT * FROM {cte}, {ref}",
+    "SELECT * FROM sys_journal j JOIN {ref} t ON 1 = 1",
+    "SELECT * FROM sys_invocation WHERE id IN (SELECT * FROM {ref})",
+]
+
+
 @st.composite
 def hostile_query(draw: st.DrawFn, tables: list[str], secret: str) -> str:
     ref = draw(table_ref(tables, secret))
     c = draw(st.sampled_from(COMMENTS))
     cte = draw(identifier(draw(st.sampled_from(VIEW_NAMES + ["x", "meta", "main"]))))
-    shape = draw(st.integers(0, 8))
-    if shape == 0:
-        return f"SELECT{c}*{c}FROM{c}{ref}"
-    if shape == 1:
-        return f"SELECT count(*) AS n FROM {ref}"
-    if shape == 2:
-        return f"WITH {cte}{c}AS{c}(SELECT * FROM {ref}) SELECT * FROM {cte}"
-    if shape == 3:
-        return f"WITH {cte} AS MATERIALIZED (SELECT * FROM {ref}) SELECT * FROM {cte}"
-    if shape == 4:
-        return f"SELECT * FROM (SELECT * FROM {ref}) AS {cte}"
-    if shape == 5:
-        return f"SELECT id FROM sys_invocation UNION ALL SELECT * FROM {ref}"
-    if shape == 6:
-        return f"SELECT (SELECT group_concat(quote(rowid)) FROM {ref}) AS v"
-    if shape == 7:
-        return (f"WITH RECURSIVE {cte}(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM {cte} "
-                f"WHERE n < 2) SELECT * FROM {cte}, {ref}")
-    return f"SELECT * FROM sys_journal j JOIN {ref} t ON 1 = 1"
+    template = draw(st.sampled_from(SHAPES))
+    return template.format(ref=ref, c=c, cte=cte)
 
 
+# stands for the store's schema name, filled in just before a query runs (each connection
+# has its own)
 SECRET = "SECRET_SCHEMA"
 
 
