@@ -193,3 +193,42 @@ def test_signed_attempts_over_http11(
     assert r.status_code == 201, r.text
     r = httpx.post(f"{server.ingress_url}/Counter/h1/add", json=7, timeout=60)
     assert r.status_code == 200 and r.json() == 7, r.text
+
+
+@pytest.mark.parametrize("right_key", [True, False], ids=["right-key", "other-key"])
+def test_the_typescript_sdk_accepts_our_identity(
+    tmp_path: Path, start_durably: StartDurably, right_key: bool
+) -> None:
+    """A second, independent verifier: the official TypeScript SDK (its own WebCrypto code)."""
+    import os
+    import shutil
+
+    from tests.e2e.test_typescript_service import TS_DIR, ensure_npm_deps
+    from tests.support.harness import free_port, poll, port_accepts
+
+    ensure_npm_deps()
+    node = shutil.which("node")
+    assert node is not None, "node is not on PATH"
+    port = free_port()
+    log = open(tmp_path / "node.log", "wb")
+    proc = subprocess.Popen(
+        [node, "signed_service.mjs"], cwd=TS_DIR, stdout=log, stderr=subprocess.STDOUT,
+        env=dict(os.environ, PORT=str(port), IDENTITY_KEYS=VECTOR_E2E[1]),
+    )
+    try:
+        poll(lambda: port_accepts(port) or proc.poll() is not None, timeout=60)
+        assert proc.poll() is None, (tmp_path / "node.log").read_text()
+        pem = VECTOR_E2E[0] if right_key else VECTOR_V1_RS[0]
+        server = start_durably("--request-identity-private-key-pem-file", str(write_key(tmp_path, pem)))
+        r = _register(server.admin_url, f"http://127.0.0.1:{port}")
+        if not right_key:
+            assert r.status_code == 500
+            assert "refused durably's request identity" in r.json()["message"]
+            return
+        assert r.status_code == 201, r.text
+        r = httpx.post(f"{server.ingress_url}/TsGreeter/greet", json="Node", timeout=60)
+        assert r.status_code == 200 and r.json() == "Hello Node! (1)", r.text
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
