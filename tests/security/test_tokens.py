@@ -151,10 +151,25 @@ def test_the_official_restate_cli_works_with_restate_auth_token(
     assert "Counter" in ok.stdout and "Greeter" in ok.stdout
 
 
-def test_exposed_without_tokens_warns(start_durably: StartDurably) -> None:
-    server = start_durably("--bind", "0.0.0.0")
-    log = server.log_tail(100)
-    assert "without a token" in log and "--admin-token" in log
+def test_bound_beyond_loopback_without_tokens_warns(tmp_path: Path) -> None:
+    # 192.0.2.1 (TEST-NET-1) is on no interface: the warnings come first, then binding fails,
+    # so nothing listens beyond loopback during the test
+    r = subprocess.run(
+        [sys.executable, "-m", "durably", "serve", "--bind", "192.0.2.1",
+         "--data-dir", str(tmp_path / "d")],
+        capture_output=True, text=True, timeout=60, env=_env(),
+    )
+    assert r.returncode == 1
+    out = r.stdout + r.stderr
+    assert "admin API listens on 192.0.2.1 without a token" in out
+    assert "ingress listens on 192.0.2.1 without a token" in out
+    assert "cannot listen on 192.0.2.1" in out
+    quiet = subprocess.run(
+        [sys.executable, "-m", "durably", "serve", "--bind", "192.0.2.1",
+         "--data-dir", str(tmp_path / "d"), "--admin-token", "a", "--ingress-token", "b"],
+        capture_output=True, text=True, timeout=60, env=_env(),
+    )
+    assert "without a token" not in quiet.stdout + quiet.stderr
 
 
 def test_metrics_public_leaves_only_metrics_open(start_durably: StartDurably) -> None:
