@@ -21,3 +21,6 @@ class ServerConfig:
     max_body_bytes: int = 32 * 1024 * 1024
     # connections per HTTP/1.1 deployment (0: no cap); attempts beyond it wait for a free one
     http1_max_connections: int = 256
+    # the web UI on the admin port (/ui/), and whether it may act
+    ui: bool = True
+    ui_read_only: bool = False
