@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import httpx
 import jinja2
 import orjson
 from starlette.applications import Starlette
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -202,8 +203,14 @@ def ui_routes(
         if not same_origin(request):
             raise UIError(403, "Refused: the request did not come from this UI's own pages.")
 
-    async def form(request: Request) -> Mapping[str, Any]:
-        return await request.form()
+    async def form(request: Request) -> FormData:
+        # the pages' forms are urlencoded (no uploads): parsed here, without a multipart
+        # dependency
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media not in ("application/x-www-form-urlencoded", ""):
+            raise UIError(415, "Expected a form (application/x-www-form-urlencoded).")
+        body = (await request.body()).decode("utf-8", errors="replace")
+        return FormData(parse_qsl(body, keep_blank_values=True))
 
     # -- overview --------------------------------------------------------------------------
 
@@ -438,7 +445,7 @@ def ui_routes(
         action = str(f.get("action", ""))
         if action not in present.ACTION_LABELS:
             raise UIError(400, f"Unknown action '{action}'.")
-        ids = [str(i) for i in f.getlist("id")] if hasattr(f, "getlist") else []
+        ids = [str(i) for i in f.getlist("id")]
         if f.get("scope") == "selected" and not ids:
             raise UIError(400, "Select at least one invocation first.")
         filter_qs = str(f.get("filter", ""))
