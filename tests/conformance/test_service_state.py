@@ -7,7 +7,6 @@ an invocation holds, where Restate answers 202 and drops or defers the change.""
 from __future__ import annotations
 
 import httpx
-
 from tests.support.harness import Env, new_key, poll
 
 SERVICES = ["Counter", "TestUtilsService"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-
 from tests.support.harness import DurablyServer, ServicesProcess, poll, register
 from tests.ui.world import UI_APP
 

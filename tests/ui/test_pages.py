@@ -11,10 +11,9 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from starlette.datastructures import QueryParams
+from tests.ui.world import SCRIPT, World
 
 from durably.ui.filters import ListView
-from tests.support.harness import poll
-from tests.ui.world import SCRIPT, World
 
 # What each display status offers, as Restate's UI offers it (docs: reference/ui.md, from
 # restate-web-ui's Actions.tsx). Written out here, not derived from the code under test.
@@ -91,7 +90,7 @@ def test_error_pages(world: World, path: str, status: int) -> None:
 
 def test_every_status_is_listed_and_counted(world: World) -> None:
     html = get(world, "").text
-    for name, status in WORLD_STATUS.items():
+    for status in WORLD_STATUS.values():
         assert re.search(rf'href="invocations\?status={status}">{status} <b>[1-9]', html), status
     for name, status in WORLD_STATUS.items():
         r = get(world, f"invocations?status={status}")
