@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -184,7 +183,8 @@ def ui_routes(
         return result.columns, rows, result.truncated, elapsed
 
     def page(request: Request, template: str, status: int = 200, **ctx: Any) -> Response:
-        path = request.scope.get("route_path") or request.url.path
+        # the path below /ui (the mount's root_path), whatever prefix is in front of it
+        path = request.scope["path"][len(request.scope.get("root_path", "")):] or "/"
         depth = 1 if path.rstrip("/").count("/") >= 2 else 0
         ctx.setdefault("title", "durably")
         html = env.get_template(template).render(
@@ -698,30 +698,22 @@ def ui_routes(
         return page(request, "error.html", status=exc.status_code, title="Error · durably",
                     message=text)
 
-    def routed(fn: Callable[[Request], Awaitable[Response]]) -> Callable[
-            [Request], Awaitable[Response]]:
-        async def handler(request: Request) -> Response:
-            route_path = request.scope["path"][len(request.scope.get("root_path", "")):]
-            request.scope["route_path"] = route_path or "/"
-            return await fn(request)
-        return handler
-
     ui = Starlette(
         routes=[
-            Route("/", routed(overview), methods=["GET"]),
-            Route("/deployments", routed(register_deployment), methods=["POST"]),
-            Route("/deployments/{deployment}", routed(remove_deployment), methods=["POST"]),
-            Route("/invocations", routed(invocations), methods=["GET"]),
-            Route("/invocations/{invocation_id}", routed(invocation), methods=["GET"]),
-            Route("/invocations/{invocation_id}", routed(invocation_action), methods=["POST"]),
-            Route("/journal/{invocation_id}", routed(journal_json), methods=["GET"]),
-            Route("/bulk", routed(bulk), methods=["POST"]),
-            Route("/services/{service}", routed(service_page), methods=["GET"]),
-            Route("/services/{service}", routed(playground_call), methods=["POST"]),
-            Route("/state", routed(state_index), methods=["GET"]),
-            Route("/state/{service}", routed(state_page), methods=["GET"]),
-            Route("/state/{service}", routed(state_edit), methods=["POST"]),
-            Route("/sql", routed(sql_console), methods=["GET"]),
+            Route("/", overview, methods=["GET"]),
+            Route("/deployments", register_deployment, methods=["POST"]),
+            Route("/deployments/{deployment}", remove_deployment, methods=["POST"]),
+            Route("/invocations", invocations, methods=["GET"]),
+            Route("/invocations/{invocation_id}", invocation, methods=["GET"]),
+            Route("/invocations/{invocation_id}", invocation_action, methods=["POST"]),
+            Route("/journal/{invocation_id}", journal_json, methods=["GET"]),
+            Route("/bulk", bulk, methods=["POST"]),
+            Route("/services/{service}", service_page, methods=["GET"]),
+            Route("/services/{service}", playground_call, methods=["POST"]),
+            Route("/state", state_index, methods=["GET"]),
+            Route("/state/{service}", state_page, methods=["GET"]),
+            Route("/state/{service}", state_edit, methods=["POST"]),
+            Route("/sql", sql_console, methods=["GET"]),
             Mount("/static", app=StaticFiles(directory=str(_HERE / "static")), name="static"),
         ],
         exception_handlers={UIError: on_ui_error, AdminError: on_admin_error,

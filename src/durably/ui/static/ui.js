@@ -121,7 +121,8 @@ document.addEventListener("DOMContentLoaded", () => {
       let done = 0; let failed = 0;
       for (;;) {
         data.set("done", String(done)); data.set("failed", String(failed));
-        const response = await fetch(bulk.action, {
+        // (bulk.action would be the input named "action")
+        const response = await fetch(new URL(bulk.getAttribute("action"), location.href), {
           method: "POST", body: new URLSearchParams(data), headers: { accept: "application/json" },
         });
         if (!response.ok) { status.textContent = "Stopped: the server answered " + response.status; return; }
