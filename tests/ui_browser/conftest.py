@@ -7,7 +7,7 @@ own event loop and cannot run inside the suite's asyncio loop.
 Chromium: /usr/bin/chromium (Debian's package; `.ci/run` installs it), or $DURABLY_CHROMIUM.
 Playwright's own browser download cannot work here, so the pinned Playwright release is the
 one whose driver speaks that Chromium's protocol. Without a browser the tests are skipped
-locally and fail in CI (CI=true). axe-core is installed from npm into the test cache on first
+locally and fail in CI (CI=true, or DURABLY_REQUIRE_BROWSER=1 as `.ci/run` sets). axe-core is installed from npm into the test cache on first
 use (not committed).
 """
 
@@ -32,7 +32,8 @@ AXE_VERSION = "4.10.3"
 
 
 def _missing(what: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    required = os.environ.get("CI", "") or os.environ.get("DURABLY_REQUIRE_BROWSER", "")
+    if required.lower() in ("1", "true", "yes"):
         pytest.fail(f"{what} (CI must run the browser tests)", pytrace=False)
     pytest.skip(what)
 

@@ -23,7 +23,7 @@ import httpx
 import jinja2
 import orjson
 from starlette.applications import Starlette
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -210,7 +210,8 @@ def ui_routes(
         if media not in ("application/x-www-form-urlencoded", ""):
             raise UIError(415, "Expected a form (application/x-www-form-urlencoded).")
         body = (await request.body()).decode("utf-8", errors="replace")
-        return FormData(parse_qsl(body, keep_blank_values=True))
+        fields: list[tuple[str, str | UploadFile]] = list(parse_qsl(body, keep_blank_values=True))
+        return FormData(fields)
 
     # -- overview --------------------------------------------------------------------------
 
@@ -456,9 +457,7 @@ def ui_routes(
             cond = f"id IN ({id_list})"
         else:
             cond = view.condition()
-        done = int(f.get("done", "0") or 0)
-        failed = int(f.get("failed", "0") or 0)
-        expected = int(f.get("expected", "0") or 0)
+        done, failed, expected = (_int(f.get(name)) for name in ("done", "failed", "expected"))
         counted = await sql(
             f"SELECT count(*) AS n, sum(CASE WHEN {applies} THEN 1 ELSE 0 END) AS k "
             f"FROM sys_invocation WHERE {cond}")
@@ -602,9 +601,9 @@ def ui_routes(
         k = sql_literal(key)
         entries = await sql(f"SELECT key, value FROM state WHERE service_name = {svc} "
                             f"AND service_key = {k} ORDER BY key")
-        for e in entries:
-            text, is_json = present.pretty_bytes(e["value"])
-            e["text"], e["json"] = text, is_json
+        for entry in entries:
+            text, is_json = present.pretty_bytes(entry["value"])
+            entry["text"], entry["json"] = text, is_json
         promises = []
         if service.ty == "workflow":
             promises = await sql(
@@ -729,6 +728,13 @@ def ui_routes(
         Route("/ui", to_ui, methods=["GET", "HEAD"]),
         Mount("/ui", app=ui),
     ]
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value or 0))
+    except ValueError:
+        return 0
 
 
 def _redirect(url: str) -> Response:

@@ -117,8 +117,10 @@ class ListView:
     errors: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_query(cls, q: Mapping[str, str] | object) -> ListView:
-        get = q.get  # type: ignore[attr-defined]
+    def from_query(cls, q: Mapping[str, str]) -> ListView:
+        """From a query string's parameters (Starlette's QueryParams: repeated parameters
+        through its `getlist`; a plain mapping gives one value each)."""
+        get = q.get
         getlist = getattr(q, "getlist", lambda name: [v for v in [get(name)] if v])
         view = cls()
         for s in getlist("status"):
