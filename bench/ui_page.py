@@ -10,8 +10,14 @@ overview. Prints one line per view with the median and worst of several runs.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import os
 import random
 import sqlite3
+import statistics
+import tempfile
+import time
 from pathlib import Path
 
 from durably.ids import InvocationId
@@ -69,3 +75,69 @@ _INSERT = (
     "status, created_at, modified_at, invoked_by, completed_at, result, expires_at, "
     "journal_length, running_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _ui_app(db_path: Path):  # type: ignore[no-untyped-def]
+    from starlette.applications import Starlette
+
+    from durably.schema.registry import SchemaRegistry
+    from durably.storage.introspection import Introspector
+    from durably.ui import ui_routes
+
+    registry = SchemaRegistry(lambda: None, lambda doc: None)
+    introspector = Introspector(str(db_path))
+    # the list and overview pages read only SQL and the registry (no engine needed)
+    return Starlette(routes=ui_routes(None, registry, introspector)), introspector  # type: ignore[arg-type]
+
+
+async def measure(db_path: Path, runs: int) -> list[tuple[str, float, float, int]]:
+    import httpx
+
+    app, introspector = _ui_app(db_path)
+    transport = httpx.ASGITransport(app=app)
+    out = []
+    async with httpx.AsyncClient(transport=transport, base_url="http://ui") as client:
+        first = await client.get("/ui/invocations")
+        cursor = first.text.split('rel="next" href="invocations?', 1)[1].split('"', 1)[0]
+        views = [
+            ("overview", "/ui/"),
+            ("list, newest first (default)", "/ui/invocations"),
+            ("list, next page (keyset)", "/ui/invocations?" + cursor.replace("&amp;", "&")),
+            ("list, oldest first", "/ui/invocations?order=asc"),
+            ("list, status=suspended", "/ui/invocations?status=suspended"),
+            ("list, status=running + backing-off", "/ui/invocations?status=in-flight"),
+            ("list, status=completed", "/ui/invocations?status=completed"),
+            ("list, service=Greeter", "/ui/invocations?service=Greeter"),
+            ("list, key=k7 (Counter)", "/ui/invocations?service=Counter&key=k7"),
+            ("list, outcome=succeeded", "/ui/invocations?status=succeeded"),
+        ]
+        for name, url in views:
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                r = await client.get(url)
+                times.append((time.perf_counter() - t0) * 1000)
+                assert r.status_code == 200, (url, r.status_code, r.text[:300])
+            out.append((name, statistics.median(times), max(times), len(r.content)))
+    introspector.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    args = parser.parse_args()
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="durably-ui-bench-"))
+    t0 = time.perf_counter()
+    db_path = generate(data_dir, args.rows)
+    print(f"store: {db_path} ({args.rows:,} invocations, "
+          f"{os.path.getsize(db_path) / 1e6:.0f} MB; ready in {time.perf_counter() - t0:.1f} s)")
+    print(f"{'view':40} {'median ms':>10} {'max ms':>8} {'bytes':>8}")
+    for name, median, worst, size in asyncio.run(measure(db_path, args.runs)):
+        print(f"{name:40} {median:10.1f} {worst:8.1f} {size:8}")
+
+
+if __name__ == "__main__":
+    main()
