@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 from tests.support.harness import CACHE_DIR
-from tests.ui.world import World, start_world
+
+# the same populated server as the page tests (one per module)
+from tests.ui.conftest import world  # noqa: F401
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -79,12 +81,3 @@ def axe_source() -> str:
         if done.returncode != 0 or not script.exists():
             _missing(f"npm could not install axe-core: {done.stderr[-500:]}")
     return script.read_text()
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    w = start_world(tmp_path_factory.mktemp("ui-browser-world"))
-    try:
-        yield w
-    finally:
-        w.close()

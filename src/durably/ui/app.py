@@ -55,7 +55,7 @@ from durably.ui.filters import (
 
 if TYPE_CHECKING:
     from durably.engine.engine import Engine
-    from durably.schema.registry import SchemaRegistry
+    from durably.schema.registry import SchemaRegistry, Service
 
 __all__ = ["ui_routes"]
 
@@ -512,33 +512,40 @@ def ui_routes(
 
     # -- services, playground, state --------------------------------------------------------
 
-    async def service_page(request: Request) -> Response:
-        name = request.path_params["service"]
+    def known_service(name: str) -> Service:
         try:
-            service = registry.get_service(name)
+            return registry.get_service(name)
         except AdminError as e:
             raise UIError(404, e.message) from None
-        doc = service_json(service)
+
+    async def service_view(request: Request, service: Service, *, call: dict[str, str] | None
+                           = None, body: str = "", result: dict[str, Any] | None = None
+                           ) -> Response:
+        """The service page; after a playground call, with its result and the body sent."""
         keys: list[dict[str, Any]] = []
-        if service.ty != "service":
+        if service.ty != "service" and result is None:
             keys = await sql(
                 "SELECT service_key, count(*) AS n FROM state "
-                f"WHERE service_name = {sql_literal(name)} GROUP BY service_key "
+                f"WHERE service_name = {sql_literal(service.name)} GROUP BY service_key "
                 "ORDER BY service_key LIMIT 50")
-        examples = {}
+        examples: dict[str, str | None] = {}
         for h in service.manifest.handlers:
             schema = h.input.json_schema if isinstance(h.input.json_schema, dict) else {}
             examples[h.name] = _example(schema) if h.input.present else None
-        return page(request, "service.html", nav="services", title=f"{name} · durably",
-                    service=doc, ty=service.ty, keys=keys, examples=examples,
+        if call is not None:
+            examples[call["handler"]] = body
+        return page(request, "service.html", nav="services", title=f"{service.name} · durably",
+                    service=service_json(service), ty=service.ty, keys=keys,
+                    examples=examples, result=result, call=call,
                     openapi=orjson.dumps(service_openapi(service),
-                                         option=orjson.OPT_INDENT_2).decode(),
-                    result=None, call=None)
+                                         option=orjson.OPT_INDENT_2).decode())
+
+    async def service_page(request: Request) -> Response:
+        return await service_view(request, known_service(request.path_params["service"]))
 
     async def playground_call(request: Request) -> Response:
         guard(request)
-        name = request.path_params["service"]
-        service = registry.get_service(name)
+        service = known_service(request.path_params["service"])
         f = await form(request)
         handler = str(f.get("handler", ""))
         key = str(f.get("key", ""))
@@ -547,7 +554,7 @@ def ui_routes(
         idem = str(f.get("idempotency_key", "")).strip()
         if ingress_url is None:
             raise UIError(503, "The ingress address is unknown; the playground cannot call it.")
-        path = f"{quote(name, safe='')}/"
+        path = f"{quote(service.name, safe='')}/"
         if service.ty != "service":
             path += f"{quote(key, safe='')}/"
         path += quote(handler, safe="") + ("/send" if send else "")
@@ -569,16 +576,9 @@ def ui_routes(
         except httpx.HTTPError as e:
             result = {"status": 0, "body": f"The ingress did not answer: {e}", "json": False,
                       "ms": int((time.perf_counter() - t0) * 1000), "invocation_id": None}
-        doc = service_json(service)
-        examples = {h.name: body if h.name == handler else (
-            _example(h.input.json_schema if isinstance(h.input.json_schema, dict) else {})
-            if h.input.present else None) for h in service.manifest.handlers}
-        return page(request, "service.html", nav="services", title=f"{name} · durably",
-                    service=doc, ty=service.ty, keys=[], examples=examples,
-                    openapi=orjson.dumps(service_openapi(service),
-                                         option=orjson.OPT_INDENT_2).decode(),
-                    result=result, call={"handler": handler, "key": key, "mode":
-                                         "send" if send else "call"})
+        return await service_view(
+            request, service, body=body, result=result,
+            call={"handler": handler, "key": key, "mode": "send" if send else "call"})
 
     async def state_index(request: Request) -> Response:
         keyed = [s for s in registry.list_services() if s.ty != "service"]
@@ -590,10 +590,7 @@ def ui_routes(
 
     async def state_page(request: Request) -> Response:
         name = request.path_params["service"]
-        try:
-            service = registry.get_service(name)
-        except AdminError as e:
-            raise UIError(404, e.message) from None
+        service = known_service(name)
         key = request.query_params.get("key")
         search = request.query_params.get("search", "").strip()
         svc = sql_literal(name)
