@@ -5,7 +5,8 @@
 - ``Slow/hold``: stays inside the handler (running) until ``release`` is called for its name
   (a file in $UI_TEST_DIR), so the test decides when it ends.
 - ``Waiter/wait``: awaits an awakeable nobody resolves (suspended).
-- ``Flaky/fail``: raises a retryable error (backing-off, then paused when the policy runs out).
+- ``Flaky/fail``: a ``ctx.run`` that raises a retryable error (backing-off, then paused when
+  the policy runs out); the SDK names the run command it failed at.
 - ``Boom/fail``: raises a terminal error (failed).
 - ``Cart`` (virtual object): ``add`` keeps state; ``call`` calls another key (a call tree,
   and with two keys calling each other, a deadlock).
@@ -62,7 +63,10 @@ async def wait(ctx: Context, note: str) -> str:
 
 @flaky.handler()
 async def fail(ctx: Context, message: str) -> None:
-    raise RuntimeError(message)
+    def charge() -> None:
+        raise RuntimeError(message)
+
+    await ctx.run("charge", charge)
 
 
 @boom.handler(name="fail")

@@ -127,7 +127,9 @@ def test_detail_shows_journal_request_output_and_tree(world: World) -> None:
     assert f'href="{world.ids["deadlock"]}"' in child  # its parent
     failed = get(world, f"invocations/{world.ids['backing-off']}").text
     assert "Last failure" in failed and "flaky failure" in failed
-    assert re.search(r'href="#entry-\d+"', failed)  # linked to the journal
+    # linked to the journal entry of the run that failed, with the SDK's stack trace
+    assert re.search(r'It failed at <a href="#entry-(\d+)">', failed), failed
+    assert "stack trace" in failed and "Traceback" in failed
 
 
 def test_journal_download(world: World) -> None:

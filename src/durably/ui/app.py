@@ -371,6 +371,12 @@ def ui_routes(
                     parent.get("completion_failure"))
         live_row = engine.lookup(inv_id)
         engine_view = invocation_view(engine, live_row) if live_row is not None else {}
+        failure_detail: dict[str, Any] = {}
+        if live_row is not None:
+            stored = live_row.extra.get("failure_detail")
+            if isinstance(stored, dict) and stored.get("message") == live_row.last_failure:
+                failure_detail = stored
+        failed_entry = present.command_entry(entries, failure_detail.get("related_command_index"))
         deadlock = list(engine.deadlocks.get(inv_id) or [])
         deadlock_text = engine_view.get("deadlock")
         request_entry = next((e for e in entries if e.type == "Input"), None)
@@ -385,7 +391,8 @@ def ui_routes(
             request, "invocation.html", nav="invocations", title=f"{inv_id} · durably",
             inv=inv, shown_status=status, entries=entries, request_entry=request_entry,
             output=output, children=children, child_status=child_status, parent=parent,
-            deadlock=deadlock, deadlock_text=deadlock_text, actions=actions, live=not completed,
+            deadlock=deadlock, deadlock_text=deadlock_text, actions=actions,
+            stacktrace=failure_detail.get("stacktrace"), failed_entry=failed_entry, live=not completed,
             message=request.query_params.get("message"),
             error=request.query_params.get("error"),
             last_entry=entries[-1].index if entries else None)

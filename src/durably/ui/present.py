@@ -191,6 +191,15 @@ def _failure_of(d: dict[str, Any]) -> str | None:
     return None
 
 
+def command_entry(entries: list[Entry], command_index: object) -> int | None:
+    """The journal index of the `command_index`-th command (what an SDK's error names), or
+    None when it is not in the journal (the attempt failed before writing it)."""
+    if not isinstance(command_index, int):
+        return None
+    commands = [e.index for e in entries if e.kind == "Command"]
+    return commands[command_index] if 0 <= command_index < len(commands) else None
+
+
 def decode_entry(row: dict[str, Any], created_at: str | None) -> Entry:
     """A sys_journal row (index, entry_type, name, entry_json, appended_at, invoked_id,
     invoked_target, sleep_wakeup_at) -> Entry."""

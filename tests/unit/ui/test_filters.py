@@ -105,3 +105,13 @@ def test_indexes_match_the_view(tmp_path: Path) -> None:
     finally:
         introspector.close()
         store.close()
+
+
+def test_command_entry_maps_command_index_to_journal_index() -> None:
+    from durably.ui.present import Entry, command_entry
+
+    kinds = ["Command", "Command", "Notification", "Command"]
+    entries = [Entry(i, k, "X", "", None, None) for i, k in enumerate(kinds)]
+    assert command_entry(entries, 0) == 0
+    assert command_entry(entries, 2) == 3
+    assert command_entry(entries, 3) is None and command_entry(entries, None) is None
