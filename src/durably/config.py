@@ -25,3 +25,6 @@ class ServerConfig:
     http1_max_connections: int = 256
     # request identity, tokens, TLS and connection limits (durably.security)
     security: SecurityOptions = field(default_factory=SecurityOptions)
+    # the web UI on the admin port (/ui/), and whether it may act
+    ui: bool = True
+    ui_read_only: bool = False

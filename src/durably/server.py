@@ -336,12 +336,21 @@ def _admin_app(
 
     scheme = "https" if cfg.security.tls else "http"
     ingress_url = f"{scheme}://{cfg.bind}:{cfg.ingress_port}/"
+    from durably.admin.services import service_routes
+
+    ui: list[Any] = []
+    if cfg.ui:
+        from durably.ui import ui_routes
+
+        ui = ui_routes(engine, registry, introspector, read_only=cfg.ui_read_only,
+                       ingress_url=ingress_url)
     routes = [
+        *service_routes(engine, registry),
         *invocation_routes(engine),
         *query_routes(introspector),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    return create_admin_app(registry, extra_routes=routes, ingress_endpoint=ingress_url)
+    return create_admin_app(registry, extra_routes=routes, ingress_endpoint=ingress_url, ui=ui)
 
 
 async def _serve(config: ServerConfig) -> int:

@@ -87,6 +87,16 @@ def serve(
         help="Most connections open to one HTTP/1.1 deployment (0: no cap); attempts beyond "
         "it wait for a free connection within their inactivity timeout.",
     ),
+    # the web UI (issue 13)
+    no_ui: bool = typer.Option(
+        False, "--no-ui", envvar="DURABLY_NO_UI", help="Do not serve the web UI at /ui/."
+    ),
+    ui_read_only: bool = typer.Option(
+        False,
+        "--ui-read-only",
+        envvar="DURABLY_UI_READ_ONLY",
+        help="Serve the web UI without any action (the admin API itself is unchanged).",
+    ),
     log_level: str = typer.Option(
         "info", "--log-level", envvar="DURABLY_LOG_LEVEL", help="debug, info, warning or error."
     ),
@@ -203,6 +213,8 @@ def serve(
         log_level=log_level.lower(),
         log_format=log_format.lower(),
         security=security,
+        ui=not no_ui,
+        ui_read_only=ui_read_only,
     )
     raise typer.Exit(run_server(config))
 
