@@ -176,3 +176,28 @@ def test_metrics_public_leaves_only_metrics_open(start_durably: StartDurably) ->
     server = start_durably("--admin-token", ADMIN[0], "--metrics-public")
     assert httpx.get(f"{server.admin_url}/metrics").status_code == 200
     assert httpx.get(f"{server.admin_url}/deployments").status_code == 401
+
+
+def test_ui_signs_in_with_the_admin_token(protected: tuple[DurablyServer, ServicesProcess]) -> None:
+    """A browser sends no bearer header: the UI's pages send it to a sign-in form, which
+    sets an HttpOnly, SameSite=Strict cookie for a right token and refuses a wrong one."""
+    server, _ = protected
+    admin = server.admin_url
+    with httpx.Client(base_url=admin, timeout=30) as browser:
+        r = browser.get("/ui/invocations")
+        assert r.status_code == 303 and r.headers["location"] == "login"
+        r = browser.get("/ui/invocations/inv_x")
+        assert r.status_code == 303 and r.headers["location"] == "../login"
+        page = browser.get("/ui/login")
+        assert page.status_code == 200 and 'name="token"' in page.text
+        assert browser.post("/ui/login", data={"token": "admin-wrong"}).status_code == 401
+        forged = browser.post("/ui/login", data={"token": ADMIN[0]},
+                              headers={"origin": "http://evil.example"})
+        assert forged.status_code == 403 and "set-cookie" not in forged.headers
+        r = browser.post("/ui/login", data={"token": ADMIN[0]})
+        assert r.status_code == 303
+        assert "HttpOnly" in r.headers["set-cookie"] and "SameSite=Strict" in r.headers["set-cookie"]
+        assert browser.get("/ui/").status_code == 200
+        assert browser.get("/ui/invocations").status_code == 200
+        # the cookie opens the UI only, not the API
+        assert browser.get("/deployments").status_code == 401

@@ -8,8 +8,10 @@ refused request costs no more than reading its headers.
 from __future__ import annotations
 
 import hmac
+import html
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
@@ -45,6 +47,9 @@ class TokenCheck:
                 if scheme.lower() == b"bearer":
                     given = rest.strip()
                 break
+        return self.matches(given)
+
+    def matches(self, given: bytes) -> bool:
         ok = False
         for token in self.tokens:
             ok |= hmac.compare_digest(given, token)
@@ -109,6 +114,9 @@ class AdminGuard:
             return
         open_path = path == "/health" or (self.metrics_public and path == "/metrics")
         if self.tokens and not open_path and not self.tokens.accepts(scope["headers"]):
+            if path == "/" or path == "/ui" or path.startswith("/ui/"):
+                await self._ui_sign_in(scope, receive, send)
+                return
             await _answer(
                 send,
                 401,
@@ -121,6 +129,40 @@ class AdminGuard:
             await _answer(send, 413, _too_large(self.max_body))
             return
         await self._limited(scope, receive, send)
+
+    async def _ui_sign_in(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A browser cannot send a bearer header: the UI's pages accept the token from an
+        HttpOnly, SameSite=Strict cookie that `/ui/login` sets after checking it.
+
+        The cookie holds the token itself, so rotating tokens signs out whoever used a
+        removed one; SameSite=Strict keeps it off every request another site starts."""
+        path = scope.get("path", "")
+        if path != "/ui/login":
+            if self.tokens.matches(_cookie(scope, _UI_COOKIE)):
+                await self._limited(scope, receive, send)
+                return
+            # relative, so that it works behind a path prefix too
+            if path.startswith("/ui/"):
+                login = "../" * path[len("/ui/"):].count("/") + "login"
+            else:  # "/" or "/ui"
+                login = "ui/login"
+            await _html(send, 303, "", [(b"location", login.encode())])
+            return
+        if scope.get("method") == "POST":
+            body = await _read_body(receive, 4096)
+            fields = parse_qs(body.decode("utf-8", errors="replace"))
+            token = (fields.get("token") or [""])[0].strip().encode()
+            if _cross_site(scope):
+                await _html(send, 403, _login_page("Refused: not sent from this page."))
+                return
+            if not self.tokens.matches(token):
+                await _html(send, 401, _login_page("Wrong token."))
+                return
+            secure = "; Secure" if scope.get("scheme") == "https" else ""
+            cookie = f"{_UI_COOKIE}={token.decode()}; HttpOnly; SameSite=Strict; Path=/{secure}"
+            await _html(send, 303, "", [(b"location", b"./"), (b"set-cookie", cookie.encode())])
+            return
+        await _html(send, 200, _login_page(""))
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
@@ -185,6 +227,83 @@ class IngressGuard:
             scope = dict(scope)
             scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"authorization"]
         await self.app(scope, receive, send)
+
+
+_UI_COOKIE = "durably_admin_token"
+
+
+def _login_page(error: str) -> str:
+    note = f'<p role="alert">{html.escape(error)}</p>' if error else ""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<title>Sign in · durably</title></head><body><main>"
+        "<h1>durably</h1><p>This admin API asks for a token (<code>--admin-token</code>).</p>"
+        f'{note}<form method="post" action="login"><label for="token">Admin token</label> '
+        '<input id="token" name="token" type="password" autocomplete="current-password" '
+        'required autofocus> <button type="submit">Sign in</button></form></main></body></html>'
+    )
+
+
+async def _html(
+    send: Send, status: int, page: str, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    body = page.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"content-security-policy", b"default-src 'none'; form-action 'self'"),
+                (b"cache-control", b"no-store"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return body
+        body += message.get("body", b"")
+        if len(body) > limit or not message.get("more_body", False):
+            return body[:limit]
+
+
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return bytes(value)
+    return None
+
+
+def _cookie(scope: Scope, wanted: str) -> bytes:
+    raw = _header(scope, b"cookie")
+    if raw is None:
+        return b""
+    for part in raw.decode("latin-1").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == wanted:
+            return value.encode("latin-1")
+    return b""
+
+
+def _cross_site(scope: Scope) -> bool:
+    site = _header(scope, b"sec-fetch-site")
+    if site is not None and site not in (b"same-origin", b"none"):
+        return True
+    origin = _header(scope, b"origin")
+    if origin is None:
+        return False
+    return origin == b"null" or urlsplit(origin.decode("latin-1")).netloc.encode() != (
+        _header(scope, b"host") or b""
+    )
 
 
 def _too_large(limit: int) -> dict[str, Any]:
