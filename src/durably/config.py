@@ -21,3 +21,5 @@ class ServerConfig:
     max_body_bytes: int = 32 * 1024 * 1024
     # connections per HTTP/1.1 deployment (0: no cap); attempts beyond it wait for a free one
     http1_max_connections: int = 256
+    # a postgresql:// DSN: the store lives in that database instead of `data_dir`
+    postgres_dsn: str | None = None

@@ -169,7 +169,7 @@ class Durably:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.store: SqliteStore | None = None
+        self.store: Any = None  # SqliteStore, or PostgresStore with --store postgresql://
         self.engine: Engine | None = None
         self.invoker: Invoker | None = None
         self._servers: list[_Server] = []
@@ -186,7 +186,7 @@ class Durably:
         ingress_sock = _listen(cfg.bind, cfg.ingress_port, "ingress")
         admin_sock = _listen(cfg.bind, cfg.admin_port, "admin")
         try:
-            self.store = SqliteStore(cfg.data_dir, synchronous=cfg.sync.upper())
+            self.store = await _open_store(cfg)
         except StorageError as e:
             ingress_sock.close()
             admin_sock.close()
@@ -233,7 +233,12 @@ class Durably:
         ingress_app = metrics.wrap_ingress(IngressApp(engine, max_body=cfg.max_body_bytes))
         from durably.storage.introspection import Introspector
 
-        self.introspector = Introspector(str(store.path))
+        if cfg.postgres_dsn is not None:
+            from durably.storage.postgres_query import PostgresIntrospector
+
+            self.introspector = PostgresIntrospector(store, asyncio.get_running_loop())
+        else:
+            self.introspector = Introspector(str(store.path))
         admin_app = _admin_app(
             create_admin_app, registry, engine, cfg, self.introspector, metrics
         )
@@ -297,7 +302,21 @@ class Durably:
         if self.introspector is not None:
             self.introspector.close()
         if self.store is not None:
-            self.store.close()
+            aclose = getattr(self.store, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            else:
+                self.store.close()
+
+
+async def _open_store(cfg: ServerConfig) -> Any:
+    if cfg.postgres_dsn is None:
+        return SqliteStore(cfg.data_dir, synchronous=cfg.sync.upper())
+    from durably.storage.postgres import PostgresStore
+
+    store = PostgresStore(cfg.postgres_dsn)
+    await store.open()
+    return store
 
 
 def _admin_app(
@@ -340,9 +359,14 @@ async def _serve(config: ServerConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_stop)
     host = config.bind
+    where = f"data {config.data_dir}"
+    if config.postgres_dsn is not None:
+        from durably.storage.postgres import describe_dsn
+
+        where = f"store {describe_dsn(config.postgres_dsn)}"
     print(
         f"durably is ready: ingress http://{host}:{config.ingress_port}  "
-        f"admin http://{host}:{config.admin_port}  data {config.data_dir}",
+        f"admin http://{host}:{config.admin_port}  {where}",
         flush=True,
     )
     await server.wait()
