@@ -9,6 +9,7 @@ the end the same check holds: every answered operation happened exactly once.
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -170,3 +171,65 @@ def test_read_only_database_stops_durably_and_loses_nothing(
     server.start()
     register(server.admin_url, pg_env.services.url, use_http_11=False)
     assert pg_env.call_json("FaultCounter", "get", key="ro", idem=False) == answered
+
+
+def test_disk_full_stops_durably_and_loses_nothing(pg_env: Env, cluster: PostgresCluster) -> None:
+    """durably's tables on a 2 MiB tmpfs (a tablespace) that fills up while it runs."""
+    from tests.faults.test_storage_errors import _fill, _tmpfs
+
+    server = pg_env.server
+    assert isinstance(server, DurablyServer) and server.postgres_dsn is not None
+    db = server.postgres_dsn.rsplit("/", 1)[1]
+    # under the cluster's own directory: the postgres user cannot reach pytest's tmp_path
+    with _tmpfs(cluster.base / "mnt", "2m") as mnt:
+        location = mnt / "ts"
+        location.mkdir()
+        shutil.chown(location, "postgres")
+        cluster.psql(f"CREATE TABLESPACE small LOCATION '{location}'")
+        for table in ("journal", "invocation", "state"):
+            cluster.psql(f"ALTER TABLE durably.{table} SET TABLESPACE small", database=db)
+        filler = _fill(mnt, 16 * 1024)
+        answered: dict[str, int] = {}
+        sent: list[str] = []
+        with httpx.Client(timeout=10) as client:
+            for i in range(2000):
+                ik = f"k-{i}"
+                sent.append(ik)
+                try:
+                    r = client.post(f"{pg_env.ingress}/FaultCounter/full/add", json=1,
+                                    headers={"idempotency-key": ik})
+                except httpx.TransportError:
+                    break
+                if r.status_code != 200:
+                    break
+                answered[ik] = r.json()
+        proc = server.proc
+        assert proc is not None
+
+        def exited() -> int:
+            code = proc.poll()
+            assert code is not None, "still running on a full disk"
+            return code
+
+        assert poll(exited, timeout=30) != 0
+        log = server.log_tail(200)
+        stopped = [line for line in log.splitlines() if line.startswith("durably: stopped")]
+        assert len(stopped) == 1 and "53100" in stopped[0] and "disk is full" in stopped[0], log
+        server.kill()
+        filler.unlink()
+        # every answered add is in the database; re-sending every add with its key after a
+        # restart gives exactly one increment per key
+        server.start()
+        assert pg_env.call_json("FaultCounter", "get", key="full", idem=False) >= len(answered)
+        with httpx.Client(timeout=30) as client:
+            for ik in sent:
+                r = client.post(f"{pg_env.ingress}/FaultCounter/full/add", json=1,
+                                headers={"idempotency-key": ik})
+                assert r.status_code == 200, r.text
+                if ik in answered:
+                    assert r.json() == answered[ik]
+        assert pg_env.call_json("FaultCounter", "get", key="full", idem=False) == len(sent)
+        server.kill()
+        for table in ("journal", "invocation", "state"):
+            cluster.psql(f"ALTER TABLE durably.{table} SET TABLESPACE pg_default", database=db)
+        cluster.psql("DROP TABLESPACE small")
