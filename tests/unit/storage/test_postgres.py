@@ -101,6 +101,12 @@ async def test_every_table_survives_a_reload(store: PostgresStore, dsn: str) -> 
         assert [t.id for t in again.all_timers()] == [t2]
         assert again.add_timer(1, "sleep", "inv_a", 9) > t2  # ids never reused
         assert [r.id for r in again.expired_invocations(10, 10)] == ["inv_a"]
+        assert [r.id for r in again.expired_invocations(10, 10)] == ["inv_a"]  # until purged
+        assert again.expired_invocations(4, 10) == []
+        again.put_invocation(dataclasses.replace(full, expires_at=50))  # retention moved
+        assert again.expired_invocations(10, 10) == []
+        again.delete_invocation("inv_a")
+        assert again.expired_invocations(100, 10) == []
     finally:
         await again.aclose()
 
