@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 import pytest
 from tests.support.postgres import PostgresCluster, shared_cluster
+from tests.unit.storage.test_sqlite import row as sqlite_row
 
 from durably.storage.base import InvocationRow, SubscriberRow
 from durably.storage.postgres import PostgresStore
@@ -46,19 +47,8 @@ async def store(dsn: str) -> AsyncIterator[PostgresStore]:
 
 
 def row(inv_id: str, **changes: object) -> InvocationRow:
-    base = InvocationRow(
-        id=inv_id,
-        partition_key=(1 << 64) - 5,  # above i64: stored in two's complement
-        service="Counter",
-        handler="add",
-        key="alice",
-        service_ty="virtual_object",
-        handler_ty="exclusive",
-        status="invoked",
-        created_at=1000,
-        modified_at=1001,
-    )
-    return dataclasses.replace(base, **changes)
+    # a partition key above i64: stored in two's complement
+    return sqlite_row(inv_id, **{"partition_key": (1 << 64) - 5, **changes})
 
 
 async def _committed(store: PostgresStore) -> None:
