@@ -28,3 +28,5 @@ class ServerConfig:
     # the web UI on the admin port (/ui/), and whether it may act
     ui: bool = True
     ui_read_only: bool = False
+    # a postgresql:// DSN: the store lives in that database instead of `data_dir`
+    postgres_dsn: str | None = None

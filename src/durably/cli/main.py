@@ -61,6 +61,14 @@ def serve(
         envvar="DURABLY_DATA_DIR",
         help="Where the SQLite database lives (created if missing).",
     ),
+    store: str | None = typer.Option(
+        None,
+        "--store",
+        envvar="DURABLY_STORE",
+        help="Where invocations, journals, timers and state live: "
+        "'postgresql://USER:PASSWORD@HOST:PORT/DB' (schema created and migrated at start) "
+        "or 'sqlite:///PATH' (the same as --data-dir PATH). Default: SQLite in --data-dir.",
+    ),
     sync: str = typer.Option(
         "full",
         "--sync",
@@ -174,6 +182,15 @@ def serve(
     if http1_max_connections < 0:
         typer.echo(f"durably: bad --http1-max-connections {http1_max_connections}", err=True)
         raise typer.Exit(2)
+    postgres_dsn = None
+    if store is not None and store.strip():
+        from durably.cli.store import parse_store
+
+        try:
+            data_dir, postgres_dsn = parse_store(store, data_dir)
+        except ValueError as e:
+            typer.echo(f"durably: {e}", err=True)
+            raise typer.Exit(2) from None
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         typer.echo(f"durably: unknown log level {log_level!r}", err=True)
@@ -210,6 +227,7 @@ def serve(
         enable_protocol_v7=enable_protocol_v7,
         cleanup_interval_s=interval_s,
         http1_max_connections=http1_max_connections,
+        postgres_dsn=postgres_dsn,
         log_level=log_level.lower(),
         log_format=log_format.lower(),
         security=security,
