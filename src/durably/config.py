@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -21,3 +21,5 @@ class ServerConfig:
     max_body_bytes: int = 32 * 1024 * 1024
     # connections per HTTP/1.1 deployment (0: no cap); attempts beyond it wait for a free one
     http1_max_connections: int = 256
+    # Kafka clusters known at start (`--kafka-cluster NAME=HOST:PORT[,HOST:PORT]`)
+    kafka_clusters: list[str] = field(default_factory=list)

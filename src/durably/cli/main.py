@@ -30,6 +30,10 @@ def _register_ops() -> None:
     app.add_typer(ops.invocations_app, name="invocations")
     app.add_typer(ops.state_app, name="state")
     app.command("sql")(ops.sql_command)
+    from durably.kafka import cli as kafka_cli
+
+    app.add_typer(kafka_cli.subscriptions_app, name="subscriptions")
+    app.add_typer(kafka_cli.clusters_app, name="kafka-clusters")
 
 
 _register_ops()
@@ -93,6 +97,11 @@ def serve(
         envvar="DURABLY_LOG_FORMAT",
         help="'text' or 'json' (one object per line, with invocation_id when about one).",
     ),
+    kafka_cluster: list[str] = typer.Option(
+        [],
+        "--kafka-cluster",
+        help="A Kafka cluster subscriptions can use, NAME=HOST:PORT[,HOST:PORT] (repeatable).",
+    ),
 ) -> None:
     """Run the server: HTTP ingress, admin API and the invocation engine."""
     from durably.config import ServerConfig
@@ -115,6 +124,14 @@ def serve(
     if log_format.lower() not in ("text", "json"):
         typer.echo(f"durably: --log-format must be 'text' or 'json', not {log_format!r}", err=True)
         raise typer.Exit(2)
+    from durably.kafka.model import parse_cluster_arg
+
+    for text in kafka_cluster:
+        try:
+            parse_cluster_arg(text)
+        except ValueError as e:
+            typer.echo(f"durably: {e}", err=True)
+            raise typer.Exit(2) from None
     from durably.logs import configure_logging
 
     configure_logging(level, log_format.lower())
@@ -131,6 +148,7 @@ def serve(
         http1_max_connections=http1_max_connections,
         log_level=log_level.lower(),
         log_format=log_format.lower(),
+        kafka_clusters=list(kafka_cluster),
     )
     raise typer.Exit(run_server(config))
 

@@ -1,0 +1,200 @@
+"""One aiokafka consumer per subscription, feeding the engine.
+
+The loop: fetch a batch; for each record in partition order, skip it if its offset is at or
+below the one stored for that partition (a repeat after a crash or a rebalance), else `take`
+it (invocation or parked record, plus its offset, in the engine's open batch); wait until the
+batch is durable; only then commit offset+1 of each partition to the broker. On assignment
+each partition is moved to max(broker's committed offset, stored offset + 1), so a broker
+that lost its offsets does not make durably ingest a record twice.
+
+Backpressure: each partition has at most `max_in_flight` unfinished invocations made from
+its records; beyond that the partition is paused (the broker keeps the records) and resumed
+when enough of them have completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from durably.kafka.model import KafkaCluster, Subscription
+from durably.kafka.records import Record
+
+if TYPE_CHECKING:
+    from durably.kafka.service import KafkaSubscriptions
+
+log = logging.getLogger("durably.kafka")
+
+_RESET = {"earliest": "earliest", "smallest": "earliest", "beginning": "earliest",
+          "latest": "latest", "largest": "latest", "end": "latest", "error": "none"}
+# librdkafka property -> (aiokafka argument, converter); others are accepted and ignored
+_INT_PROPS = {
+    "session.timeout.ms": "session_timeout_ms",
+    "heartbeat.interval.ms": "heartbeat_interval_ms",
+    "max.poll.interval.ms": "max_poll_interval_ms",
+    "fetch.wait.max.ms": "fetch_max_wait_ms",
+    "fetch.min.bytes": "fetch_min_bytes",
+    "fetch.max.bytes": "fetch_max_bytes",
+    "max.partition.fetch.bytes": "max_partition_fetch_bytes",
+    "request.timeout.ms": "request_timeout_ms",
+    "metadata.max.age.ms": "metadata_max_age_ms",
+}
+_RESTART_DELAY_S = 1.0
+
+
+def consumer_settings(sub: Subscription, cluster: KafkaCluster) -> dict[str, Any]:
+    """aiokafka's arguments from the cluster properties and the subscription options."""
+    props = {**cluster.properties, **sub.options}
+    settings: dict[str, Any] = {
+        "bootstrap_servers": cluster.bootstrap_servers,
+        "group_id": sub.group_id,
+        "client_id": props.get("client.id", "restate"),
+        "enable_auto_commit": False,
+        "auto_offset_reset": _RESET.get(props.get("auto.offset.reset", "latest").lower(), "latest"),
+    }
+    for prop, arg in _INT_PROPS.items():
+        if prop in props:
+            with contextlib.suppress(ValueError):
+                settings[arg] = int(props[prop])
+    return settings
+
+
+class SubscriptionConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: KafkaSubscriptions, sub: Subscription, cluster: KafkaCluster) -> None:
+        self.service = service
+        self.sub = sub
+        self.cluster = cluster
+        self.max_in_flight = service.max_in_flight
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        # partition -> highest offset taken (loaded from the store on assignment)
+        self._taken: dict[TopicPartition, int] = {}
+        self._in_flight: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
+        self._lag: dict[TopicPartition, int] = {}
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"kafka-{self.sub.id}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self._close()
+
+    async def _close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    def lag(self) -> list[tuple[str, int, int]]:
+        return [(tp.topic, tp.partition, n) for tp, n in sorted(self._lag.items())]
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # broker gone, group errors: start over, never give up
+                log.warning("subscription %s: consumer failed (%s: %s); restarting in %.0fs",
+                            self.sub.id, type(e).__name__, e, _RESTART_DELAY_S)
+                await self._close()
+                await asyncio.sleep(_RESTART_DELAY_S)
+
+    async def _consume(self) -> None:
+        settings = consumer_settings(self.sub, self.cluster)
+        consumer = AIOKafkaConsumer(**settings)
+        self._consumer = consumer
+        await consumer.start()
+        consumer.subscribe([self.sub.topic], listener=self)
+        log.info("subscription %s: consuming %s from %s as group %s", self.sub.id,
+                 self.sub.topic, self.cluster.name, self.sub.group_id)
+        while not self._stopping:
+            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            commits: dict[TopicPartition, OffsetAndMetadata] = {}
+            for tp, messages in batch.items():
+                last = self._taken.get(tp, -1)
+                for m in messages:
+                    if m.offset <= last:
+                        continue  # taken before (stored with its invocation): a repeat
+                    record = Record(m.topic, m.partition, m.offset, m.key, m.value,
+                                    m.timestamp)
+                    fut = self.service.take(self.sub, record)
+                    last = m.offset
+                    if fut is not None:
+                        self._track(tp, fut)
+                if last >= 0 and last != self._taken.get(tp, -1):
+                    self._taken[tp] = last
+                    commits[tp] = OffsetAndMetadata(last + 1, "")
+            if commits:
+                await self.service.durable()
+                try:
+                    await consumer.commit(commits)
+                except KafkaError as e:
+                    # the stored offsets keep repeats out; the broker catches up next time
+                    log.info("subscription %s: offset commit failed (%s)", self.sub.id, e)
+            self._update_lag(consumer)
+
+    def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is not None:
+                self._lag[tp] = max(0, high - (self._taken.get(tp, -1) + 1))
+
+    # -- backpressure ------------------------------------------------------------------
+
+    def _track(self, tp: TopicPartition, fut: asyncio.Future[Any]) -> None:
+        n = self._in_flight.get(tp, 0) + 1
+        self._in_flight[tp] = n
+        fut.add_done_callback(lambda _f: self._finished(tp))
+        if n >= self.max_in_flight and tp not in self._paused and self._consumer is not None:
+            self._paused.add(tp)
+            self._consumer.pause(tp)
+            log.info("subscription %s: %s-%d paused (%d invocations in flight)",
+                     self.sub.id, tp.topic, tp.partition, n)
+
+    def _finished(self, tp: TopicPartition) -> None:
+        n = self._in_flight.get(tp, 1) - 1
+        self._in_flight[tp] = n
+        if tp in self._paused and n <= self.max_in_flight // 2:
+            self._paused.discard(tp)
+            if self._consumer is not None:
+                with contextlib.suppress(Exception):
+                    self._consumer.resume(tp)
+
+    # -- rebalance listener ------------------------------------------------------------
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        for tp in revoked:
+            self._taken.pop(tp, None)
+            self._lag.pop(tp, None)
+            self._paused.discard(tp)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        stored = self.service.store.kafka_offsets(self.sub.id, self.sub.group_id)
+        for tp in assigned:
+            last = stored.get((tp.topic, tp.partition))
+            if last is None:
+                continue
+            self._taken[tp] = last
+            committed = await consumer.committed(tp)
+            if committed is None or committed <= last:
+                consumer.seek(tp, last + 1)
+        if self._paused:
+            consumer.pause(*[tp for tp in self._paused if tp in assigned])
