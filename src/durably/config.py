@@ -23,3 +23,4 @@ class ServerConfig:
     http1_max_connections: int = 256
     # Kafka clusters known at start (`--kafka-cluster NAME=HOST:PORT[,HOST:PORT]`)
     kafka_clusters: list[str] = field(default_factory=list)
+    kafka_max_in_flight: int = 1000  # unfinished invocations per partition before pausing it

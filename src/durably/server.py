@@ -345,7 +345,7 @@ def _kafka(engine: Engine, registry: Any, cfg: ServerConfig, metrics: Any) -> An
         static = [parse_cluster_arg(text) for text in cfg.kafka_clusters]
     except ValueError as e:
         raise StartupError(str(e)) from None
-    kafka = KafkaSubscriptions(engine, registry, static)
+    kafka = KafkaSubscriptions(engine, registry, static, max_in_flight=cfg.kafka_max_in_flight)
     kafka.register_metrics(metrics.registry)
     return kafka
 

@@ -102,6 +102,13 @@ def serve(
         "--kafka-cluster",
         help="A Kafka cluster subscriptions can use, NAME=HOST:PORT[,HOST:PORT] (repeatable).",
     ),
+    kafka_max_in_flight: int = typer.Option(
+        1000,
+        "--kafka-max-in-flight",
+        envvar="DURABLY_KAFKA_MAX_IN_FLIGHT",
+        min=1,
+        help="Unfinished invocations per subscribed partition before its consumption pauses.",
+    ),
 ) -> None:
     """Run the server: HTTP ingress, admin API and the invocation engine."""
     from durably.config import ServerConfig
@@ -149,6 +156,7 @@ def serve(
         log_level=log_level.lower(),
         log_format=log_format.lower(),
         kafka_clusters=list(kafka_cluster),
+        kafka_max_in_flight=kafka_max_in_flight,
     )
     raise typer.Exit(run_server(config))
 

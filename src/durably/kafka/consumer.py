@@ -123,7 +123,10 @@ class SubscriptionConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("subscription %s: consuming %s from %s as group %s", self.sub.id,
                  self.sub.topic, self.cluster.name, self.sub.group_id)
         while not self._stopping:
-            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            # at most max_in_flight records per fetch: what a paused partition may overshoot by
+            batch = await consumer.getmany(
+                timeout_ms=500, max_records=min(500, self.max_in_flight)
+            )
             commits: dict[TopicPartition, OffsetAndMetadata] = {}
             for tp, messages in batch.items():
                 last = self._taken.get(tp, -1)

@@ -174,7 +174,11 @@ _INVOCATION_EXPRS: dict[str, str] = {
         "CASE WHEN i.invoked_by_target IS NULL THEN NULL ELSE "
         "substr(i.invoked_by_target, 1, instr(i.invoked_by_target, '/') - 1) END"
     ),
-    "invoked_by_id": "i.invoked_by_id",
+    # a subscription's invocations keep the subscription's id in invoked_by_id
+    "invoked_by_id": "CASE WHEN i.invoked_by = 'subscription' THEN NULL ELSE i.invoked_by_id END",
+    "invoked_by_subscription_id": (
+        "CASE WHEN i.invoked_by = 'subscription' THEN i.invoked_by_id END"
+    ),
     "invoked_by_target": "i.invoked_by_target",
     # Restate pins the deployment (and protocol version) when the first attempt starts.
     "pinned_deployment_id": "CASE WHEN i.protocol_version IS NULL THEN NULL ELSE i.deployment_id END",
