@@ -1,5 +1,11 @@
 """One aiokafka consumer per subscription, feeding the engine.
 
+The consumer takes every partition of its topic itself (`assign`, no group membership):
+durably is the group's only reader, and the broker's group protocol is then not on the
+path (a member killed with -9 can keep a group from rebalancing until its session expires,
+and one of the brokers tested never recovered from it). The group id still names the
+offsets committed to the broker, so the usual tools show the group's lag.
+
 The loop: fetch a batch; for each record in partition order, skip it if its offset is at or
 below the one stored for that partition (a repeat after a crash or a rebalance), else `take`
 it (invocation or parked record, plus its offset, in the engine's open batch); wait until the
@@ -17,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
@@ -46,6 +53,8 @@ _INT_PROPS = {
     "metadata.max.age.ms": "metadata_max_age_ms",
 }
 _RESTART_DELAY_S = 1.0
+_TOPIC_WAIT_S = 1.0
+_PARTITION_CHECK_S = 30.0  # how often to look for partitions added to the topic
 
 
 def consumer_settings(sub: Subscription, cluster: KafkaCluster) -> dict[str, Any]:
@@ -65,7 +74,7 @@ def consumer_settings(sub: Subscription, cluster: KafkaCluster) -> dict[str, Any
     return settings
 
 
-class SubscriptionConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
+class SubscriptionConsumer:
     def __init__(self, service: KafkaSubscriptions, sub: Subscription, cluster: KafkaCluster) -> None:
         self.service = service
         self.sub = sub
@@ -119,9 +128,12 @@ class SubscriptionConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = AIOKafkaConsumer(**settings)
         self._consumer = consumer
         await consumer.start()
-        consumer.subscribe([self.sub.topic], listener=self)
-        log.info("subscription %s: consuming %s from %s as group %s", self.sub.id,
-                 self.sub.topic, self.cluster.name, self.sub.group_id)
+        partitions = await self._wait_for_topic(consumer)
+        await self._assign(consumer, partitions)
+        log.info("subscription %s: consuming %s (%d partitions) from %s for group %s",
+                 self.sub.id, self.sub.topic, len(partitions), self.cluster.name,
+                 self.sub.group_id)
+        checked = time.monotonic()
         while not self._stopping:
             # at most max_in_flight records per fetch: what a paused partition may overshoot by
             batch = await consumer.getmany(
@@ -150,6 +162,44 @@ class SubscriptionConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                     # the stored offsets keep repeats out; the broker catches up next time
                     log.info("subscription %s: offset commit failed (%s)", self.sub.id, e)
             self._update_lag(consumer)
+            if time.monotonic() - checked > _PARTITION_CHECK_S:
+                checked = time.monotonic()
+                await consumer.topics()  # refreshes the metadata
+                now = consumer.partitions_for_topic(self.sub.topic) or set()
+                if now - partitions:
+                    partitions = set(now)
+                    await self._assign(consumer, partitions)
+
+    async def _wait_for_topic(self, consumer: AIOKafkaConsumer) -> set[int]:
+        waited = False
+        while True:
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(self.sub.topic)
+            if partitions:
+                return set(partitions)
+            if not waited:
+                log.info("subscription %s: waiting for the topic %s to exist", self.sub.id,
+                         self.sub.topic)
+                waited = True
+            await asyncio.sleep(_TOPIC_WAIT_S)
+
+    async def _assign(self, consumer: AIOKafkaConsumer, partitions: set[int]) -> None:
+        """Take every partition of the topic (durably is the only member of the group), each
+        at max(the broker's committed offset, the stored offset + 1)."""
+        tps = [TopicPartition(self.sub.topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        stored = self.service.store.kafka_offsets(self.sub.id, self.sub.group_id)
+        for tp in tps:
+            last = stored.get((tp.topic, tp.partition))
+            if last is None:
+                continue  # nothing taken yet: the broker's offset, else auto.offset.reset
+            self._taken[tp] = max(last, self._taken.get(tp, -1))
+            committed = await consumer.committed(tp)
+            if committed is None or committed <= self._taken[tp]:
+                consumer.seek(tp, self._taken[tp] + 1)
+        paused = [tp for tp in tps if tp in self._paused]
+        if paused:
+            consumer.pause(*paused)
 
     def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():
@@ -177,27 +227,3 @@ class SubscriptionConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             if self._consumer is not None:
                 with contextlib.suppress(Exception):
                     self._consumer.resume(tp)
-
-    # -- rebalance listener ------------------------------------------------------------
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        for tp in revoked:
-            self._taken.pop(tp, None)
-            self._lag.pop(tp, None)
-            self._paused.discard(tp)
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            return
-        stored = self.service.store.kafka_offsets(self.sub.id, self.sub.group_id)
-        for tp in assigned:
-            last = stored.get((tp.topic, tp.partition))
-            if last is None:
-                continue
-            self._taken[tp] = last
-            committed = await consumer.committed(tp)
-            if committed is None or committed <= last:
-                consumer.seek(tp, last + 1)
-        if self._paused:
-            consumer.pause(*[tp for tp in self._paused if tp in assigned])
