@@ -4,7 +4,7 @@
   ``seen`` list, keeping the headers and raw input of each call in ``calls``; ``seen`` and
   ``calls`` (shared) read them back. Records whose input has ``"fail": N`` fail their first
   N attempts (counted in this process), so a test can watch a retried record hold back the
-  later records of its key.
+  later records of its key; ``"sleep_ms": N`` sleeps (durably) first.
 * ``KafkaRaw`` (virtual object): ``take`` accepts any bytes (BytesSerde), counts calls.
 * ``KafkaSignup`` (workflow): ``run`` stores its input; ``get`` reads it.
 """
@@ -39,6 +39,8 @@ async def append(ctx: ObjectContext, value: dict) -> int:
         if done < fail:
             _failures[mark] = done + 1
             raise RuntimeError(f"transient failure {done + 1} of {mark}")
+    if value.get("sleep_ms"):
+        await ctx.sleep(timedelta(milliseconds=int(value["sleep_ms"])))
     seen = await ctx.get("seen", type_hint=list) or []
     seen.append(value.get("seq"))
     ctx.set("seen", seen)

@@ -131,6 +131,11 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         "id:S ty:S endpoint:S created_at:T min_service_protocol_version:U32 "
         "max_service_protocol_version:U32 services:LS"
     ),
+    # durably's own: Kafka records that could not become invocations (durably.kafka)
+    "durably_kafka_parked_record": _cols(
+        "id:U64 subscription_id:S topic:S partition:U32 offset:U64 key:BIN key_utf8:S "
+        "value:BIN value_utf8:S timestamp:T error:S parked_at:T"
+    ),
 }
 TABLES = tuple(COLUMNS)
 
@@ -328,6 +333,18 @@ _VIEWS = [
         "sys_service",
         {c: f"s.{c}" for c, _ in COLUMNS["sys_service"]},
         "temp._durably_service s",
+    ),
+    _view(
+        "durably_kafka_parked_record",
+        {
+            **{c: f"k.{c}" for c in ("id", "subscription_id", "topic", "partition", "offset",
+                                     "key", "value", "error")},
+            "key_utf8": "durably_utf8(k.key)",
+            "value_utf8": "durably_utf8(k.value)",
+            "timestamp": _ts("k.timestamp"),
+            "parked_at": _ts("k.parked_at"),
+        },
+        "main.kafka_parked k",
     ),
     _view(
         "sys_deployment",
