@@ -26,6 +26,7 @@ def test_headers_key_and_invoked_by(kenv: KafkaEnv) -> None:
 
     for key, seq in (("user-0", 0), ("key-1", 1)):
         (call,) = kenv.object("KafkaLog", key, "calls")
+        assert call["seq"] == seq
         headers = call["headers"]
         # the record's own header (x-app) is not forwarded
         assert set(headers) == HEADER_NAMES | {"kafka.key"}, headers

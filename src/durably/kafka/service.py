@@ -214,6 +214,9 @@ class KafkaSubscriptions:
                 fut = self.engine.wait_result(invocation_id)
         except Unusable as e:
             self.park(sub, record, str(e))
+        except Exception as e:  # a bug must not jam the partition either: park, log it
+            log.exception("subscription %s: taking a record failed", sub.id)
+            self.park(sub, record, f"internal error: {type(e).__name__}: {e}")
         self.store.put_kafka_offset(sub.id, sub.group_id, record.topic, record.partition,
                                     record.offset)
         return fut
@@ -262,10 +265,11 @@ class KafkaSubscriptions:
     # -- parked records ----------------------------------------------------------------
 
     def parked(self, sub_id: str | None = None) -> list[ParkedRecordRow]:
-        return self.store.kafka_parked(sub_id)
+        rows: list[ParkedRecordRow] = self.store.kafka_parked(sub_id)
+        return rows
 
     def _parked_row(self, record_id: int) -> ParkedRecordRow:
-        for row in self.store.kafka_parked(None):
+        for row in self.parked():
             if row.id == record_id:
                 return row
         raise AdminError(404, f"The parked record '{record_id}' does not exist")
