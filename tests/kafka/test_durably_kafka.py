@@ -144,3 +144,11 @@ def test_cli_static_cluster_and_restart(durably_env: KafkaEnv) -> None:
     assert cli(kenv, "subscriptions", "list").strip() == "no subscriptions"
     r = httpx.get(f"{kenv.admin}/openapi").json()
     assert {"/subscriptions", "/kafka-clusters/{cluster_name}"} <= set(r["paths"])
+
+
+def test_a_topic_created_after_the_subscription(durably_env: KafkaEnv) -> None:
+    kenv = durably_env
+    topic = f"later-{os.getpid()}"
+    kenv.subscribe(topic, "service://KafkaLog/append")
+    kenv.broker.produce(topic, [("late", {"seq": 0}), ("late", {"seq": 1})])  # auto-created
+    kenv.wait_seen({"late": [0, 1]}, timeout=60)

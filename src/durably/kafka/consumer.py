@@ -74,6 +74,16 @@ def consumer_settings(sub: Subscription, cluster: KafkaCluster) -> dict[str, Any
     return settings
 
 
+async def _topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The topic's partitions, from fresh metadata (empty if the topic does not exist).
+
+    `consumer.topics()` fetches fresh metadata but keeps it from `partitions_for_topic`,
+    which reads the client's cached view; the client's own call returns it (aiokafka <0.15).
+    """
+    cluster = await consumer._client.fetch_all_metadata()
+    return set(cluster.partitions_for_topic(topic) or ())
+
+
 class SubscriptionConsumer:
     def __init__(self, service: KafkaSubscriptions, sub: Subscription, cluster: KafkaCluster) -> None:
         self.service = service
@@ -164,8 +174,7 @@ class SubscriptionConsumer:
             self._update_lag(consumer)
             if time.monotonic() - checked > _PARTITION_CHECK_S:
                 checked = time.monotonic()
-                await consumer.topics()  # refreshes the metadata
-                now = consumer.partitions_for_topic(self.sub.topic) or set()
+                now = await _topic_partitions(consumer, self.sub.topic)
                 if now - partitions:
                     partitions = set(now)
                     await self._assign(consumer, partitions)
@@ -173,10 +182,9 @@ class SubscriptionConsumer:
     async def _wait_for_topic(self, consumer: AIOKafkaConsumer) -> set[int]:
         waited = False
         while True:
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(self.sub.topic)
+            partitions = await _topic_partitions(consumer, self.sub.topic)
             if partitions:
-                return set(partitions)
+                return partitions
             if not waited:
                 log.info("subscription %s: waiting for the topic %s to exist", self.sub.id,
                          self.sub.topic)
