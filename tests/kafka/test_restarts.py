@@ -40,11 +40,17 @@ def _exactly_once(kenv: KafkaEnv, per_key: int) -> None:
     poll(counted, timeout=60)
 
 
-def test_kill_server_mid_stream(kenv: KafkaEnv) -> None:
+def _stream(kenv: KafkaEnv) -> tuple[str, threading.Thread]:
+    """A subscribed 4-partition topic, and a thread producing 10 records per key to it."""
     topic = kenv.topic(partitions=4)
     kenv.subscribe(topic, "service://KafkaLog/append")
     stream = threading.Thread(target=kenv.broker.produce, args=(topic, _records(0, 10)))
     stream.start()
+    return topic, stream
+
+
+def test_kill_server_mid_stream(kenv: KafkaEnv) -> None:
+    topic, stream = _stream(kenv)
     poll(lambda: _assert_at_least(_taken(kenv), 20), timeout=120, interval=0.05)
     if kenv.target == "restate":
         # Restate's consumer is a member of the broker's consumer group; noida-db never
@@ -61,10 +67,7 @@ def test_kill_server_mid_stream(kenv: KafkaEnv) -> None:
 
 
 def test_kill_services_mid_stream(kenv: KafkaEnv) -> None:
-    topic = kenv.topic(partitions=4)
-    kenv.subscribe(topic, "service://KafkaLog/append")
-    stream = threading.Thread(target=kenv.broker.produce, args=(topic, _records(0, 10)))
-    stream.start()
+    _topic, stream = _stream(kenv)
     poll(lambda: _assert_at_least(_completed(kenv), 20), timeout=120, interval=0.05)
     kenv.env.services.kill()
     stream.join()

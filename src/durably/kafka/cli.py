@@ -5,6 +5,9 @@ server for the Restate routes). Same options and exit codes as the other operato
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
 from durably.cli.ops import (
@@ -36,6 +39,25 @@ def _options(values: list[str], what: str) -> dict[str, str]:
     return out
 
 
+def _show(items: list[dict[str, Any]], json_out: bool, empty: str,
+          row: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Print `items` as JSON, or one table row each (`row` picks the columns)."""
+    if json_out:
+        _print_json(items)
+    elif not items:
+        typer.echo(empty)
+    else:
+        rows = [row(i) for i in items]
+        _console().print(_table(rows, list(rows[0])))
+
+
+def _delete(question: str, path: str, done: str, yes: bool, admin_url: str) -> None:
+    _confirm(question, yes)
+    with _client(admin_url) as c:
+        c.request("DELETE", path)
+    typer.echo(done)
+
+
 # -- subscriptions -----------------------------------------------------------------------
 
 
@@ -50,15 +72,9 @@ def subscriptions_list(
     params = {k: v for k, v in {"sink": sink, "source": source}.items() if v is not None}
     with _client(admin_url) as c:
         subs = c.json("GET", "/subscriptions", params=params)["subscriptions"]
-    if json_out:
-        _print_json(subs)
-        return
-    if not subs:
-        typer.echo("no subscriptions")
-        return
-    rows = [{"id": s["id"], "source": s["source"], "sink": s["sink"],
-             "group": s["options"].get("group.id")} for s in subs]
-    _console().print(_table(rows, ["id", "source", "sink", "group"]))
+    _show(subs, json_out, "no subscriptions", lambda s: {
+        "id": s["id"], "source": s["source"], "sink": s["sink"],
+        "group": s["options"].get("group.id")})
 
 
 @subscriptions_app.command("create")
@@ -88,10 +104,8 @@ def subscriptions_delete(
     admin_url: str = AdminUrl,
 ) -> None:
     """Delete a subscription: its consumer stops; invocations already created still run."""
-    _confirm(f"Delete subscription {subscription_id}?", yes)
-    with _client(admin_url) as c:
-        c.request("DELETE", f"/subscriptions/{subscription_id}")
-    typer.echo(f"deleted subscription {subscription_id}")
+    _delete(f"Delete subscription {subscription_id}?", f"/subscriptions/{subscription_id}",
+            f"deleted subscription {subscription_id}", yes, admin_url)
 
 
 @subscriptions_app.command("parked")
@@ -104,17 +118,11 @@ def subscriptions_parked(
     params = {"subscription": subscription_id} if subscription_id else {}
     with _client(admin_url) as c:
         records = c.json("GET", "/kafka-parked-records", params=params)["records"]
-    if json_out:
-        _print_json(records)
-        return
-    if not records:
-        typer.echo("no parked records")
-        return
-    rows = [{"id": r["id"], "subscription": r["subscription_id"],
-             "record": f"{r['topic']}/{r['partition']}@{r['offset']}",
-             "key": r["key_utf8"] if r["key_utf8"] is not None else r["key"],
-             "error": r["error"]} for r in records]
-    _console().print(_table(rows, ["id", "subscription", "record", "key", "error"]))
+    _show(records, json_out, "no parked records", lambda r: {
+        "id": r["id"], "subscription": r["subscription_id"],
+        "record": f"{r['topic']}/{r['partition']}@{r['offset']}",
+        "key": r["key_utf8"] if r["key_utf8"] is not None else r["key"],
+        "error": r["error"]})
 
 
 @subscriptions_app.command("replay")
@@ -135,10 +143,8 @@ def subscriptions_drop(
     admin_url: str = AdminUrl,
 ) -> None:
     """Drop a parked record for good."""
-    _confirm(f"Drop parked record {record_id}?", yes)
-    with _client(admin_url) as c:
-        c.request("DELETE", f"/kafka-parked-records/{record_id}")
-    typer.echo(f"dropped parked record {record_id}")
+    _delete(f"Drop parked record {record_id}?", f"/kafka-parked-records/{record_id}",
+            f"dropped parked record {record_id}", yes, admin_url)
 
 
 # -- clusters ----------------------------------------------------------------------------
@@ -149,17 +155,11 @@ def clusters_list(admin_url: str = AdminUrl, json_out: bool = JsonOut) -> None:
     """List Kafka clusters."""
     with _client(admin_url) as c:
         clusters = c.json("GET", "/kafka-clusters")["clusters"]
-    if json_out:
-        _print_json(clusters)
-        return
-    if not clusters:
-        typer.echo("no kafka clusters")
-        return
-    rows = [{"name": k["name"],
-             "brokers": k["properties"].get("bootstrap.servers")
-             or k["properties"].get("metadata.broker.list"),
-             "created_at": k["created_at"]} for k in clusters]
-    _console().print(_table(rows, ["name", "brokers", "created_at"]))
+    _show(clusters, json_out, "no kafka clusters", lambda k: {
+        "name": k["name"],
+        "brokers": k["properties"].get("bootstrap.servers")
+        or k["properties"].get("metadata.broker.list"),
+        "created_at": k["created_at"]})
 
 
 @clusters_app.command("create")
@@ -187,7 +187,5 @@ def clusters_delete(
     admin_url: str = AdminUrl,
 ) -> None:
     """Delete a Kafka cluster (and the subscriptions that read from it)."""
-    _confirm(f"Delete kafka cluster {name} and its subscriptions?", yes)
-    with _client(admin_url) as c:
-        c.request("DELETE", f"/kafka-clusters/{name}")
-    typer.echo(f"deleted kafka cluster {name}")
+    _delete(f"Delete kafka cluster {name} and its subscriptions?", f"/kafka-clusters/{name}",
+            f"deleted kafka cluster {name}", yes, admin_url)

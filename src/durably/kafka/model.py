@@ -111,37 +111,30 @@ def _split_uri(uri: str) -> tuple[str, str, str] | None:
     return m.group(1).lower(), m.group(2), (m.group(3) or "")
 
 
+def _parse(uri: str, scheme: str, what: str, missing: str) -> tuple[str, str]:
+    """`SCHEME://AUTHORITY/NAME` -> (authority, name), or META0009 as Restate answers."""
+    parts = _split_uri(uri)
+    if parts is None or parts[0] != scheme:
+        raise _meta0009(
+            f"invalid {what} URI '{uri}': must have a scheme segment, with supported "
+            f"schemes: [{scheme}]."
+        )
+    authority, path = parts[1], parts[2].strip("/")
+    if not authority or not path or "/" in path:
+        raise _meta0009(f"invalid {what} URI '{uri}': {missing}")
+    return authority, path
+
+
 def parse_sink(sink: str) -> tuple[str, str]:
-    """`service://SERVICE/HANDLER` -> (service, handler), or META0009 as Restate answers."""
-    parts = _split_uri(sink)
-    if parts is None or parts[0] != "service":
-        raise _meta0009(
-            f"invalid sink URI '{sink}': must have a scheme segment, with supported "
-            "schemes: [service]."
-        )
-    service, path = parts[1], parts[2].strip("/")
-    if not service or not path or "/" in path:
-        raise _meta0009(
-            f"invalid sink URI '{sink}': cannot find service/handler specified in the sink URI."
-        )
-    return service, path
+    """`service://SERVICE/HANDLER` -> (service, handler)."""
+    return _parse(sink, "service", "sink",
+                  "cannot find service/handler specified in the sink URI.")
 
 
 def parse_source(source: str) -> tuple[str, str]:
-    """`kafka://CLUSTER/TOPIC` -> (cluster, topic), or META0009 as Restate answers."""
-    parts = _split_uri(source)
-    if parts is None or parts[0] != "kafka":
-        raise _meta0009(
-            f"invalid source URI '{source}': must have a scheme segment, with supported "
-            "schemes: [kafka]."
-        )
-    cluster, topic = parts[1], parts[2].strip("/")
-    if not cluster or not topic or "/" in topic:
-        raise _meta0009(
-            f"invalid source URI '{source}': must have a cluster name and a topic, "
-            "as kafka://CLUSTER/TOPIC."
-        )
-    return cluster, topic
+    """`kafka://CLUSTER/TOPIC` -> (cluster, topic)."""
+    return _parse(source, "kafka", "source",
+                  "must have a cluster name and a topic, as kafka://CLUSTER/TOPIC.")
 
 
 def string_map(value: Any, what: str) -> dict[str, str]:
