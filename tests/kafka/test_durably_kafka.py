@@ -152,3 +152,28 @@ def test_a_topic_created_after_the_subscription(durably_env: KafkaEnv) -> None:
     kenv.subscribe(topic, "service://KafkaLog/append")
     kenv.broker.produce(topic, [("late", {"seq": 0}), ("late", {"seq": 1})])  # auto-created
     kenv.wait_seen({"late": [0, 1]}, timeout=60)
+
+
+def test_a_record_for_a_missing_handler_is_parked_then_replayed(durably_env: KafkaEnv) -> None:
+    kenv = durably_env
+    c = kenv.env.client
+    topic = kenv.topic()
+    kenv.subscribe(topic, "service://KafkaLog/append")
+    kenv.broker.produce(topic, [("m", {"seq": 0})])
+    kenv.wait_seen({"m": [0]})
+    (deployment,) = c.get(f"{kenv.admin}/deployments").json()["deployments"]
+    r = c.delete(f"{kenv.admin}/deployments/{deployment['id']}", params={"force": "true"})
+    assert r.status_code == 202
+    kenv.broker.produce(topic, [("m", {"seq": 1})])
+
+    def parked() -> dict:
+        (record,) = c.get(f"{kenv.admin}/kafka-parked-records").json()["records"]
+        return record
+
+    record = poll(parked, timeout=60)
+    assert "KafkaLog" in record["error"] and record["key_utf8"] == "m"
+    register(kenv.admin, kenv.env.services.url, use_http_11=False)
+    out = cli(kenv, "subscriptions", "replay", str(record["id"]))
+    assert re.search(r"invocation inv_\w+", out), out
+    kenv.wait_seen({"m": [0, 1]})
+    assert c.get(f"{kenv.admin}/kafka-parked-records").json() == {"records": []}
