@@ -207,6 +207,9 @@ class KafkaSubscriptions:
         """Turn one record into an invocation (or a parked record) and store its offset, in
         the engine's open batch. Returns a future resolved when the invocation completes
         (None when no new invocation was created)."""
+        if not self.store.put_kafka_offset(sub.id, sub.group_id, record.topic,
+                                           record.partition, record.offset):
+            return None  # taken before (by this server before a crash, or by another)
         fut = None
         try:
             invocation_id = self._invoke(sub, record)
@@ -217,8 +220,6 @@ class KafkaSubscriptions:
         except Exception as e:  # a bug must not jam the partition either: park, log it
             log.exception("subscription %s: taking a record failed", sub.id)
             self.park(sub, record, f"internal error: {type(e).__name__}: {e}")
-        self.store.put_kafka_offset(sub.id, sub.group_id, record.topic, record.partition,
-                                    record.offset)
         return fut
 
     def _invoke(self, sub: Subscription, record: Record) -> str | None:

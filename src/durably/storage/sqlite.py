@@ -621,13 +621,14 @@ class SqliteStore:
 
     def put_kafka_offset(
         self, subscription_id: str, group: str, topic: str, partition: int, offset: int
-    ) -> None:
-        self._begin().execute(
+    ) -> bool:
+        cur = self._begin().execute(
             "INSERT INTO kafka_offset(subscription_id, group_id, topic, partition, offset) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET offset = excluded.offset "
             "WHERE excluded.offset > kafka_offset.offset",
             (subscription_id, group, topic, partition, offset),
         )
+        return cur.rowcount > 0  # 0: the stored offset was as high already
 
     def delete_kafka_offsets(self, subscription_id: str) -> None:
         self._begin().execute(

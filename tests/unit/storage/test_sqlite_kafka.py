@@ -12,18 +12,21 @@ from durably.storage.sqlite import SqliteStore
 
 def test_offsets_are_per_group_and_never_move_back(tmp_path: Path) -> None:
     s = SqliteStore(tmp_path)
-    s.put_kafka_offset("sub_a", "g1", "t", 0, 5)
-    s.put_kafka_offset("sub_a", "g1", "t", 1, 2)
-    s.put_kafka_offset("sub_a", "g2", "t", 0, 9)
+    assert s.put_kafka_offset("sub_a", "g1", "t", 0, 5)
+    assert s.put_kafka_offset("sub_a", "g1", "t", 1, 2)
+    assert s.put_kafka_offset("sub_a", "g2", "t", 0, 9)
     s.commit()
-    s.put_kafka_offset("sub_a", "g1", "t", 0, 3)  # an older record: ignored
+    assert not s.put_kafka_offset("sub_a", "g1", "t", 0, 3)  # an older record: a repeat
+    assert not s.put_kafka_offset("sub_a", "g1", "t", 0, 5)  # the same one
+    assert s.put_kafka_offset("sub_a", "g1", "t", 0, 6)
     s.commit()
-    assert s.kafka_offsets("sub_a", "g1") == {("t", 0): 5, ("t", 1): 2}
-    assert s.kafka_offsets("sub_a", "g2") == {("t", 0): 9}
+    assert not s.put_kafka_offset("sub_a", "g1", "t", 0, 6)  # seen within the same batch too
     s.rollback()
-    s.put_kafka_offset("sub_a", "g1", "t", 0, 6)
+    assert s.kafka_offsets("sub_a", "g1") == {("t", 0): 6, ("t", 1): 2}
+    assert s.kafka_offsets("sub_a", "g2") == {("t", 0): 9}
+    s.put_kafka_offset("sub_a", "g1", "t", 0, 7)
     s.rollback()  # not committed: not taken
-    assert s.kafka_offsets("sub_a", "g1")[("t", 0)] == 5
+    assert s.kafka_offsets("sub_a", "g1")[("t", 0)] == 6
     s.delete_kafka_offsets("sub_a")
     s.commit()
     assert s.kafka_offsets("sub_a", "g1") == {}
