@@ -93,7 +93,7 @@ def _lag(text: str, sub_id: str) -> int:
 def test_a_slow_handler_pauses_its_partition_and_shows_lag(durably_env: KafkaEnv) -> None:
     kenv = durably_env  # --kafka-max-in-flight 4
     topic = kenv.topic()
-    kenv.broker.produce(topic, [("slow", {"seq": 0, "sleep_ms": 8000})]
+    kenv.broker.produce(topic, [("slow", {"seq": 0, "sleep_ms": 12000})]
                         + [("slow", {"seq": i}) for i in range(1, 40)])
     sub = kenv.subscribe(topic, "service://KafkaLog/append")
 
@@ -106,8 +106,18 @@ def test_a_slow_handler_pauses_its_partition_and_shows_lag(durably_env: KafkaEnv
         assert 0 < taken <= 8, taken
 
     poll(paused_with_lag, timeout=60)
-    assert kenv.object("KafkaLog", "slow", "seen") == []
-    kenv.wait_seen({"slow": list(range(40))}, timeout=180)
+    # records produced while the partition is paused show in the lag at once
+    kenv.broker.produce(topic, [("slow", {"seq": i}) for i in range(40, 50)])
+
+    def lag_counts_new_records() -> None:
+        metrics = kenv.env.client.get(f"{kenv.admin}/metrics").text
+        taken = kenv.env.query("SELECT count(*) AS n FROM sys_invocation "
+                               "WHERE target_service_name = 'KafkaLog'")[0]["n"]
+        assert _lag(metrics, sub["id"]) + taken == 50
+        assert kenv.object("KafkaLog", "slow", "seen") == []  # still paused
+
+    poll(lag_counts_new_records, timeout=30)
+    kenv.wait_seen({"slow": list(range(50))}, timeout=180)
 
     def caught_up() -> None:
         assert _lag(kenv.env.client.get(f"{kenv.admin}/metrics").text, sub["id"]) == 0

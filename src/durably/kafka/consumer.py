@@ -55,6 +55,7 @@ _INT_PROPS = {
 _RESTART_DELAY_S = 1.0
 _TOPIC_WAIT_S = 1.0
 _PARTITION_CHECK_S = 30.0  # how often to look for partitions added to the topic
+_LAG_REFRESH_S = 2.0  # how often to ask the broker for the end of paused partitions
 
 
 def consumer_settings(sub: Subscription, cluster: KafkaCluster) -> dict[str, Any]:
@@ -98,6 +99,7 @@ class SubscriptionConsumer:
         self._in_flight: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
         self._lag: dict[TopicPartition, int] = {}
+        self._ends_asked = 0.0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"kafka-{self.sub.id}")
@@ -171,7 +173,7 @@ class SubscriptionConsumer:
                 except KafkaError as e:
                     # the stored offsets keep repeats out; the broker catches up next time
                     log.info("subscription %s: offset commit failed (%s)", self.sub.id, e)
-            self._update_lag(consumer)
+            await self._update_lag(consumer)
             if time.monotonic() - checked > _PARTITION_CHECK_S:
                 checked = time.monotonic()
                 now = await _topic_partitions(consumer, self.sub.topic)
@@ -209,9 +211,16 @@ class SubscriptionConsumer:
         if paused:
             consumer.pause(*paused)
 
-    def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+    async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        ends: dict[TopicPartition, int] = {}
+        if self._paused and time.monotonic() - self._ends_asked > _LAG_REFRESH_S:
+            # a paused partition is not fetched, so its high watermark would go stale just
+            # when the lag matters: ask the broker
+            self._ends_asked = time.monotonic()
+            with contextlib.suppress(KafkaError, asyncio.TimeoutError):
+                ends = await consumer.end_offsets(list(self._paused))
         for tp in consumer.assignment():
-            high = consumer.highwater(tp)
+            high = ends.get(tp, consumer.highwater(tp))
             if high is not None:
                 self._lag[tp] = max(0, high - (self._taken.get(tp, -1) + 1))
 
