@@ -187,3 +187,43 @@ def test_a_record_for_a_missing_handler_is_parked_then_replayed(durably_env: Kaf
     assert re.search(r"invocation inv_\w+", out), out
     kenv.wait_seen({"m": [0, 1]})
     assert c.get(f"{kenv.admin}/kafka-parked-records").json() == {"records": []}
+
+
+def test_the_documented_example(broker: Broker, tmp_path: Path) -> None:
+    """docs/kafka.md's example: its service, `--kafka-cluster`, the CLI, its producer."""
+    services = ServicesProcess([], tmp_path, app="docs.examples.kafka_orders:app")
+    server = DurablyServer(tmp_path / "server",
+                           extra_args=["--kafka-cluster", f"local={broker.bootstrap}"])
+    env = Env(server, services, "h2")
+    try:
+        services.start()
+        server.start()
+        kenv = KafkaEnv(env, broker)
+        cli(kenv, "deployments", "register", services.url)
+        cli(kenv, "subscriptions", "create", "kafka://local/orders", "service://Orders/add",
+            "-o", "auto.offset.reset=earliest")
+        sys.path.insert(0, str(REPO_ROOT))
+        from docs.examples.kafka_produce import main as produce
+
+        produce(broker.bootstrap)
+
+        def alice() -> None:
+            orders = env.call_json("Orders", "list_orders", key="alice", idem=False)
+            assert [o["order"] for o in orders] == [0, 2, 4], orders
+
+        poll(alice, timeout=60)
+    finally:
+        env.close()
+        server.close()
+        services.close()
+
+
+def test_a_bad_kafka_cluster_flag_is_one_line(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "durably", "serve", "--kafka-cluster", "local=nohost",
+         "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")},
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip() == "durably: --kafka-cluster local: 'nohost' is not HOST:PORT"
