@@ -86,12 +86,13 @@ class IngressApp:
             )
         except asyncio.CancelledError:
             raise
-        except Exception as e:
+        except Exception:
+            # the details go to the log, not to the caller
             log.exception("ingress request failed")
             await _json(
                 send,
                 500,
-                {"code": 500, "message": f"internal error: {e}", "source": "ingress"},
+                {"code": 500, "message": "internal error", "source": "ingress"},
                 [("x-restate-error-source", "ingress")],
             )
 

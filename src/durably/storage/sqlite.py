@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from durably.storage.base import InvocationRow, ParkedRecordRow, SubscriberRow, TimerRow
+from durably.storage.introspection import introspection_indexes
 
 log = logging.getLogger("durably.storage")
 
@@ -289,6 +290,7 @@ class SqliteStore:
             db.execute("PRAGMA foreign_keys=OFF")
             db.execute("PRAGMA temp_store=MEMORY")
             db.executescript(SCHEMA)
+            db.executescript(introspection_indexes("invocation"))
             # the tables a newer version adds are created above (IF NOT EXISTS): an older
             # file is migrated by opening it
             db.execute(
