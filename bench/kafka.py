@@ -133,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         base = Path(tmp)
         broker = Broker(base / "broker")
         broker.start()
-        rigs = {t: Rig(t, base / t, broker) for t in ("durably", "restate")}
+        rigs: dict[str, Rig] = {}
         try:
+            for t in ("durably", "restate"):
+                rigs[t] = Rig(t, base / t, broker)
             for rnd in range(args.rounds):
                 order = ["durably", "restate"] if rnd % 2 == 0 else ["restate", "durably"]
                 for t in order:
