@@ -58,10 +58,14 @@ class Rig:
                                         env={"BENCH_KAFKA_FILE": str(self.file)})
         self.server: ServerProcess = (DurablyServer(base / "server") if name == "durably"
                                       else RestateServer(base / "server"))
-        self.services.start()
-        self.server.start()
-        register(self.server.admin_url, self.services.url, use_http_11=False)
         self.http = httpx.Client(timeout=30)
+        try:
+            self.services.start()
+            self.server.start()
+            register(self.server.admin_url, self.services.url, use_http_11=False)
+        except BaseException:
+            self.close()
+            raise
         r = self.http.post(f"{self.server.admin_url}/kafka-clusters", json={
             "name": "bench", "properties": {"bootstrap.servers": broker.bootstrap}})
         r.raise_for_status()
