@@ -177,6 +177,7 @@ class Durably:
         self._tasks: list[asyncio.Task[Any]] = []
         self.introspector: Any = None
         self.metrics: Any = None
+        self.kafka: Any = None  # durably.kafka.service.KafkaSubscriptions
         # set when the engine can no longer commit (disk full, I/O error): `serve` then
         # exits non-zero instead of reporting a normal shutdown
         self.fatal: BaseException | None = None
@@ -253,8 +254,9 @@ class Durably:
             self.introspector = PostgresIntrospector(store)
         else:
             self.introspector = Introspector(str(store.path))
+        self.kafka = _kafka(engine, registry, cfg, metrics)
         admin_app = _admin_app(
-            create_admin_app, registry, engine, cfg, self.introspector, metrics
+            create_admin_app, registry, engine, cfg, self.introspector, metrics, self.kafka
         )
         ingress_app, admin_app = security.guard_apps(ingress_app, admin_app, cfg.security, cfg.bind)
         log_level = cfg.log_level if cfg.log_level != "info" else "warning"
@@ -278,6 +280,7 @@ class Durably:
                 raise StartupError("the HTTP servers failed to start")
             await asyncio.sleep(0.01)
         self._tasks.append(asyncio.create_task(self._sweep_loop()))
+        await self.kafka.start()
 
     async def _sweep_loop(self) -> None:
         from durably.engine.cleanup import sweep_expired
@@ -306,6 +309,8 @@ class Durably:
             self.metrics.unwatch_gc()
         for server in self._servers:
             server.should_exit = True
+        if self.kafka is not None:
+            await self.kafka.stop()
         if self.engine is not None:
             self.engine.shutdown()
         if self.invoker is not None:
@@ -341,6 +346,7 @@ def _admin_app(
     cfg: ServerConfig,
     introspector: Any,
     metrics: Any,
+    kafka: Any,
 ) -> Any:
     from starlette.requests import Request
     from starlette.responses import Response
@@ -369,7 +375,9 @@ def _admin_app(
         *query_routes(introspector),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    app = create_admin_app(registry, extra_routes=routes, ingress_endpoint=ingress_url, ui=ui)
+    app = create_admin_app(
+        registry, extra_routes=routes, ingress_endpoint=ingress_url, ui=ui, kafka=kafka
+    )
     return _answer_after_commit(app, engine)
 
 
@@ -390,6 +398,20 @@ def _answer_after_commit(app: Any, engine: Engine) -> Any:
         await app(scope, receive, send_after_commit)
 
     return wrapped
+
+
+def _kafka(engine: Engine, registry: Any, cfg: ServerConfig, metrics: Any) -> Any:
+    """Kafka clusters and subscriptions (durably.kafka); consumers start with `start()`."""
+    from durably.kafka.model import parse_cluster_arg
+    from durably.kafka.service import KafkaSubscriptions
+
+    try:
+        static = [parse_cluster_arg(text) for text in cfg.kafka_clusters]
+    except ValueError as e:
+        raise StartupError(str(e)) from None
+    kafka = KafkaSubscriptions(engine, registry, static, max_in_flight=cfg.kafka_max_in_flight)
+    kafka.register_metrics(metrics.registry)
+    return kafka
 
 
 async def _serve(config: ServerConfig) -> int:

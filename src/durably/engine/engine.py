@@ -341,6 +341,7 @@ class Engine:
         execution_time: int | None = None,
         invoked_by: str = "ingress",
         caller: ActiveInvocation | None = None,
+        invoked_by_id: str | None = None,
         idempotency_retention_ms: int | None = None,
         journal: list[tuple[int, bytes]] | None = None,
         restarted_from: str | None = None,
@@ -380,7 +381,8 @@ class Engine:
             deployment_id=deployment_id or options.deployment_id,
             protocol_version=protocol_version,
             invoked_by=invoked_by,
-            invoked_by_id=caller.id if caller else None,
+            # the calling invocation, or what else invoked it (a subscription's id)
+            invoked_by_id=caller.id if caller else invoked_by_id,
             invoked_by_target=caller.target.describe() if caller else None,
             random_seed=random.getrandbits(63),
         )
