@@ -9,7 +9,15 @@ import asyncio
 
 import asyncpg
 import pytest
-from tests.unit.storage.test_postgres import _committed, _open, cluster, dsn, row, store
+from tests.unit.storage.test_postgres import (
+    _committed,
+    _open,
+    _refused,
+    cluster,
+    dsn,
+    row,
+    store,
+)
 
 from durably.storage.base import ParkedRecordRow
 from durably.storage.postgres import PostgresStore
@@ -72,15 +80,8 @@ async def test_the_offset_commits_with_the_invocation_or_not_at_all(
         await conn.execute('UPDATE durably.kafka_offset SET "offset" = 2')  # the other writer
         assert store.put_kafka_offset("sub_a", "g", "t", 0, 2)
         store.put_invocation(row("inv_2", invoked_by="subscription", invoked_by_id="sub_a"))
-        store.commit()
-        answered: list[str] = []
-        gate.after_sync([lambda: answered.append("x")], lambda fx: [f() for f in fx])
-        for _ in range(200):
-            if fatal:
-                break
-            await asyncio.sleep(0.05)
-        assert fatal and "taken already by another writer" in str(fatal[0]), fatal
-        assert answered == []
+        assert await _refused(store, gate, fatal) == []
+        assert "taken already by another writer" in str(fatal[0]), fatal
         ids = [r[0] for r in await conn.fetch("SELECT id FROM durably.invocation")]
         assert ids == ["inv_1"]  # the invocation of the refused record is not in either
     finally:
