@@ -11,7 +11,9 @@ the store left exactly as it was (``PRAGMA integrity_check``, the committed stat
   request is in the store, and re-sending the unanswered ones with their idempotency keys
   after a restart (with space again) gives exactly the accepted work.
 
-These are durably's own start-up checks: they always run ``durably serve``.
+These are durably's own start-up checks: they always run ``durably serve``, on SQLite
+whatever ``DURABLY_TEST_STORE`` says (a data directory is SQLite's; PostgreSQL's refusals
+are tested in ``test_postgres_faults.py``).
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def services(tmp_path: Path) -> Iterator[ServicesProcess]:
 def _populated(base: Path, data_dir: Path, services: ServicesProcess, adds: int = 3) -> DurablyServer:
     """A server whose store holds a registered deployment and FaultCounter/a = ``adds``;
     stopped gracefully (the WAL checkpointed into the main file)."""
-    server = DurablyServer(base)
+    server = DurablyServer(base, store="sqlite")
     server.data_dir = data_dir
     server.start()
     try:
@@ -134,7 +136,7 @@ def _restart_and_read(server: DurablyServer, key: str = "a") -> int:
 
 
 def test_read_only_new_data_dir(tmp_path: Path) -> None:
-    server = DurablyServer(tmp_path / "srv")
+    server = DurablyServer(tmp_path / "srv", store="sqlite")
     server.data_dir.mkdir(parents=True)
     server.data_dir.chmod(0o555)
     try:
@@ -208,7 +210,7 @@ def test_disk_full_at_start(tmp_path: Path, services: ServicesProcess, leave: in
 
 def test_file_size_limit_at_start(tmp_path: Path, services: ServicesProcess) -> None:
     # a new data dir where the database cannot grow past 20 kB: SQLite fails creating it
-    fresh = DurablyServer(tmp_path / "fresh")
+    fresh = DurablyServer(tmp_path / "fresh", store="sqlite")
     line = _serve_expecting_failure(fresh, _file_size_limit(20_000))
     assert "cannot open the database" in line and "disk full" in line, line
     # an existing store, no byte may be written

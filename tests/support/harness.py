@@ -422,6 +422,21 @@ class DurablyServer(ServerProcess):
         return cmd, env
 
 
+    def store_rows(self, sql: str) -> list[tuple]:
+        """Rows of a read-only query on durably's own tables, on whichever store it uses."""
+        if self.postgres_dsn is not None:
+            from tests.support.postgres import fetch
+
+            return fetch(self.postgres_dsn, sql)
+        import sqlite3
+
+        db = sqlite3.connect(f"file:{self.data_dir / 'durably.sqlite3'}?mode=ro", uri=True)
+        try:
+            return db.execute(sql).fetchall()
+        finally:
+            db.close()
+
+
 def restate_server_binary() -> Path:
     """Path of the npm ``restate-server`` binary, installed once into the cache dir."""
     override = os.environ.get("RESTATE_SERVER_BIN")

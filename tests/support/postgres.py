@@ -22,7 +22,15 @@ from pathlib import Path
 
 USER = "durably"
 PASSWORD = "durably-test"
-_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin")
+
+
+def _bin_dirs() -> list[str]:
+    # Debian installs each major version's server under /usr/lib/postgresql/N/bin
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: float(p.parent.name) if p.parent.name.replace(".", "").isdigit() else 0,
+    )
+    return [str(p) for p in reversed(versions)] + ["/usr/local/bin", "/usr/bin"]
 
 
 class PostgresError(RuntimeError):
@@ -30,7 +38,7 @@ class PostgresError(RuntimeError):
 
 
 def _binary(name: str) -> str:
-    for d in _BIN_DIRS:
+    for d in _bin_dirs():
         p = Path(d) / name
         if p.exists():
             return str(p)
@@ -177,3 +185,26 @@ def wait_until_accepting(cluster: PostgresCluster, timeout: float = 60) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def fetch(dsn: str, sql: str) -> list[tuple]:
+    """Rows of one query on durably's tables (schema `durably` first on the search path),
+    from any thread, sync or async test alike."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> list[tuple]:
+        conn = await asyncpg.connect(dsn, server_settings={"search_path": "durably"})
+        try:
+            return [tuple(r) for r in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
+    out: list[list[tuple]] = []
+    thread = threading.Thread(target=lambda: out.append(asyncio.run(run())))
+    thread.start()
+    thread.join(60)
+    if not out:
+        raise PostgresError(f"query failed or timed out: {sql}")
+    return out[0]

@@ -996,8 +996,8 @@ class Engine:
         try:
             self._write_dirty()
             self.store.commit()
-        except Exception:
-            log.exception("final commit failed")
+        except Exception as e:  # the store's own failure, already reported by it
+            log.error("final commit failed: %s", e)
         if self._gate is not None:
             self._gate.close()
             self._gate = None
