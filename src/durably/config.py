@@ -23,3 +23,8 @@ class ServerConfig:
     http1_max_connections: int = 256
     # a postgresql:// DSN: the store lives in that database instead of `data_dir`
     postgres_dsn: str | None = None
+    # cluster mode (durably.cluster): several nodes on one PostgreSQL
+    node_name: str | None = None
+    advertise_address: str | None = None  # how other nodes reach this one (default: bind)
+    cluster_secret: str | None = None  # required when bound beyond loopback
+    lease_ttl_s: float = 6.0

@@ -47,6 +47,7 @@ class LeaseKeeper:
         on_acquired: Callable[[dict[int, int]], None] | None = None,
         on_lost: Callable[[set[int]], None] | None = None,
         can_release: Callable[[int], bool] | None = None,
+        spread: bool = True,
     ) -> None:
         if ttl_s <= 0:
             raise ValueError("the lease TTL must be positive")
@@ -62,10 +63,15 @@ class LeaseKeeper:
         self.on_acquired = on_acquired
         self.on_lost = on_lost
         self.can_release = can_release
+        # True: even shares over the live nodes; False: one leader takes every partition at
+        # once and the others stand by (what `durably serve --node-name` runs today)
+        self.spread = spread
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
         self._valid_until = 0.0
         self.live: list[str] = []
+        self.nodes: dict[str, leases.NodeInfo] = {}
+        self.leader: str | None = None
 
     @property
     def held(self) -> dict[int, int]:
@@ -134,7 +140,18 @@ class LeaseKeeper:
         if lost:
             log.error("leases of partitions %s were taken over", sorted(lost))
             self._lose(lost)
-        self.live = [n.name for n in await leases.live_nodes(conn, self.ttl_s)]
+        self.nodes = {n.name: n for n in await leases.live_nodes(conn, self.ttl_s)}
+        self.live = list(self.nodes)
+        if not self.spread:
+            if not self.held:
+                got = await leases.acquire_all(conn, self.node, self.ttl_s)
+                if got:
+                    self.held.update(got)
+                    log.info("took all %d partitions: this node leads", len(got))
+                    if self.on_acquired is not None:
+                        self.on_acquired(got)
+            self.leader = self.node if self.held else await leases.leader_of(conn)
+            return
         share = share_of(self.node, self.live, self.num_partitions)
         order = preferred(self.node, self.live, self.num_partitions)
         if len(self.held) < share:

@@ -183,3 +183,44 @@ async def release(conn: Any, node: str, held: dict[int, int]) -> set[int]:
         node, list(held), list(held.values()),
     )
     return {r[0] for r in rows}
+
+
+async def acquire_all(conn: Any, node: str, ttl_s: float) -> dict[int, int]:
+    """Take every partition at once, or none: the leader placement (one node runs all
+    partitions, the others stand by). Waits at most `ttl_s` for rows locked by a commit in
+    flight, so a standby never hangs on a cut-off leader's open transaction."""
+    import asyncpg
+
+    try:
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL lock_timeout = '{max(1, int(ttl_s * 1000))}ms'")
+            rows = await conn.fetch(
+                """
+                SELECT owner = '' OR owner = $1 OR expires_at < now()
+                FROM durably.partition_lease ORDER BY pid FOR UPDATE
+                """,
+                node,
+            )
+            if not rows or not all(r[0] for r in rows):
+                return {}
+            rows = await conn.fetch(
+                """
+                UPDATE durably.partition_lease
+                SET owner = $1, epoch = epoch + 1,
+                    expires_at = now() + make_interval(secs => $2)
+                RETURNING pid, epoch
+                """,
+                node, ttl_s,
+            )
+            return {r[0]: r[1] for r in rows}
+    except asyncpg.LockNotAvailableError:
+        return {}
+
+
+async def leader_of(conn: Any) -> str | None:
+    """The node holding partition 0 unexpired (under the leader placement: all of them)."""
+    owner = await conn.fetchval(
+        "SELECT owner FROM durably.partition_lease WHERE pid = 0 AND owner <> '' "
+        "AND expires_at >= now()"
+    )
+    return None if owner is None else str(owner)

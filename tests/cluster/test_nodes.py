@@ -1,0 +1,117 @@
+"""Three `durably serve --node-name` processes on one PostgreSQL: one leads (holds every
+partition's lease and runs the engine), the others forward; any node answers for the
+cluster; kill -9 of the leader moves the engine to a standby, and acknowledged calls made
+with idempotency keys are applied exactly once across the failover."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.support.harness import DurablyServer, ServicesProcess, register
+from tests.support.postgres import fetch, shared_cluster
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.restart]
+
+TTL = "2s"
+NAMES = ("n1", "n2", "n3")
+
+
+class Cluster:
+    def __init__(self, base: Path) -> None:
+        self.dsn = shared_cluster().new_database()
+        self.services = ServicesProcess(["Counter"], base / "services")
+        self.nodes = {
+            name: DurablyServer(
+                base / name, store=self.dsn,
+                extra_args=["--node-name", name, "--lease-ttl", TTL],
+            )
+            for name in NAMES
+        }
+
+    def leader(self) -> str | None:
+        rows = fetch(
+            self.dsn,
+            "SELECT owner FROM durably.partition_lease WHERE pid = 0 AND owner <> '' "
+            "AND expires_at >= now()",
+        )
+        return rows[0][0] if rows else None
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    c.services.start()
+    try:
+        for node in c.nodes.values():
+            node.start()
+        yield c
+    finally:
+        for node in c.nodes.values():
+            node.close()
+        c.services.close()
+
+
+def _add(client: httpx.Client, node: DurablyServer, key: str, ik: str) -> httpx.Response:
+    return client.post(
+        f"{node.ingress_url}/Counter/{key}/add", json=1, headers={"idempotency-key": ik}
+    )
+
+
+def test_any_node_answers_for_the_cluster(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    assert leader in NAMES
+    standby = next(n for n in NAMES if n != leader)
+    register(cluster.nodes[standby].admin_url, cluster.services.url, use_http_11=False)
+    with httpx.Client(timeout=30) as client:
+        seen = [
+            sorted(d["id"] for d in client.get(f"{n.admin_url}/deployments").json()["deployments"])
+            for n in cluster.nodes.values()
+        ]
+        assert seen[0] and seen[0] == seen[1] == seen[2]
+        for i, node in enumerate(cluster.nodes.values()):
+            r = _add(client, node, "shared", f"any-{i}")
+            assert r.status_code == 200, r.text
+            assert r.json()["newValue"] == i + 1
+        # a repeated idempotent request through another node is answered from the first
+        again = _add(client, cluster.nodes[standby], "shared", "any-0")
+        assert again.status_code == 200 and again.json()["newValue"] == 1
+
+
+def test_kill_9_of_the_leader_loses_and_doubles_nothing(cluster: Cluster) -> None:
+    register(cluster.nodes["n1"].admin_url, cluster.services.url, use_http_11=False)
+    leader = cluster.leader()
+    assert leader is not None
+    order = list(NAMES)
+    acknowledged = 0
+    total = 40
+    failover_s = None
+    with httpx.Client(timeout=30) as client:
+        for i in range(total):
+            if i == total // 2:
+                killed_at = time.monotonic()
+                cluster.nodes[leader].kill()
+                order.remove(leader)
+            ik = f"op-{i}"
+            deadline = time.monotonic() + 60
+            while True:  # the same idempotency key until acknowledged: safe to retry
+                node = cluster.nodes[order[(i + acknowledged) % len(order)]]
+                try:
+                    r = _add(client, node, "failover", ik)
+                    if r.status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, f"op {i} not acknowledged within 60 s"
+                time.sleep(0.05)
+            acknowledged += 1
+            if i == total // 2:
+                failover_s = time.monotonic() - killed_at
+        final = client.post(f"{cluster.nodes[order[0]].ingress_url}/Counter/failover/get", json=None)
+    assert final.status_code == 200
+    assert final.json() == total == acknowledged  # every add applied once
+    assert cluster.leader() in order
+    print(f"\nleader {leader} killed: first call acknowledged again after {failover_s:.2f} s")
