@@ -115,3 +115,59 @@ def test_kill_9_of_the_leader_loses_and_doubles_nothing(cluster: Cluster) -> Non
     assert final.json() == total == acknowledged  # every add applied once
     assert cluster.leader() in order
     print(f"\nleader {leader} killed: first call acknowledged again after {failover_s:.2f} s")
+
+
+def _wait_leader(cluster: Cluster, not_: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        leader = cluster.leader()
+        if leader is not None and leader != not_:
+            return leader
+        assert time.monotonic() < deadline, "no new leader"
+        time.sleep(0.05)
+
+
+def test_sigterm_of_the_leader_hands_over_at_once(cluster: Cluster) -> None:
+    register(cluster.nodes["n2"].admin_url, cluster.services.url, use_http_11=False)
+    leader = cluster.leader()
+    assert leader is not None
+    cluster.nodes[leader].stop()
+    # released on the way out, not left to expire: free or already taken by another node
+    rows = fetch(cluster.dsn, "SELECT DISTINCT owner FROM durably.partition_lease")
+    assert leader not in {r[0] for r in rows}
+    new = _wait_leader(cluster, leader)
+    with httpx.Client(timeout=30) as client:
+        r = _add(client, cluster.nodes[new], "handover", "h-1")
+        assert r.status_code == 200 and r.json()["newValue"] == 1
+
+
+def test_a_paused_leader_commits_nothing_after_its_leases_moved(cluster: Cluster) -> None:
+    import signal
+
+    register(cluster.nodes["n3"].admin_url, cluster.services.url, use_http_11=False)
+    leader = cluster.leader()
+    assert leader is not None
+    paused = cluster.nodes[leader]
+    others = [cluster.nodes[n] for n in NAMES if n != leader]
+    with httpx.Client(timeout=30) as client:
+        assert _add(client, paused, "pause", "p-0").status_code == 200
+        assert paused.proc is not None
+        paused.proc.send_signal(signal.SIGSTOP)
+        try:
+            new = _wait_leader(cluster, leader)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if _add(client, cluster.nodes[new], "pause", "p-1").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            paused.proc.send_signal(signal.SIGCONT)
+        # the old leader finds its leases gone and stops rather than act on its memory
+        assert paused.proc.wait(60) == 1
+        assert "lost the leases" in paused.log_tail(200)
+        final = client.post(f"{others[0].ingress_url}/Counter/pause/get", json=None)
+        assert final.json() == 2
