@@ -261,7 +261,7 @@ class Durably:
         if cfg.postgres_dsn is not None:
             from durably.storage.postgres_query import PostgresIntrospector
 
-            self.introspector = PostgresIntrospector(store, asyncio.get_running_loop())
+            self.introspector = PostgresIntrospector(store)
         else:
             self.introspector = Introspector(str(store.path))
         admin_app = _admin_app(

@@ -51,6 +51,19 @@ def pg_env(cluster: PostgresCluster, tmp_path: Path) -> Iterator[Env]:
         services.close()
 
 
+def _exit_code(server: DurablyServer, timeout: float = 30) -> int:
+    """The server's exit code, once it stopped by itself."""
+    proc = server.proc
+    assert proc is not None
+
+    def exited() -> int:
+        code = proc.poll()
+        assert code is not None, "still running"
+        return code
+
+    return poll(exited, timeout=timeout)
+
+
 def _load(env: Env) -> tuple[Driver, int, random.Random]:
     seed = random.randrange(1 << 30)
     driver = Driver(env, seed)
@@ -155,15 +168,7 @@ def test_read_only_database_stops_durably_and_loses_nothing(
         assert r.status_code != 200, "answered although the database refuses writes"
     except httpx.HTTPError:
         pass  # the server stopped before answering
-    proc = server.proc
-    assert proc is not None
-    def exited() -> int:
-        code = proc.poll()
-        assert code is not None, "still running"
-        return code
-
-    code = poll(exited, timeout=30)
-    assert code != 0
+    assert _exit_code(server) != 0
     log = server.log_tail(200)
     stopped = [line for line in log.splitlines() if line.startswith("durably: stopped")]
     assert len(stopped) == 1 and "25006" in stopped[0] and "read-only" in stopped[0], log
@@ -175,7 +180,7 @@ def test_read_only_database_stops_durably_and_loses_nothing(
 
 def test_disk_full_stops_durably_and_loses_nothing(pg_env: Env, cluster: PostgresCluster) -> None:
     """durably's tables on a 2 MiB tmpfs (a tablespace) that fills up while it runs."""
-    from tests.faults.test_storage_errors import _fill, _tmpfs
+    from tests.faults.test_storage_errors import _fill, _tmpfs, add_until_refused
 
     server = pg_env.server
     assert isinstance(server, DurablyServer) and server.postgres_dsn is not None
@@ -189,29 +194,8 @@ def test_disk_full_stops_durably_and_loses_nothing(pg_env: Env, cluster: Postgre
         for table in ("journal", "invocation", "state"):
             cluster.psql(f"ALTER TABLE durably.{table} SET TABLESPACE small", database=db)
         filler = _fill(mnt, 16 * 1024)
-        answered: dict[str, int] = {}
-        sent: list[str] = []
-        with httpx.Client(timeout=10) as client:
-            for i in range(2000):
-                ik = f"k-{i}"
-                sent.append(ik)
-                try:
-                    r = client.post(f"{pg_env.ingress}/FaultCounter/full/add", json=1,
-                                    headers={"idempotency-key": ik})
-                except httpx.TransportError:
-                    break
-                if r.status_code != 200:
-                    break
-                answered[ik] = r.json()
-        proc = server.proc
-        assert proc is not None
-
-        def exited() -> int:
-            code = proc.poll()
-            assert code is not None, "still running on a full disk"
-            return code
-
-        assert poll(exited, timeout=30) != 0
+        answered, sent = add_until_refused(f"{pg_env.ingress}/FaultCounter/full/add", 2000)
+        assert _exit_code(server) != 0
         log = server.log_tail(200)
         stopped = [line for line in log.splitlines() if line.startswith("durably: stopped")]
         assert len(stopped) == 1 and "53100" in stopped[0] and "disk is full" in stopped[0], log

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 from collections import deque
@@ -150,6 +151,9 @@ class PostgresStore:
         self._subs: dict[str, dict[tuple[str, int], int]] = {}
         self._children: dict[str, dict[tuple[str, int], int]] = {}
         self._timers: dict[int, TimerRow] = {}
+        self._timers_of: dict[str, set[int]] = {}
+        # (expires_at, id) of rows with a retention end; stale entries are skipped
+        self._expiry: list[tuple[int, str]] = []
         self._next_timer = 1
         self._pk_cache: dict[str, int] = {}
         # the operation log: open (this step) and sealed (committed by the engine, unsent)
@@ -226,6 +230,9 @@ class PostgresStore:
                 self._meta[key] = bytes(value)
             for r in await conn.fetch("SELECT * FROM durably.invocation"):
                 self._inv[r[0]] = tuple(r)
+                if r[_EXPIRES_AT] is not None:
+                    self._expiry.append((r[_EXPIRES_AT], r[0]))
+            heapq.heapify(self._expiry)
             for inv, _, t, body in await conn.fetch(
                 "SELECT invocation_id, idx, entry_type, body FROM durably.journal "
                 "ORDER BY invocation_id, idx"
@@ -242,6 +249,7 @@ class PostgresStore:
                 self._children.setdefault(s, {})[(t, c)] = ty
             for _, i, at, kind, inv, c in await conn.fetch("SELECT * FROM durably.timer"):
                 self._timers[i] = TimerRow(i, at, kind, inv, c)
+                self._timers_of.setdefault(inv, set()).add(i)
             self._next_timer = max(self._timers, default=0) + 1
 
     # -- lifecycle -------------------------------------------------------------------
@@ -434,7 +442,10 @@ class PostgresStore:
         values[_PARTITION_KEY_AT] = _to_i64(row.partition_key)
         values[_EXTRA_AT] = orjson.dumps(row.extra) if row.extra else None
         record = tuple(values)
+        previous = self._inv.get(row.id)
         self._inv[row.id] = record
+        if row.expires_at is not None and (previous is None or previous[_EXPIRES_AT] != row.expires_at):
+            heapq.heappush(self._expiry, (row.expires_at, row.id))
         self._ops.append((_INV, row.id, record))
 
     def get_invocation(self, invocation_id: str) -> InvocationRow | None:
@@ -454,13 +465,20 @@ class PostgresStore:
         return [_row_to_invocation(r) for r in rows]
 
     def expired_invocations(self, now: int, limit: int) -> list[InvocationRow]:
-        out = []
-        for r in self._inv.values():
-            expires = r[_EXPIRES_AT]
-            if expires is not None and expires <= now:
-                out.append(_row_to_invocation(r))
-                if len(out) >= limit:
-                    break
+        # the rows stay until purged (the caller deletes them): entries popped here for
+        # rows still present go back on the heap
+        out: list[InvocationRow] = []
+        keep: list[tuple[int, str]] = []
+        heap = self._expiry
+        while heap and heap[0][0] <= now and len(out) < limit:
+            expires, inv_id = heapq.heappop(heap)
+            r = self._inv.get(inv_id)
+            if r is None or r[_EXPIRES_AT] != expires:
+                continue  # purged, or its retention changed (a newer entry exists)
+            out.append(_row_to_invocation(r))
+            keep.append((expires, inv_id))
+        for entry in keep:
+            heapq.heappush(heap, entry)
         return out
 
     # -- journal ---------------------------------------------------------------------
@@ -614,6 +632,7 @@ class PostgresStore:
         timer_id = self._next_timer
         self._next_timer += 1
         self._timers[timer_id] = TimerRow(timer_id, fire_at, kind, invocation_id, completion_id)
+        self._timers_of.setdefault(invocation_id, set()).add(timer_id)
         record = (
             self._pk_of_invocation(invocation_id), timer_id, fire_at, kind, invocation_id,
             completion_id,
@@ -623,12 +642,18 @@ class PostgresStore:
 
     def delete_timer(self, timer_id: int) -> None:
         self._check()
-        self._timers.pop(timer_id, None)
+        timer = self._timers.pop(timer_id, None)
+        if timer is not None:
+            mine = self._timers_of.get(timer.invocation_id)
+            if mine is not None:
+                mine.discard(timer_id)
+                if not mine:
+                    del self._timers_of[timer.invocation_id]
         self._ops.append((_TIMER, timer_id, None))
 
     def delete_timers_of(self, invocation_id: str) -> None:
         self._check()
-        for timer_id in [t.id for t in self._timers.values() if t.invocation_id == invocation_id]:
+        for timer_id in list(self._timers_of.get(invocation_id, ())):
             self.delete_timer(timer_id)
 
     def all_timers(self) -> list[TimerRow]:

@@ -64,7 +64,6 @@ class PostgresIntrospector:
     def __init__(
         self,
         store: Any,
-        loop: asyncio.AbstractEventLoop | None = None,
         *,
         max_rows: int = 100_000,
         timeout_s: float = 30.0,

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 import pytest
 from tests.support.postgres import PostgresCluster, shared_cluster
+from tests.unit.storage.test_sqlite import row as sqlite_row
 
 from durably.storage.base import InvocationRow, SubscriberRow
 from durably.storage.postgres import PostgresStore
@@ -46,19 +47,8 @@ async def store(dsn: str) -> AsyncIterator[PostgresStore]:
 
 
 def row(inv_id: str, **changes: object) -> InvocationRow:
-    base = InvocationRow(
-        id=inv_id,
-        partition_key=(1 << 64) - 5,  # above i64: stored in two's complement
-        service="Counter",
-        handler="add",
-        key="alice",
-        service_ty="virtual_object",
-        handler_ty="exclusive",
-        status="invoked",
-        created_at=1000,
-        modified_at=1001,
-    )
-    return dataclasses.replace(base, **changes)
+    # a partition key above i64: stored in two's complement
+    return sqlite_row(inv_id, **{"partition_key": (1 << 64) - 5, **changes})
 
 
 async def _committed(store: PostgresStore) -> None:
@@ -101,6 +91,12 @@ async def test_every_table_survives_a_reload(store: PostgresStore, dsn: str) -> 
         assert [t.id for t in again.all_timers()] == [t2]
         assert again.add_timer(1, "sleep", "inv_a", 9) > t2  # ids never reused
         assert [r.id for r in again.expired_invocations(10, 10)] == ["inv_a"]
+        assert [r.id for r in again.expired_invocations(10, 10)] == ["inv_a"]  # until purged
+        assert again.expired_invocations(4, 10) == []
+        again.put_invocation(dataclasses.replace(full, expires_at=50))  # retention moved
+        assert again.expired_invocations(10, 10) == []
+        again.delete_invocation("inv_a")
+        assert again.expired_invocations(100, 10) == []
     finally:
         await again.aclose()
 
