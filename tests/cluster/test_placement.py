@@ -41,3 +41,43 @@ def test_stored_keys_in_twos_complement_map_back() -> None:
     top = (1 << 64) - 5
     assert partition_of_stored(top - (1 << 64), 64) == partition_of(top, 64) == 63
     assert partition_of_stored(7, 64) == 0
+
+
+def test_the_fence_names_the_partition_of_every_row_a_batch_writes() -> None:
+    """Guards the coupling of `Fence.written` to the store's compiled batch layout."""
+    from durably.cluster.fence import Fence
+    from durably.ids import InvocationId, partition_key_for
+    from durably.storage.base import InvocationRow, SubscriberRow
+    from durably.storage.postgres import PostgresStore, _compile
+
+    def pid_of_key(key: str) -> int:
+        return partition_of(partition_key_for(key=key), 64)
+
+    inv = InvocationId.generate(
+        service="S", handler="h", key="inv-key", idempotency_key=None, workflow_run=False
+    )
+    gone = InvocationId.generate(
+        service="S", handler="h", key="gone-key", idempotency_key=None, workflow_run=False
+    )
+    store = PostgresStore("postgresql://unused")
+    store.put_invocation(InvocationRow(
+        id=str(inv), partition_key=inv.partition_key, service="S", handler="h", key="inv-key",
+        service_ty="virtual_object", handler_ty="exclusive", status="invoked", created_at=1,
+        modified_at=1,
+    ))
+    store.append_journal(str(inv), 0, 1, b"x", 1)
+    store.delete_invocation(str(gone))
+    expected = {pid_of_key("inv-key"), pid_of_key("gone-key")}
+    for name, key in (("st", "state-key"), ("pr", "promise-key"), ("li", "listener-key")):
+        expected.add(pid_of_key(key))
+        if name == "st":
+            store.set_state("S", key, b"n", b"v")
+        elif name == "pr":
+            store.set_promise("S", key, "p", b"v")
+        else:
+            store.add_promise_listener("S", key, "p", str(inv), 1)
+    store.clear_state("S", "cleared-key", b"n")
+    expected.add(pid_of_key("cleared-key"))
+    store.add_subscriber(SubscriberRow(str(inv), str(inv), 2, 3))
+    store.add_timer(5, "sleep", str(inv), 1)
+    assert Fence("n", 64).written(_compile(store._ops, store)) == expected
