@@ -171,3 +171,47 @@ def test_a_paused_leader_commits_nothing_after_its_leases_moved(cluster: Cluster
         assert "lost the leases" in paused.log_tail(200)
         final = client.post(f"{others[0].ingress_url}/Counter/pause/get", json=None)
         assert final.json() == 2
+
+
+def test_a_leader_cut_off_from_postgresql_stops_and_a_standby_takes_over(
+    tmp_path: Path,
+) -> None:
+    from tests.support.tcp_proxy import BlackholeProxy
+
+    c = Cluster(tmp_path)
+    pg = shared_cluster()
+    proxy = BlackholeProxy(pg.port)
+    # n1 reaches PostgreSQL only through the proxy; it starts first, so it leads
+    cut_dsn = c.dsn.replace(f":{pg.port}/", f":{proxy.port}/")
+    c.nodes["n1"] = DurablyServer(
+        tmp_path / "n1", store=cut_dsn, extra_args=["--node-name", "n1", "--lease-ttl", TTL]
+    )
+    c.services.start()
+    try:
+        for node in c.nodes.values():
+            node.start()
+        assert c.leader() == "n1"
+        register(c.nodes["n2"].admin_url, c.services.url, use_http_11=False)
+        with httpx.Client(timeout=30) as client:
+            assert _add(client, c.nodes["n2"], "cut", "c-0").status_code == 200
+            proxy.blackhole()
+            new = _wait_leader(c, "n1")
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if _add(client, c.nodes[new], "cut", "c-1").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            n1 = c.nodes["n1"]
+            assert n1.proc is not None and n1.proc.wait(60) == 1  # self-fenced, stopped
+            final = client.post(f"{c.nodes[new].ingress_url}/Counter/cut/get", json=None)
+            assert final.json() == 2
+    finally:
+        proxy.heal()
+        for node in c.nodes.values():
+            node.close()
+        c.services.close()
+        proxy.close()
