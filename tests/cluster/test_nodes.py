@@ -61,6 +61,24 @@ def _add(client: httpx.Client, node: DurablyServer, key: str, ik: str) -> httpx.
     )
 
 
+def _add_until_acknowledged(
+    client: httpx.Client, nodes: list[DurablyServer], key: str, ik: str, timeout: float = 60
+) -> None:
+    """Send the same idempotent add (to the next node each time) until one answers 200:
+    what a careful caller does, and safe because of the idempotency key."""
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while True:
+        try:
+            if _add(client, nodes[attempt % len(nodes)], key, ik).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        attempt += 1
+        assert time.monotonic() < deadline, f"{ik} not acknowledged within {timeout} s"
+        time.sleep(0.05)
+
+
 def test_any_node_answers_for_the_cluster(cluster: Cluster) -> None:
     leader = cluster.leader()
     assert leader in NAMES
@@ -82,39 +100,55 @@ def test_any_node_answers_for_the_cluster(cluster: Cluster) -> None:
 
 
 def test_kill_9_of_the_leader_loses_and_doubles_nothing(cluster: Cluster) -> None:
+    """Four callers add to their own counters through all nodes; the leader is killed
+    while they run. Every add is retried with its idempotency key until acknowledged; in
+    the end each counter equals the number of adds: none lost, none applied twice."""
+    import threading
+
     register(cluster.nodes["n1"].admin_url, cluster.services.url, use_http_11=False)
     leader = cluster.leader()
     assert leader is not None
-    order = list(NAMES)
-    acknowledged = 0
-    total = 40
-    failover_s = None
+    survivors = [cluster.nodes[n] for n in NAMES if n != leader]
+    everyone = [cluster.nodes[n] for n in NAMES]
+    callers, adds = 4, 15
+    done = [0] * callers
+    errors: list[BaseException] = []
+    killed = threading.Event()
+
+    def caller(c: int) -> None:
+        try:
+            with httpx.Client(timeout=30) as client:
+                for i in range(adds):
+                    nodes = survivors if killed.is_set() else everyone
+                    rotated = nodes[(c + i) % len(nodes):] + nodes[: (c + i) % len(nodes)]
+                    _add_until_acknowledged(client, rotated, f"load-{c}", f"load-{c}-{i}")
+                    done[c] += 1
+        except BaseException as e:  # reported by the test thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller, args=(c,)) for c in range(callers)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 120
+    while sum(done) < callers * adds // 3:
+        assert time.monotonic() < deadline and not errors, errors
+        time.sleep(0.02)
+    killed_at = time.monotonic()
+    cluster.nodes[leader].kill()
+    killed.set()
+    with httpx.Client(timeout=30) as client:  # a request sent after the kill, answered
+        _add_until_acknowledged(client, survivors, "probe", "probe-1")
+    failover_s = time.monotonic() - killed_at
+    for t in threads:
+        t.join(180)
+    assert not errors, errors
+    assert done == [adds] * callers
     with httpx.Client(timeout=30) as client:
-        for i in range(total):
-            if i == total // 2:
-                killed_at = time.monotonic()
-                cluster.nodes[leader].kill()
-                order.remove(leader)
-            ik = f"op-{i}"
-            deadline = time.monotonic() + 60
-            while True:  # the same idempotency key until acknowledged: safe to retry
-                node = cluster.nodes[order[(i + acknowledged) % len(order)]]
-                try:
-                    r = _add(client, node, "failover", ik)
-                    if r.status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, f"op {i} not acknowledged within 60 s"
-                time.sleep(0.05)
-            acknowledged += 1
-            if i == total // 2:
-                failover_s = time.monotonic() - killed_at
-        final = client.post(f"{cluster.nodes[order[0]].ingress_url}/Counter/failover/get", json=None)
-    assert final.status_code == 200
-    assert final.json() == total == acknowledged  # every add applied once
-    assert cluster.leader() in order
-    print(f"\nleader {leader} killed: first call acknowledged again after {failover_s:.2f} s")
+        for c in range(callers):
+            final = client.post(f"{survivors[0].ingress_url}/Counter/load-{c}/get", json=None)
+            assert final.status_code == 200 and final.json() == adds
+    assert cluster.leader() in [n for n in NAMES if n != leader]
+    print(f"\nleader {leader} killed under load: a new request acknowledged after {failover_s:.2f} s")
 
 
 def _wait_leader(cluster: Cluster, not_: str, timeout: float = 60) -> str:
@@ -155,15 +189,7 @@ def test_a_paused_leader_commits_nothing_after_its_leases_moved(cluster: Cluster
         paused.proc.send_signal(signal.SIGSTOP)
         try:
             new = _wait_leader(cluster, leader)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if _add(client, cluster.nodes[new], "pause", "p-1").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            _add_until_acknowledged(client, [cluster.nodes[new]], "pause", "p-1")
         finally:
             paused.proc.send_signal(signal.SIGCONT)
         # the old leader finds its leases gone and stops rather than act on its memory
@@ -196,15 +222,7 @@ def test_a_leader_cut_off_from_postgresql_stops_and_a_standby_takes_over(
             assert _add(client, c.nodes["n2"], "cut", "c-0").status_code == 200
             proxy.blackhole()
             new = _wait_leader(c, "n1")
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if _add(client, c.nodes[new], "cut", "c-1").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            _add_until_acknowledged(client, [c.nodes[new]], "cut", "c-1")
             n1 = c.nodes["n1"]
             assert n1.proc is not None and n1.proc.wait(60) == 1  # self-fenced, stopped
             final = client.post(f"{c.nodes[new].ingress_url}/Counter/cut/get", json=None)
