@@ -1,7 +1,8 @@
 """A durably cluster as one test server: N `durably serve --node-name` processes on one
 PostgreSQL database (`DURABLY_TEST_CLUSTER=3`, with `make_server`).
 
-Each read of `ingress_url` / `admin_url` names the next node, so a suite's requests are
+Leases last 5 s: long enough that a loaded CI machine does not make a healthy leader lose
+them (which stops it, by design). Each read of `ingress_url` / `admin_url` names the next node, so a suite's requests are
 spread over every node's ingress and admin API. kill / stop / restart act on all nodes.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from tests.support.harness import DurablyServer, ServerProcess
 
@@ -27,7 +28,7 @@ class ClusterServer(ServerProcess):
         self.nodes = [
             DurablyServer(
                 self.base_dir / f"n{i + 1}", options, store=self.postgres_dsn,
-                extra_args=["--node-name", f"n{i + 1}", "--lease-ttl", "2s", *extra_args],
+                extra_args=["--node-name", f"n{i + 1}", "--lease-ttl", "5s", *extra_args],
             )
             for i in range(nodes)
         ]
@@ -53,7 +54,7 @@ class ClusterServer(ServerProcess):
     def command(self) -> tuple[list[str], dict[str, str]]:
         return self.nodes[0].command()
 
-    def start(self, timeout: Optional[float] = None) -> None:
+    def start(self, timeout: float | None = None) -> None:
         for node in self.nodes:
             node.start(timeout)
 

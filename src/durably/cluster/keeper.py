@@ -68,6 +68,7 @@ class LeaseKeeper:
         self.spread = spread
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._valid_until = 0.0
         self.live: list[str] = []
         self.nodes: dict[str, leases.NodeInfo] = {}
@@ -78,12 +79,12 @@ class LeaseKeeper:
         """pid -> epoch of the partitions this node holds (the fence's view)."""
         return self.fence.epochs
 
-    async def _connect(self) -> Any:
+    async def _connect(self, timeout: float) -> Any:
         import asyncpg
 
         return await asyncpg.connect(
             self.dsn,
-            timeout=max(1.0, self.interval_s),
+            timeout=timeout,
             server_settings={
                 "application_name": f"durably-lease-{self.node}",
                 # a keeper cut off mid-transaction must not hold lease rows locked
@@ -94,7 +95,7 @@ class LeaseKeeper:
     async def start(self) -> None:
         """Create the cluster tables if needed, join (waiting out a previous incarnation of
         this name that may still be alive), take a first share, then keep it."""
-        conn = self._conn = await self._connect()
+        conn = self._conn = await self._connect(10.0)
         self.num_partitions = await migrate(conn, self.num_partitions)
         while True:
             wait = await self.membership.join(conn, self.ttl_s)
@@ -107,17 +108,24 @@ class LeaseKeeper:
             await asyncio.sleep(wait)
         await self.tick()
         self._task = asyncio.create_task(self._run(), name=f"durably-leases-{self.node}")
+        self._watchdog = asyncio.create_task(self._watch(), name=f"durably-fence-{self.node}")
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
             try:
-                await asyncio.wait_for(self.tick(), self.interval_s)
+                # a slow round is fine as long as renewals are answered in time (_watch)
+                await asyncio.wait_for(self.tick(), self.ttl_s)
             except Exception as e:  # TimeoutError included
                 log.warning("lease renewal failed: %s", str(e).splitlines()[0] if str(e) else e)
                 old, self._conn = self._conn, None
                 if old is not None:
                     old.terminate()
+
+    async def _watch(self) -> None:
+        """The self-fence: drop every lease once no renewal was answered in time."""
+        while True:
+            await asyncio.sleep(min(0.5, self.ttl_s / 20))
             if self.held and time.monotonic() > self._valid_until:
                 log.error(
                     "no lease renewal answered for %.1f s: dropping partitions %s",
@@ -129,7 +137,7 @@ class LeaseKeeper:
         """One round: heartbeat, renew, then move towards this node's share."""
         conn = self._conn
         if conn is None or conn.is_closed():
-            conn = self._conn = await self._connect()
+            conn = self._conn = await self._connect(self.ttl_s)
         sent = time.monotonic()
         if not await self.membership.heartbeat(conn):
             self._lose(set(self.held))
@@ -187,10 +195,11 @@ class LeaseKeeper:
     async def stop(self, release: bool = True) -> None:
         """Stop renewing; with `release`, hand every partition back at once and leave the
         membership (call it after the store committed its last batch)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in (self._task, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         conn = self._conn
         self._conn = None
         if conn is None:

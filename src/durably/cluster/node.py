@@ -247,7 +247,13 @@ class ClusterNode:
             self._forgotten = (self.keeper.leader, until)
 
     async def start(self) -> tuple[Any, Any]:
-        await self.keeper.start()
+        try:
+            await self.keeper.start()
+        except (TimeoutError, OSError) as e:
+            raise RuntimeError(
+                f"node {self.name} cannot reach PostgreSQL for the cluster's tables: "
+                f"{str(e) or 'timed out'}"
+            ) from None
         if self._promotion is not None:
             await self._promotion
         return self.ingress, self.admin
