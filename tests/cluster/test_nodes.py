@@ -233,3 +233,30 @@ def test_a_leader_cut_off_from_postgresql_stops_and_a_standby_takes_over(
             node.close()
         c.services.close()
         proxy.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bind", "0.0.0.0", "--store", "postgresql://u:p@127.0.0.1:1/db"], "--cluster-secret"),
+        (["--advertise-address", "10.1.2.3", "--store", "postgresql://u:p@127.0.0.1:1/db"],
+         "--cluster-secret"),
+        ([], "needs --store postgresql://"),
+        (["--store", "postgresql://u:p@127.0.0.1:1/db", "--lease-ttl", "0"], "bad --lease-ttl"),
+    ],
+)
+def test_unsafe_or_incomplete_cluster_settings_are_refused(args: list[str], message: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    env.pop("DURABLY_STORE", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "durably", "serve", "--node-name", "a", *args],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
