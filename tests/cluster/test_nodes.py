@@ -94,6 +94,19 @@ def test_any_node_answers_for_the_cluster(cluster: Cluster) -> None:
             r = _add(client, node, "shared", f"any-{i}")
             assert r.status_code == 200, r.text
             assert r.json()["newValue"] == i + 1
+        # each node's own view (GET /cluster is answered locally, as of its last round)
+        deadline = time.monotonic() + 30
+        while True:
+            statuses = [
+                client.get(f"{n.admin_url}/cluster").json() for n in cluster.nodes.values()
+            ]
+            if all(sorted(n["name"] for n in s["nodes"]) == list(NAMES) for s in statuses):
+                break
+            assert time.monotonic() < deadline, statuses
+            time.sleep(0.2)
+        assert [s["node"] for s in statuses] == list(NAMES)
+        assert {s["leader"] for s in statuses} == {leader}
+        assert sorted(s["role"] for s in statuses) == ["leader", "standby", "standby"]
         # a repeated idempotent request through another node is answered from the first
         again = _add(client, cluster.nodes[standby], "shared", "any-0")
         assert again.status_code == 200 and again.json()["newValue"] == 1

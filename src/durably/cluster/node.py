@@ -86,13 +86,21 @@ class Switch:
     """The ASGI app a port serves: the forwarder on a standby, the real app on the leader.
     It also checks forwarded requests: their secret, and that they reach the leader."""
 
-    def __init__(self, node: ClusterNode, forwarder: Any) -> None:
+    def __init__(self, node: ClusterNode, forwarder: Any, local_status: bool = False) -> None:
         self.node = node
         self.app = forwarder
         self.forwarder = forwarder
+        self.local_status = local_status  # answer GET /cluster here (the admin port)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
+            if self.local_status and scope["path"] == "/cluster" and scope["method"] == "GET":
+                body = orjson.dumps(self.node.status())
+                await send({"type": "http.response.start", "status": 200, "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
             headers = dict(scope.get("headers") or ())
             if FORWARDED in headers:
                 secret = self.node.secret
@@ -206,7 +214,7 @@ class ClusterNode:
             on_lost=self._lost,
         )
         self.ingress = Switch(self, Forwarder(self, "ingress"))
-        self.admin = Switch(self, Forwarder(self, "admin"))
+        self.admin = Switch(self, Forwarder(self, "admin"), local_status=True)
         self._promotion: asyncio.Task[None] | None = None
         self._client: Any = None
         # a leader that did not answer, and until when to not send it anything
@@ -238,6 +246,25 @@ class ClusterNode:
         port = info.ingress_port if kind == "ingress" else info.admin_port
         host = f"[{info.address}]" if ":" in info.address else info.address
         return f"http://{host}:{port}"
+
+    def status(self) -> dict[str, Any]:
+        """What this node knows of the cluster (GET /cluster on its admin port; as of its
+        last renewal round)."""
+        keeper = self.keeper
+        return {
+            "node": self.name,
+            "leader": keeper.leader,
+            "role": "leader" if keeper.held and self.ingress.app is not self.ingress.forwarder
+            else ("starting" if keeper.held else "standby"),
+            "partitions": keeper.num_partitions,
+            "partitions_held": len(keeper.held),
+            "lease_ttl_s": keeper.ttl_s,
+            "nodes": [
+                {"name": n.name, "address": n.address, "ingress_port": n.ingress_port,
+                 "admin_port": n.admin_port, "heartbeat_age_s": round(n.heartbeat_age_s, 3)}
+                for n in keeper.nodes.values()
+            ],
+        }
 
     def forget_leader(self) -> None:
         """The leader did not answer: skip it for one renewal round (its lease may be
