@@ -12,7 +12,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from tests.support.harness import DurablyServer, ServerProcess
+from tests.support.harness import DurablyServer, HarnessError, ServerProcess, free_port
 
 
 class ClusterServer(ServerProcess):
@@ -56,7 +56,16 @@ class ClusterServer(ServerProcess):
 
     def start(self, timeout: float | None = None) -> None:
         for node in self.nodes:
-            node.start(timeout)
+            for attempt in range(3):
+                try:
+                    node.start(timeout)
+                    break
+                except HarnessError as e:
+                    # six ports picked at once, on a machine where other tests pick theirs:
+                    # one may be taken before the node binds it
+                    if "already in use" not in str(e) or attempt == 2:
+                        raise
+                    node.ingress_port, node.admin_port = free_port(), free_port()
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         for node in self.nodes:
