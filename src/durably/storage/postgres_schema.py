@@ -15,6 +15,12 @@ All of a batch's writes go through one call of `durably.commit_batch(...)` with 
 per table (one round trip, one transaction): deletes first, then inserts and upserts.
 Journal rows are plain INSERTs: an entry is written once, so a second writer of the same
 entry fails instead of silently replacing it.
+
+Room left for several nodes on one database: a later migration adds a lease table
+(partition, owner, epoch, expiry) and makes the first statement of `commit_batch` a fence
+(`SELECT ... FOR SHARE` of the batch's partitions, compared with the epochs the caller
+passes as two more arrays), so that a batch of a node that lost a partition rolls back
+whole; `writer` then gets a row per node instead of the single row 1.
 """
 
 from __future__ import annotations
