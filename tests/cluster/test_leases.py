@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from tests.support.postgres import PostgresCluster, shared_cluster
+from tests.support.postgres import shared_cluster
 
 from durably.cluster import leases
 from durably.cluster.fence import attach
@@ -26,13 +26,9 @@ LONG_TTL = 60.0  # the background renewal never runs during a test: ticks are ex
 
 
 @pytest.fixture
-def cluster() -> PostgresCluster:
-    return shared_cluster()
-
-
-@pytest.fixture
-def dsn(cluster: PostgresCluster) -> str:
-    return cluster.new_database()
+def dsn() -> str:
+    """A database of its own on the session's PostgreSQL."""
+    return shared_cluster().new_database()
 
 
 @pytest.fixture
