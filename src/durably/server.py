@@ -377,7 +377,27 @@ def _admin_app(
         *query_routes(introspector),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    return create_admin_app(registry, extra_routes=routes, ingress_endpoint=ingress_url)
+    app = create_admin_app(registry, extra_routes=routes, ingress_endpoint=ingress_url)
+    return _answer_after_commit(app, engine)
+
+
+def _answer_after_commit(app: Any, engine: Engine) -> Any:
+    """An admin change (a registered deployment, a service's options) is answered only once
+    what it stored is durable: on PostgreSQL the commit finishes after the handler returns."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await app(scope, receive, send)
+            return
+
+        async def send_after_commit(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                await engine.committed()
+            await send(message)
+
+        await app(scope, receive, send_after_commit)
+
+    return wrapped
 
 
 async def _serve(config: ServerConfig) -> int:
