@@ -1,10 +1,13 @@
-"""Failover time of partition leases: three lease-holding processes on a throwaway
-PostgreSQL; kill -9 one, time until every partition it held is owned by a survivor at a
-new epoch, restart it, wait for the even split, repeat.
+"""Failover times on a throwaway PostgreSQL, two ways:
 
-    flock /tmp/durably-bench.lock python -m bench.cluster_failover --kills 20 --ttl 2
+- leases (default): three lease-holding processes; kill -9 one, time until every partition
+  it held is owned by a survivor at a new epoch, restart it, wait for the even split, repeat.
+  Measures the lease layer (cluster/keeper.py) alone.
+- `--serve`: three `durably serve --node-name` nodes and a Counter service; kill -9 the
+  leader, time until a new idempotent call through a standby is answered (leases expire,
+  a standby opens the store and recovers), restart the killed node, repeat.
 
-Measures the lease layer (cluster/keeper.py) only: no engine runs on these nodes.
+    flock /tmp/durably-bench.lock python -m bench.cluster_failover --kills 20 --ttl 2 [--serve]
 """
 
 from __future__ import annotations
@@ -96,12 +99,74 @@ async def run(kills: int, ttl: float) -> list[float]:
         cluster.destroy()
 
 
+def run_serve(kills: int, ttl: float) -> list[float]:
+    import tempfile
+
+    import httpx
+    from tests.support.harness import DurablyServer, ServicesProcess, register
+    from tests.support.postgres import fetch
+
+    cluster = PostgresCluster()
+    cluster.start()
+    base = Path(tempfile.mkdtemp(prefix="durably-failover-"))
+    services = ServicesProcess(["Counter"], base / "services")
+    nodes: dict[str, DurablyServer] = {}
+    times: list[float] = []
+    try:
+        dsn = cluster.new_database()
+        services.start()
+        for name in ("n1", "n2", "n3"):
+            nodes[name] = DurablyServer(
+                base / name, store=dsn,
+                extra_args=["--node-name", name, "--lease-ttl", f"{ttl}s"],
+            )
+            nodes[name].start()
+        register(nodes["n1"].admin_url, services.url, use_http_11=False)
+        with httpx.Client(timeout=30) as client:
+            for i in range(kills):
+                while True:
+                    rows = fetch(dsn, "SELECT owner FROM partition_lease WHERE pid = 0 "
+                                      "AND owner <> '' AND expires_at >= now()")
+                    if rows:
+                        break
+                    time.sleep(0.05)
+                leader = rows[0][0]
+                time.sleep(random.uniform(0, ttl / 3))
+                killed_at = time.monotonic()
+                nodes[leader].kill()
+                others = [n for name, n in nodes.items() if name != leader]
+                attempt = 0
+                while True:
+                    node = others[attempt % len(others)]
+                    attempt += 1
+                    try:
+                        r = client.post(f"{node.ingress_url}/Counter/probe/add", json=1,
+                                        headers={"idempotency-key": f"kill-{i}"})
+                        if r.status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    time.sleep(0.02)
+                took = time.monotonic() - killed_at
+                times.append(took)
+                print(f"kill {i + 1:2d}: leader {leader} -> answered after {took:.2f} s",
+                      flush=True)
+                nodes[leader].start()
+    finally:
+        for n in nodes.values():
+            n.close()
+        services.close()
+        cluster.destroy()
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--ttl", type=float, default=2.0)
+    ap.add_argument("--serve", action="store_true", help="durably serve nodes, not lease holders")
     args = ap.parse_args()
-    times = asyncio.run(run(args.kills, args.ttl))
+    times = run_serve(args.kills, args.ttl) if args.serve else asyncio.run(run(args.kills, args.ttl))
     q = statistics.quantiles(times, n=20)
     print(
         f"TTL {args.ttl} s, {len(times)} kills: min {min(times):.2f} s, median "

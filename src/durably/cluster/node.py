@@ -14,7 +14,8 @@ docs/cluster.md).
 
 What a caller sees when the leader changes during its request, on a standby's ingress:
 - not sent yet (no leader, connection refused, the target answers "not the leader"): the
-  standby waits for the next leader (up to TTL + 2 s) and sends it there;
+  standby waits for the next leader (up to TTL + 2 s) and sends it there, or serves the
+  request itself if it became the leader meanwhile;
 - sent, answer lost (the leader died or lost its leases mid-request): unknown whether it
   was accepted. With an `idempotency-key` header (or a GET) the standby sends it again to
   the next leader, which answers from the stored invocation; without one it answers 502.
@@ -82,6 +83,20 @@ async def _json(send: Any, status: int, message: str, extra: list[tuple[bytes, b
     await send({"type": "http.response.body", "body": body})
 
 
+def _replay(body: bytes, receive: Any) -> Any:
+    """An ASGI `receive` that gives the already-read body again, then the real one."""
+    sent = False
+
+    async def replay() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class Switch:
     """The ASGI app a port serves: the forwarder on a standby, the real app on the leader.
     It also checks forwarded requests: their secret, and that they reach the leader."""
@@ -90,6 +105,7 @@ class Switch:
         self.node = node
         self.app = forwarder
         self.forwarder = forwarder
+        forwarder.switch = self
         self.local_status = local_status  # answer GET /cluster here (the admin port)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -124,6 +140,7 @@ class Forwarder:
     def __init__(self, node: ClusterNode, kind: str) -> None:
         self.node = node
         self.kind = kind
+        self.switch: Switch | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -151,6 +168,11 @@ class Forwarder:
         import httpx
 
         while True:
+            switch = self.switch
+            if switch is not None and switch.app is not self:
+                # this node became the leader while the request waited: serve it here
+                await switch.app(scope, _replay(bytes(body), receive), send)
+                return
             base = self.node.leader_url(self.kind)
             if base is None:
                 if loop.time() > deadline:
