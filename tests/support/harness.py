@@ -524,6 +524,12 @@ def make_server(base_dir: Path, options: Optional[Mapping[str, str]] = None) -> 
     target = os.environ.get("DURABLY_TEST_TARGET", "durably").strip().lower() or "durably"
     if target == "durably":
         extra = os.environ.get("DURABLY_TEST_SERVER_ARGS", "").split()
+        # DURABLY_TEST_CLUSTER=3: that many nodes on one PostgreSQL (tests/support/cluster.py)
+        nodes = int(os.environ.get("DURABLY_TEST_CLUSTER", "0") or 0)
+        if nodes > 0:
+            from tests.support.cluster import ClusterServer
+
+            return ClusterServer(base_dir, options, nodes=nodes, extra_args=extra)
         return DurablyServer(base_dir, options, extra_args=extra)
     if target == "restate":
         return RestateServer(base_dir, options)

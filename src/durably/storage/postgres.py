@@ -178,6 +178,8 @@ class PostgresStore:
         self.commits = 0
         self.on_commit: Callable[[float, int], None] | None = None
         self.on_sync: Callable[[float], None] | None = None
+        # cluster mode (durably.cluster.fence): every commit also proves this node's leases
+        self.fence: Any = None
 
     # -- opening ---------------------------------------------------------------------
 
@@ -339,13 +341,24 @@ class PostgresStore:
                 if conn is None or conn.is_closed():
                     conn = self._conn = await self._connect(timeout=5.0)
                 if failed:
-                    done = int(await conn.fetchval("SELECT seq FROM durably.writer WHERE id = 1"))
+                    if self.fence is not None:
+                        done = await self.fence.committed_seq(conn)
+                    else:
+                        done = int(
+                            await conn.fetchval("SELECT seq FROM durably.writer WHERE id = 1")
+                        )
                     if not self.available:
                         log.warning("PostgreSQL at %s is reachable again", self.where)
                         self.available = True
                     if done >= seq:
                         return  # the lost answer was a COMMIT that succeeded
-                await conn.execute(_COMMIT_SQL, seq, *args, timeout=COMMIT_TIMEOUT_S)
+                if self.fence is not None:
+                    fenced = self.fence.arguments(args)
+                    await conn.execute(
+                        self.fence.commit_sql, seq, *args, *fenced, timeout=COMMIT_TIMEOUT_S
+                    )
+                else:
+                    await conn.execute(_COMMIT_SQL, seq, *args, timeout=COMMIT_TIMEOUT_S)
                 return
             except Exception as e:
                 if not _is_connection_error(e):
