@@ -178,6 +178,7 @@ class Durably:
         self.introspector: Any = None
         self.metrics: Any = None
         self.kafka: Any = None  # durably.kafka.service.KafkaSubscriptions
+        self.signer: Any = None  # durably.security.identity: signs requests to services
         # set when the engine can no longer commit (disk full, I/O error): `serve` then
         # exits non-zero instead of reporting a normal shutdown
         self.fatal: BaseException | None = None
@@ -188,7 +189,7 @@ class Durably:
         from durably.security import wiring as security
 
         try:
-            signer = security.load_signer(cfg.security)
+            self.signer = security.load_signer(cfg.security)
         except ValueError as e:
             raise StartupError(str(e)) from None
         for warning in security.exposure_warnings(cfg.security, cfg.bind):
@@ -248,7 +249,7 @@ class Durably:
 
         from durably.schema.discovery_client import discover
 
-        registry = SchemaRegistry(load, save, discover_fn=partial(discover, signer=signer))
+        registry = SchemaRegistry(load, save, discover_fn=partial(discover, signer=self.signer))
         schema = RegistrySchema(registry)
         self.engine = engine = Engine(store, schema, enable_protocol_v7=cfg.enable_protocol_v7)
         from durably.metrics import Metrics
@@ -260,7 +261,7 @@ class Durably:
         store.on_sync = metrics.synced
         engine.on_fatal = self._on_fatal
         self.invoker = Invoker(
-            engine, http1_max_connections=cfg.http1_max_connections, signer=signer
+            engine, http1_max_connections=cfg.http1_max_connections, signer=self.signer
         )
         engine.invoker = self.invoker
         engine.recover()
