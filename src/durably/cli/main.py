@@ -35,6 +35,15 @@ def _register_ops() -> None:
 _register_ops()
 
 
+def _register_dev() -> None:
+    from durably.cli import dev
+
+    app.command("dev")(dev.dev_command)
+
+
+_register_dev()
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
