@@ -21,3 +21,5 @@ class ServerConfig:
     max_body_bytes: int = 32 * 1024 * 1024
     # connections per HTTP/1.1 deployment (0: no cap); attempts beyond it wait for a free one
     http1_max_connections: int = 256
+    # OTLP/HTTP collector spans are exported to (durably.tracing); None: no tracing
+    tracing_endpoint: str | None = None

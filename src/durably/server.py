@@ -180,6 +180,7 @@ class Durably:
         # set when the engine can no longer commit (disk full, I/O error): `serve` then
         # exits non-zero instead of reporting a normal shutdown
         self.fatal: BaseException | None = None
+        self.tracing: Any = None  # durably.tracing.Tracing with --tracing-endpoint
 
     async def start(self) -> None:
         cfg = self.config
@@ -223,6 +224,10 @@ class Durably:
         engine.on_fatal = self._on_fatal
         self.invoker = Invoker(engine, http1_max_connections=cfg.http1_max_connections)
         engine.invoker = self.invoker
+        if cfg.tracing_endpoint:
+            from durably.tracing import install
+
+            engine.observer = self.tracing = install(cfg.tracing_endpoint)
         engine.recover()
         # what recovery loaded (every unfinished invocation) lives long: keep it out of the
         # garbage collector's full passes, whose pause grows with the objects they scan
@@ -298,6 +303,8 @@ class Durably:
             self.introspector.close()
         if self.store is not None:
             self.store.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
 
 def _admin_app(

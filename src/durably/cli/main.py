@@ -93,6 +93,13 @@ def serve(
         help="Most connections open to one HTTP/1.1 deployment (0: no cap); attempts beyond "
         "it wait for a free connection within their inactivity timeout.",
     ),
+    tracing_endpoint: str | None = typer.Option(
+        None,
+        "--tracing-endpoint",
+        envvar="DURABLY_TRACING_ENDPOINT",
+        help="Export OpenTelemetry spans of invocations to this OTLP/HTTP collector, e.g. "
+        "http://localhost:4318 (needs durably[tracing]).",
+    ),
     log_level: str = typer.Option(
         "info", "--log-level", envvar="DURABLY_LOG_LEVEL", help="debug, info, warning or error."
     ),
@@ -124,6 +131,8 @@ def serve(
     if log_format.lower() not in ("text", "json"):
         typer.echo(f"durably: --log-format must be 'text' or 'json', not {log_format!r}", err=True)
         raise typer.Exit(2)
+    if tracing_endpoint:
+        _check_tracing(tracing_endpoint)
     from durably.logs import configure_logging
 
     configure_logging(level, log_format.lower())
@@ -140,8 +149,23 @@ def serve(
         http1_max_connections=http1_max_connections,
         log_level=log_level.lower(),
         log_format=log_format.lower(),
+        tracing_endpoint=tracing_endpoint or None,
     )
     raise typer.Exit(run_server(config))
+
+
+def _check_tracing(endpoint: str) -> None:
+    try:
+        from durably.tracing import traces_url
+    except ImportError:
+        typer.echo("durably: --tracing-endpoint needs OpenTelemetry: "
+                   "pip install 'durably[tracing]'", err=True)
+        raise typer.Exit(2) from None
+    try:
+        traces_url(endpoint)
+    except ValueError as e:
+        typer.echo(f"durably: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _seconds(text: str) -> float | None:
