@@ -56,3 +56,13 @@ def test_register_is_idempotent_and_apps_outlive_a_restart() -> None:
             assert client.service("PluginProbe").call("echo", "after", output=str) == "after"
         assert server.apps.url_of(app) == url
     assert not server.data_dir.exists()  # a temporary directory is removed by close()
+
+
+def test_docs_show_the_example_files_as_they_are() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    doc = (root / "docs" / "testing.md").read_text()
+    for name in ("shop.py", "test_shop.py"):
+        text = (root / "docs" / "examples" / "testing" / name).read_text()
+        assert f"```python\n{text}```" in doc, f"docs/testing.md shows an old {name}"
