@@ -57,7 +57,6 @@ class DevSession:
         self.root = Path.cwd()
         self.server: subprocess.Popen[bytes] | None = None
         self.child: subprocess.Popen[bytes] | None = None
-        self.shown = False  # curl lines printed once; a reload prints what changed
 
     @property
     def admin_url(self) -> str:
