@@ -75,6 +75,13 @@ class DurablyServer:
 
     def start(self) -> None:
         """Start the server and wait until both its APIs answer."""
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the server's process without waiting for it (see `wait_ready`)."""
+        if self._proc is not None:
+            return
         self.base_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable, "-m", "durably", "serve",
@@ -95,9 +102,9 @@ class DurablyServer:
             start_new_session=True,
         )
         self.apps.warm_up()
-        self._wait_healthy()
 
-    def _wait_healthy(self) -> None:
+    def wait_ready(self) -> None:
+        """Wait until the launched server answers on both ports."""
         deadline = time.monotonic() + self.start_timeout
         urls = (f"{self.ingress_url}/restate/health", f"{self.admin_url}/health")
         with httpx.Client(timeout=2.0) as http:
