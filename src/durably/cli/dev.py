@@ -121,6 +121,10 @@ class DevSession:
     # -- the app ------------------------------------------------------------------------
 
     def _reload(self) -> None:
+        if self.server is not None and self.server.poll() is not None:
+            say(f"durably stopped (exit code {self.server.returncode}); starting it again")
+            if not self._start_server():
+                return
         self._stop_child()
         if self._start_child():
             self._register()
