@@ -60,7 +60,19 @@ async def nap(ctx: Context) -> str:
     return "rested"
 
 
-app = restate.app([first_svc, second_svc, third_svc, slow_svc])
+flaky_svc = restate.Service("TraceFlaky")
+flaky_calls: list[str] = []
+
+
+@flaky_svc.handler()
+async def once_broken(ctx: Context, key: str) -> str:
+    flaky_calls.append(key)
+    if flaky_calls.count(key) == 1:
+        raise RuntimeError("broken the first time")
+    return "fixed"
+
+
+app = restate.app([first_svc, second_svc, third_svc, slow_svc, flaky_svc])
 
 
 class Receiver:
@@ -215,6 +227,29 @@ def test_without_a_caller_context_a_trace_starts_at_the_ingress(
 
     span = poll(root, timeout=30, interval=0.2)
     assert span.parent_span_id == b""
+
+
+def test_a_failed_attempt_is_a_span_in_error(server: DurablyServer, receiver: Receiver) -> None:
+    key = secrets.token_hex(4)
+    r = httpx.post(f"{server.ingress_url}/TraceFlaky/once_broken", json=key, timeout=60)
+    assert r.json() == "fixed"
+    invocation_id = r.headers["x-restate-id"]
+
+    def spans() -> tuple[Any, list[Any]]:
+        mine = [s for s in receiver.snapshot() if attrs(s).get("restate.invocation.id") == invocation_id]
+        invocation = [s for s in mine if s.name == "invocation TraceFlaky/once_broken"]
+        attempts = sorted((s for s in mine if s.name.startswith("attempt ")),
+                          key=lambda s: attrs(s)["restate.invocation.attempt"])
+        assert len(invocation) == 1 and len(attempts) == 2
+        return invocation[0], attempts
+
+    invocation, (failed, succeeded) = poll(spans, timeout=30, interval=0.2)
+    assert failed.status.code == failed.status.STATUS_CODE_ERROR
+    assert "broken the first time" in failed.status.message
+    assert attrs(failed)["restate.invocation.attempt.outcome"] == "failed"
+    assert succeeded.status.code != succeeded.status.STATUS_CODE_ERROR
+    assert attrs(succeeded)["restate.invocation.attempt.outcome"] == "completed"
+    assert attrs(invocation)["restate.invocation.result"] == "success"
 
 
 def test_attempts_after_a_crash_continue_the_trace(server: DurablyServer, receiver: Receiver) -> None:
