@@ -1,5 +1,8 @@
 """`durably invocations describe ID`: the request (body and headers) and the output or
-failure, in text and in --json, as the UI shows them."""
+failure, in text and in --json, as the UI shows them.
+
+Against durably by default; ``DURABLY_TEST_TARGET=restate`` runs the same tests against
+the real Restate server (whose `sys_journal.entry_json` renders bodies differently)."""
 
 from __future__ import annotations
 
@@ -9,15 +12,16 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 import restate
 from restate import Context, TerminalError
 from restate.serde import BytesSerde
-from tests.support.harness import REPO_ROOT
+from tests.support.harness import REPO_ROOT, RestateServer, register
 
-from durably.testing import DurablyServer
+from durably.testing import AppServer, DurablyServer
 
 svc = restate.Service("DescribeProbe")
 
@@ -42,13 +46,25 @@ app = restate.app([svc])
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[DurablyServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if os.environ.get("DURABLY_TEST_TARGET", "durably") == "restate":
+        apps = AppServer()
+        restate_server = RestateServer(tmp_path_factory.mktemp("restate"))
+        try:
+            url = apps.serve(app)
+            restate_server.start()
+            register(restate_server.admin_url, url, use_http_11=False)
+            yield restate_server
+        finally:
+            restate_server.close()
+            apps.close()
+        return
     with DurablyServer() as s:
         s.register(app)
         yield s
 
 
-def durably(server: DurablyServer, *args: str) -> str:
+def durably(server: Any, *args: str) -> str:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), env.get("PYTHONPATH")]))
     env["DURABLY_ADMIN_URL"] = server.admin_url
@@ -58,14 +74,14 @@ def durably(server: DurablyServer, *args: str) -> str:
     return r.stdout
 
 
-def invoke(server: DurablyServer, handler: str, **kwargs: object) -> str:
+def invoke(server: Any, handler: str, **kwargs: object) -> str:
     r = httpx.post(f"{server.ingress_url}/DescribeProbe/{handler}", timeout=60, **kwargs)  # type: ignore[arg-type]
     inv_id = r.headers["x-restate-id"]
     assert inv_id.startswith("inv_"), r.headers
     return inv_id
 
 
-def test_describe_shows_the_request_and_the_output(server: DurablyServer) -> None:
+def test_describe_shows_the_request_and_the_output(server: Any) -> None:
     inv_id = invoke(server, "greet", json={"name": "Ann", "city": "Oslo"},
                     headers={"x-customer": "c-17"})
     out = durably(server, "invocations", "describe", inv_id)
@@ -82,7 +98,7 @@ def test_describe_shows_the_request_and_the_output(server: DurablyServer) -> Non
     assert doc["invocation"]["id"] == inv_id and doc["journal"]
 
 
-def test_describe_shows_a_failure(server: DurablyServer) -> None:
+def test_describe_shows_a_failure(server: Any) -> None:
     inv_id = invoke(server, "refuse", json="please")
     out = durably(server, "invocations", "describe", inv_id)
     assert '"please"' in out
@@ -91,7 +107,7 @@ def test_describe_shows_a_failure(server: DurablyServer) -> None:
     assert doc["output"] == {"failure": {"code": 422, "message": "no, thank you"}}
 
 
-def test_describe_shows_bytes_that_are_not_text(server: DurablyServer) -> None:
+def test_describe_shows_bytes_that_are_not_text(server: Any) -> None:
     inv_id = invoke(server, "raw", content=b"\x00\xffab",
                     headers={"content-type": "application/octet-stream"})
     out = durably(server, "invocations", "describe", inv_id)

@@ -1,9 +1,11 @@
 """The request and the result of an invocation, read from its journal for the CLI.
 
 `sys_journal.entry_json` of the Input command holds the request's headers and body, that
-of the Output command the result or the failure (the protobuf message as JSON, bodies in
-base64). Bodies are shown as JSON when they are JSON, as text when they are UTF-8, and as
-base64 otherwise.
+of the Output command the result or the failure. durably renders the protobuf message
+(headers as `key`/`value`, bodies in base64 under `value.content`, `failure`); Restate its
+own journal types (headers as `name`/`value`, bodies as lists of byte values under
+`payload` and `result.Success`, `result.Failure`): both are read. Bodies are shown as JSON
+when they are JSON, as text when they are UTF-8, and as base64 otherwise.
 """
 
 from __future__ import annotations
@@ -31,13 +33,23 @@ def _command(entry_json: Any, name: str) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def _body(value: Any, field: str) -> dict[str, Any]:
-    """``{field: json}``, ``{field_text: str}`` or ``{field_base64: str}``; {} when empty."""
+def _bytes(value: Any) -> bytes:
+    """A body as durably (``{"content": base64}``) or Restate (``[byte, ...]``) renders it."""
+    if isinstance(value, list):
+        try:
+            return bytes(value)
+        except (TypeError, ValueError):
+            return b""
     content = value.get("content", "") if isinstance(value, dict) else ""
     try:
-        data = base64.b64decode(content, validate=True)
+        return base64.b64decode(content, validate=True)
     except (binascii.Error, ValueError):
-        return {}
+        return b""
+
+
+def _body(value: Any, field: str) -> dict[str, Any]:
+    """``{field: json}``, ``{field_text: str}`` or ``{field_base64: str}``; {} when empty."""
+    data = _bytes(value)
     if not data:
         return {}
     try:
@@ -59,18 +71,24 @@ def request_and_output(rows: list[dict[str, Any]]) -> tuple[dict[str, Any] | Non
         if entry_type == "Command: Input":
             inp = _command(row.get("entry_json"), "Input")
             if inp is not None:
-                headers = {h.get("key", ""): h.get("value", "") for h in inp.get("headers", [])}
-                request = {"headers": headers, **_body(inp.get("value"), "body")}
+                headers = {h.get("key", h.get("name", "")): h.get("value", "")
+                           for h in inp.get("headers", [])}
+                body = inp["payload"] if "payload" in inp else inp.get("value")
+                request = {"headers": headers, **_body(body, "body")}
         elif entry_type == "Command: Output":
             out = _command(row.get("entry_json"), "Output")
             if out is None:
                 continue
-            failure = out.get("failure")
+            result = out.get("result")
+            if isinstance(result, dict):  # Restate's rendering
+                failure, value = result.get("Failure"), result.get("Success")
+            else:
+                failure, value = out.get("failure"), out.get("value")
             if isinstance(failure, dict):
                 output = {"failure": {"code": int(failure.get("code", 0)),
                                       "message": failure.get("message", "")}}
             else:
-                output = _body(out.get("value"), "value")
+                output = _body(value, "value")
     return request, output
 
 
