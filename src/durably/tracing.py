@@ -12,7 +12,8 @@ Spans, exported over OTLP (HTTP/protobuf) by the OpenTelemetry SDK (``durably[tr
   where the SDK exposes it in ``ctx.request().attempt_headers``.
 * events on the attempt span for each journal action the handler takes (``call``,
   ``one_way_call``, ``sleep``, ``run``, ``complete_promise``, ``complete_awakeable``, ...)
-  and for each completion it receives (``call completed``, ``sleep completed``, ...).
+  and for each completion it receives (``call completed``, ``sleep completed``,
+  ``get_promise completed``, ``signal received`` for an awakeable, ...).
 
 Attribute names are Restate's: ``restate.invocation.id``, ``restate.invocation.target``
 (``Service/handler`` or ``Service/key/handler``), ``rpc.system``/``rpc.service``/
@@ -181,8 +182,10 @@ class Tracing:
         span = self._attempts.get(inv.id) or self._invocations.get(inv.id)
         if span is not None:
             name = _name(msg_type)
-            name = name.removesuffix("_completion") + " completed" if name.endswith(
-                "_completion") else name
+            if name.endswith("_completion"):
+                name = name.removesuffix("_completion") + " completed"
+            else:  # a signal: how awakeables are completed, or a named signal
+                name += " received"
             span.add_event(name)
 
     def attempt_ended(

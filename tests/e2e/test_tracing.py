@@ -72,7 +72,18 @@ async def once_broken(ctx: Context, key: str) -> str:
     return "fixed"
 
 
-app = restate.app([first_svc, second_svc, third_svc, slow_svc, flaky_svc])
+waiter_svc = restate.Service("TraceWaiter")
+awakeables: list[str] = []
+
+
+@waiter_svc.handler()
+async def wait_for_approval(ctx: Context) -> str:
+    awakeable_id, promise = ctx.awakeable(type_hint=str)
+    awakeables.append(awakeable_id)
+    return await promise
+
+
+app = restate.app([first_svc, second_svc, third_svc, slow_svc, flaky_svc, waiter_svc])
 
 
 class Receiver:
@@ -250,6 +261,28 @@ def test_a_failed_attempt_is_a_span_in_error(server: DurablyServer, receiver: Re
     assert succeeded.status.code != succeeded.status.STATUS_CODE_ERROR
     assert attrs(succeeded)["restate.invocation.attempt.outcome"] == "completed"
     assert attrs(invocation)["restate.invocation.result"] == "success"
+
+
+def test_an_awakeable_completion_is_an_event(server: DurablyServer, receiver: Receiver) -> None:
+    sent = httpx.post(f"{server.ingress_url}/TraceWaiter/wait_for_approval/send")
+    invocation_id = sent.json()["invocationId"]
+    def created() -> str:
+        assert awakeables, "the handler has not created its awakeable yet"
+        return awakeables[0]
+
+    awakeable_id = poll(created, timeout=30, interval=0.05)
+    resolved = httpx.post(f"{server.ingress_url}/restate/awakeables/{awakeable_id}/resolve",
+                          json="approved")
+    assert resolved.status_code in (200, 202), resolved.text
+    done = httpx.get(f"{server.ingress_url}/restate/invocation/{invocation_id}/attach", timeout=60)
+    assert done.json() == "approved"
+
+    def received() -> None:
+        events = {e.name for s in receiver.snapshot()
+                  if attrs(s).get("restate.invocation.id") == invocation_id for e in s.events}
+        assert "signal received" in events, events
+
+    poll(received, timeout=30, interval=0.2)
 
 
 def test_attempts_after_a_crash_continue_the_trace(server: DurablyServer, receiver: Receiver) -> None:
