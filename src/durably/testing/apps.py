@@ -60,7 +60,8 @@ class AppServer:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._served: dict[int, tuple[Any, int, asyncio.Event]] = {}  # id(app) -> ...
+        # id(app) -> (app, port, the event that stops its hypercorn, hypercorn's future)
+        self._served: dict[int, tuple[Any, int, asyncio.Event, Future[None]]] = {}
 
     def url_of(self, app: Any) -> str | None:
         served = self._served.get(id(app))
@@ -92,7 +93,7 @@ class AppServer:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"hypercorn did not listen on port {port} within {timeout}s")
             time.sleep(0.005)
-        self._served[id(app)] = (app, port, stop)
+        self._served[id(app)] = (app, port, stop, task)
         return f"http://127.0.0.1:{port}"
 
     def warm_up(self) -> None:
@@ -108,20 +109,20 @@ class AppServer:
         loop, self._loop = self._loop, None
         if loop is None:
             return
-        for _, _, stop in self._served.values():
+        served, self._served = list(self._served.values()), {}
+        for _, _, stop, _ in served:
             loop.call_soon_threadsafe(stop.set)
-        self._served.clear()
-
-        async def settle() -> None:
-            await asyncio.sleep(0.05)
-
-        try:
-            asyncio.run_coroutine_threadsafe(settle(), loop).result(5)
-        except Exception:
-            pass
+        deadline = time.monotonic() + 5.0  # hypercorn's graceful stop takes up to 1 s
+        for _, _, _, task in served:
+            try:
+                task.result(max(0.0, deadline - time.monotonic()))
+            except Exception:  # a stop that failed or took too long: the loop stops anyway
+                pass
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(5)
+            if not self._thread.is_alive():
+                loop.close()
         self._thread = None
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
