@@ -28,8 +28,15 @@ order = restate.Workflow("Order")
 @order.main()
 async def run(ctx: WorkflowContext, items: list[str]) -> str:
     reserved = await ctx.run_typed("reserve", reserve_stock, items=items)
+    ctx.set("status", "waiting for payment")
     paid = await ctx.promise("payment", type_hint=str).value()
+    ctx.set("status", "paid")
     return f"order {ctx.key()}: {reserved} items, payment {paid}"
+
+
+@order.handler()
+async def status(ctx: WorkflowSharedContext) -> str:
+    return await ctx.get("status", type_hint=str) or "new"
 
 
 @order.handler()

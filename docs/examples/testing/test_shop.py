@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -26,9 +27,14 @@ def test_order_survives_a_crash_while_it_waits(durably_server: DurablyServer) ->
     with durably_server.client() as client:
         workflow = client.workflow("Order", order_id)
         workflow.submit(["apple", "pear"])
-        durably_server.restart()  # the run is now blocked on its "payment" promise
+        deadline = time.monotonic() + 30
+        while workflow.call("status", output=str) != "waiting for payment":
+            assert time.monotonic() < deadline, "the order never reached its payment step"
+            time.sleep(0.05)
+        durably_server.restart()  # kill -9 in the middle of the workflow
         workflow.call("confirm_payment", "PAY-1")
         result = workflow.attach(output=str)
+        assert workflow.call("status", output=str) == "paid"
     assert result == f"order {order_id}: 2 items, payment PAY-1"
 
 
