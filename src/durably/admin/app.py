@@ -142,12 +142,15 @@ def create_admin_app(
     ingress_endpoint: str | None = None,
     version: str = __version__,
     extra_openapi_paths: dict[str, Any] | None = None,
+    ui: Sequence[BaseRoute] = (),
+    kafka: Any = None,
 ) -> Starlette:
     """The admin ASGI app over `registry`.
 
     `ingress_endpoint` is what GET /version reports (e.g. "http://127.0.0.1:8080/").
     `extra_routes` are mounted beside ours (and under /v2../v4); their OpenAPI path items can
-    be given as `extra_openapi_paths`.
+    be given as `extra_openapi_paths`. `ui` (from `durably.ui.ui_routes`) is mounted once, at
+    the root: `/` and `/ui` redirect to `/ui/`.
     """
     openapi_doc = orjson.dumps(build_openapi(version, extra_openapi_paths))
 
@@ -295,6 +298,7 @@ def create_admin_app(
         _route("/services/{service}", GET=get_service, PATCH=modify_service),
         Route("/services/{service}/handlers", list_handlers, methods=["GET"]),
         Route("/services/{service}/handlers/{handler}", get_handler, methods=["GET"]),
+        *_kafka_routes(kafka),
         *extra_routes,
     ]
 
@@ -314,6 +318,7 @@ def create_admin_app(
         ),
         Route("/v{n:int}", unsupported_version, methods=_ALL_METHODS),
         Route("/v{n:int}/{rest:path}", unsupported_version, methods=_ALL_METHODS),
+        *ui,
     ]
 
     async def on_admin_error(request: Request, exc: Exception) -> Response:
@@ -345,6 +350,15 @@ def create_admin_app(
     )
     app.state.registry = registry
     return app
+
+
+def _kafka_routes(kafka: Any) -> list[BaseRoute]:
+    """`/kafka-clusters`, `/subscriptions` (durably.kafka), when the server runs them."""
+    if kafka is None:
+        return []
+    from durably.kafka.admin import kafka_routes
+
+    return list(kafka_routes(kafka))
 
 
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

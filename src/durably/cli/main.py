@@ -30,6 +30,13 @@ def _register_ops() -> None:
     app.add_typer(ops.invocations_app, name="invocations")
     app.add_typer(ops.state_app, name="state")
     app.command("sql")(ops.sql_command)
+    from durably.kafka import cli as kafka_cli
+
+    app.add_typer(kafka_cli.subscriptions_app, name="subscriptions")
+    app.add_typer(kafka_cli.clusters_app, name="kafka-clusters")
+    from durably.security.cli import keys_app
+
+    app.add_typer(keys_app, name="keys")
 
 
 _register_ops()
@@ -67,6 +74,14 @@ def serve(
         envvar="DURABLY_DATA_DIR",
         help="Where the SQLite database lives (created if missing).",
     ),
+    store: str | None = typer.Option(
+        None,
+        "--store",
+        envvar="DURABLY_STORE",
+        help="Where invocations, journals, timers and state live: "
+        "'postgresql://USER:PASSWORD@HOST:PORT/DB' (schema created and migrated at start) "
+        "or 'sqlite:///PATH' (the same as --data-dir PATH). Default: SQLite in --data-dir.",
+    ),
     sync: str = typer.Option(
         "full",
         "--sync",
@@ -93,6 +108,16 @@ def serve(
         help="Most connections open to one HTTP/1.1 deployment (0: no cap); attempts beyond "
         "it wait for a free connection within their inactivity timeout.",
     ),
+    # the web UI (issue 13)
+    no_ui: bool = typer.Option(
+        False, "--no-ui", envvar="DURABLY_NO_UI", help="Do not serve the web UI at /ui/."
+    ),
+    ui_read_only: bool = typer.Option(
+        False,
+        "--ui-read-only",
+        envvar="DURABLY_UI_READ_ONLY",
+        help="Serve the web UI without any action (the admin API itself is unchanged).",
+    ),
     tracing_endpoint: str | None = typer.Option(
         None,
         "--tracing-endpoint",
@@ -109,6 +134,71 @@ def serve(
         envvar="DURABLY_LOG_FORMAT",
         help="'text' or 'json' (one object per line, with invocation_id when about one).",
     ),
+    kafka_cluster: list[str] = typer.Option(
+        [],
+        "--kafka-cluster",
+        help="A Kafka cluster subscriptions can use, NAME=HOST:PORT[,HOST:PORT] (repeatable).",
+    ),
+    kafka_max_in_flight: int = typer.Option(
+        1000,
+        "--kafka-max-in-flight",
+        envvar="DURABLY_KAFKA_MAX_IN_FLIGHT",
+        min=1,
+        help="Unfinished invocations per subscribed partition before its consumption pauses.",
+    ),
+    # -- security (durably.security; docs/security.md) ----------------------------------
+    request_identity_key: Path | None = typer.Option(
+        None,
+        "--request-identity-private-key-pem-file",
+        help="Ed25519 private key (PEM) to sign requests to services with; also "
+        "$DURABLY_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE or "
+        "$RESTATE_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE. `durably keys generate` makes one.",
+    ),
+    request_identity_expiration: str = typer.Option(
+        "60s",
+        "--request-identity-expiration",
+        envvar="DURABLY_REQUEST_IDENTITY_EXPIRATION",
+        help="How long a signed request stays valid (at least 1s).",
+    ),
+    admin_token: str | None = typer.Option(
+        None,
+        "--admin-token",
+        envvar="DURABLY_ADMIN_TOKEN",
+        help="Bearer token(s) the admin API requires, comma-separated for rotation.",
+    ),
+    ingress_token: str | None = typer.Option(
+        None,
+        "--ingress-token",
+        envvar="DURABLY_INGRESS_TOKEN",
+        help="Bearer token(s) the ingress requires, comma-separated; never journaled.",
+    ),
+    metrics_public: bool = typer.Option(
+        False, "--metrics-public", envvar="DURABLY_METRICS_PUBLIC",
+        help="Serve /metrics without the admin token.",
+    ),
+    tls_cert_file: Path | None = typer.Option(
+        None, "--tls-cert-file", envvar="DURABLY_TLS_CERT_FILE",
+        help="Serve both ports over TLS with this certificate chain (PEM).",
+    ),
+    tls_key_file: Path | None = typer.Option(
+        None, "--tls-key-file", envvar="DURABLY_TLS_KEY_FILE", help="The TLS private key (PEM)."
+    ),
+    max_header_bytes: int = typer.Option(
+        65536, "--max-header-bytes", envvar="DURABLY_MAX_HEADER_BYTES",
+        help="Most bytes of a request's line and headers (beyond: 431).",
+    ),
+    header_timeout: str = typer.Option(
+        "10s", "--header-timeout", envvar="DURABLY_HEADER_TIMEOUT",
+        help="A request's headers must arrive within this long, else the connection closes.",
+    ),
+    idle_timeout: str = typer.Option(
+        "60s", "--idle-timeout", envvar="DURABLY_IDLE_TIMEOUT",
+        help="Close a kept-alive connection idle for this long.",
+    ),
+    max_connections: int = typer.Option(
+        4096, "--max-connections", envvar="DURABLY_MAX_CONNECTIONS",
+        help="Most open connections per port; more are closed at once.",
+    ),
 ) -> None:
     """Run the server: HTTP ingress, admin API and the invocation engine."""
     from durably.config import ServerConfig
@@ -124,6 +214,15 @@ def serve(
     if http1_max_connections < 0:
         typer.echo(f"durably: bad --http1-max-connections {http1_max_connections}", err=True)
         raise typer.Exit(2)
+    postgres_dsn = None
+    if store is not None and store.strip():
+        from durably.cli.store import parse_store
+
+        try:
+            data_dir, postgres_dsn = parse_store(store, data_dir)
+        except ValueError as e:
+            typer.echo(f"durably: {e}", err=True)
+            raise typer.Exit(2) from None
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         typer.echo(f"durably: unknown log level {log_level!r}", err=True)
@@ -131,6 +230,29 @@ def serve(
     if log_format.lower() not in ("text", "json"):
         typer.echo(f"durably: --log-format must be 'text' or 'json', not {log_format!r}", err=True)
         raise typer.Exit(2)
+    from durably.kafka.model import parse_cluster_arg
+
+    for text in kafka_cluster:
+        try:
+            parse_cluster_arg(text)
+        except ValueError as e:
+            typer.echo(f"durably: {e}", err=True)
+            raise typer.Exit(2) from None
+    from durably.security.cli import security_options
+
+    security = security_options(
+        key_file=request_identity_key,
+        expiration_s=_seconds(request_identity_expiration) or -1.0,
+        admin_token=admin_token,
+        ingress_token=ingress_token,
+        metrics_public=metrics_public,
+        tls_cert_file=tls_cert_file,
+        tls_key_file=tls_key_file,
+        max_header_bytes=max_header_bytes,
+        header_timeout_s=_seconds(header_timeout) or -1.0,
+        idle_timeout_s=_seconds(idle_timeout) or -1.0,
+        max_connections=max_connections,
+    )
     if tracing_endpoint:
         _check_tracing(tracing_endpoint)
     from durably.logs import configure_logging
@@ -147,8 +269,14 @@ def serve(
         enable_protocol_v7=enable_protocol_v7,
         cleanup_interval_s=interval_s,
         http1_max_connections=http1_max_connections,
+        postgres_dsn=postgres_dsn,
         log_level=log_level.lower(),
         log_format=log_format.lower(),
+        kafka_clusters=list(kafka_cluster),
+        kafka_max_in_flight=kafka_max_in_flight,
+        security=security,
+        ui=not no_ui,
+        ui_read_only=ui_read_only,
         tracing_endpoint=tracing_endpoint or None,
     )
     raise typer.Exit(run_server(config))

@@ -86,12 +86,13 @@ class IngressApp:
             )
         except asyncio.CancelledError:
             raise
-        except Exception as e:
+        except Exception:
+            # the details go to the log, not to the caller
             log.exception("ingress request failed")
             await _json(
                 send,
                 500,
-                {"code": 500, "message": f"internal error: {e}", "source": "ingress"},
+                {"code": 500, "message": "internal error", "source": "ingress"},
                 [("x-restate-error-source", "ingress")],
             )
 
@@ -105,6 +106,11 @@ class IngressApp:
         if isinstance(route, paths.Health):
             await _raw(send, 200, b"", [])
             return
+        if not getattr(self.engine.store, "available", True):
+            # PostgreSQL is away: nothing could be acknowledged, so accept nothing new
+            raise HttpError(
+                503, "the database is unavailable; durably is reconnecting, retry later"
+            )
         if isinstance(route, paths.Invoke):
             if method not in ("GET", "POST"):
                 raise HttpError(405, "method not allowed, use POST")
