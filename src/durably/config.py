@@ -38,3 +38,5 @@ class ServerConfig:
     advertise_address: str | None = None  # how other nodes reach this one (default: bind)
     cluster_secret: str | None = None  # required when bound beyond loopback
     lease_ttl_s: float = 6.0
+    # OTLP/HTTP collector spans are exported to (durably.tracing); None: no tracing
+    tracing_endpoint: str | None = None

@@ -183,6 +183,7 @@ class Durably:
         # exits non-zero instead of reporting a normal shutdown
         self.fatal: BaseException | None = None
         self.cluster: Any = None  # a ClusterNode with --node-name (durably.cluster.node)
+        self.tracing: Any = None  # durably.tracing.Tracing with --tracing-endpoint
 
     async def start(self) -> None:
         cfg = self.config
@@ -264,6 +265,10 @@ class Durably:
             engine, http1_max_connections=cfg.http1_max_connections, signer=self.signer
         )
         engine.invoker = self.invoker
+        if cfg.tracing_endpoint:
+            from durably.tracing import install
+
+            engine.observer = self.tracing = install(cfg.tracing_endpoint)
         engine.recover()
         # what recovery loaded (every unfinished invocation) lives long: keep it out of the
         # garbage collector's full passes, whose pause grows with the objects they scan
@@ -362,6 +367,8 @@ class Durably:
         if self.cluster is not None:
             # after the last commit: hand the partitions over at once
             await self.cluster.stop(release=self.fatal is None)
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
 
 async def _open_store(cfg: ServerConfig) -> Any:

@@ -42,6 +42,15 @@ def _register_ops() -> None:
 _register_ops()
 
 
+def _register_dev() -> None:
+    from durably.cli import dev
+
+    app.command("dev")(dev.dev_command)
+
+
+_register_dev()
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
@@ -134,6 +143,14 @@ def serve(
         "--lease-ttl",
         envvar="DURABLY_LEASE_TTL",
         help="How long a node's partition leases last without renewal (cluster mode).",
+    ),
+    # traces (issue 17)
+    tracing_endpoint: str | None = typer.Option(
+        None,
+        "--tracing-endpoint",
+        envvar="DURABLY_TRACING_ENDPOINT",
+        help="Export OpenTelemetry spans of invocations to this OTLP/HTTP collector, e.g. "
+        "http://localhost:4318 (needs durably[tracing]).",
     ),
     log_level: str = typer.Option(
         "info", "--log-level", envvar="DURABLY_LOG_LEVEL", help="debug, info, warning or error."
@@ -276,6 +293,8 @@ def serve(
         idle_timeout_s=_seconds(idle_timeout) or -1.0,
         max_connections=max_connections,
     )
+    if tracing_endpoint:
+        _check_tracing(tracing_endpoint)
     from durably.logs import configure_logging
 
     configure_logging(level, log_format.lower())
@@ -302,8 +321,23 @@ def serve(
         advertise_address=advertise_address,
         cluster_secret=cluster_secret,
         lease_ttl_s=lease_ttl_s or 6.0,
+        tracing_endpoint=tracing_endpoint or None,
     )
     raise typer.Exit(run_server(config))
+
+
+def _check_tracing(endpoint: str) -> None:
+    try:
+        from durably.tracing import traces_url
+    except ImportError:
+        typer.echo("durably: --tracing-endpoint needs OpenTelemetry: "
+                   "pip install 'durably[tracing]'", err=True)
+        raise typer.Exit(2) from None
+    try:
+        traces_url(endpoint)
+    except ValueError as e:
+        typer.echo(f"durably: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _seconds(text: str) -> float | None:
