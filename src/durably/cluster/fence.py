@@ -13,9 +13,11 @@ from typing import Any
 
 from durably.cluster.placement import partition_of_stored
 from durably.ids import InvocationId, partition_key_for, partition_of
+from durably.storage.postgres import COMMIT_ARITY
 
 # the positions of `storage.postgres._compile`'s arguments that carry partition keys
-_ROWS_KEYED_AT_0 = (4, 8, 12, 13, 14, 15, 16, 18)  # journal, state, promise, listeners, subs, timers
+# journal, state, promise, listeners, subs, timers, Kafka offsets, parked Kafka records
+_ROWS_KEYED_AT_0 = (4, 8, 12, 13, 14, 15, 16, 18, 20, 22)
 _INVOCATION_ROWS = 2  # invocation rows: partition_key is their second column
 _INVOCATION_IDS = (1, 3)  # deleted invocations, cleared journals
 _STATE_DEL_KEYS = 6
@@ -27,8 +29,9 @@ class Fence:
 
     commit_sql = (
         "SELECT durably.commit_batch("
-        + ", ".join(f"${i}" for i in range(1, 21))
-        + ") FROM durably.cluster_fence($21, $1, $22, $23)"
+        + ", ".join(f"${i}" for i in range(1, COMMIT_ARITY + 1))
+        + f") FROM durably.cluster_fence(${COMMIT_ARITY + 1}, $1, ${COMMIT_ARITY + 2}, "
+        f"${COMMIT_ARITY + 3})"
     )
 
     def __init__(self, node: str, num_partitions: int) -> None:
@@ -62,7 +65,7 @@ class Fence:
         return pids
 
     def arguments(self, args: list[Any]) -> tuple[str, list[int], list[int]]:
-        """The fence's arguments ($21-$23) for a batch."""
+        """The fence's arguments (after the commit's own) for a batch."""
         pids = sorted(self.written(args))
         return self.node, pids, [self.epochs.get(p, -1) for p in pids]
 

@@ -57,9 +57,11 @@ log = logging.getLogger("durably.storage")
 
 Effect = Callable[[], None]
 
+# `durably.commit_batch`'s parameters: the batch's sequence number, then `_compile`'s arrays
+COMMIT_ARITY = 24
 _COMMIT_SQL = (
     "SELECT durably.commit_batch("
-    + ", ".join(f"${i}" for i in range(1, 25))
+    + ", ".join(f"${i}" for i in range(1, COMMIT_ARITY + 1))
     + ")"
 )
 # a commit that takes longer is treated as a lost connection (resent after reconnecting)
