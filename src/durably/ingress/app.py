@@ -58,6 +58,10 @@ async def _disconnected(receive: Receive) -> None:
             return
 
 
+# a 405 names the methods the path allows (RFC 9110, 15.5.6)
+_ALLOW_POST = [("allow", "POST")]
+
+
 class IngressApp:
     def __init__(self, engine: Engine, *, max_body: int = DEFAULT_MAX_BODY) -> None:
         self.engine = engine
@@ -103,21 +107,23 @@ class IngressApp:
             raise HttpError(e.status, e.message) from None
         method = scope["method"]
         if isinstance(route, paths.Health):
+            if method not in ("GET", "HEAD"):
+                raise HttpError(405, "method not allowed, use GET", [("allow", "GET,HEAD")])
             await _raw(send, 200, b"", [])
             return
         if isinstance(route, paths.Invoke):
             if method not in ("GET", "POST"):
-                raise HttpError(405, "method not allowed, use POST")
+                raise HttpError(405, "method not allowed, use POST", [("allow", "GET,POST")])
             await self._invoke(scope, receive, send, route)
             return
         if isinstance(route, paths.Awakeable):
             if method != "POST":
-                raise HttpError(405, "method not allowed, use POST")
+                raise HttpError(405, "method not allowed, use POST", _ALLOW_POST)
             await self._awakeable(receive, send, route)
             return
         if isinstance(route, paths.ByTargetBody):
             if method != "POST":
-                raise HttpError(405, "method not allowed, use POST")
+                raise HttpError(405, "method not allowed, use POST", _ALLOW_POST)
             body = await self._body(receive)
             invocation_id = self._target_from_body(body)
             if route.action == "lookup":
@@ -128,7 +134,7 @@ class IngressApp:
             await self._attach_or_output(receive, send, invocation_id, route.action)
             return
         if method != "GET":
-            raise HttpError(405, "method not allowed, use GET")
+            raise HttpError(405, "method not allowed, use GET", [("allow", "GET")])
         if isinstance(route, paths.ById):
             try:
                 InvocationId.parse(route.invocation_id)
