@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from durably.engine.attempt import Attempt
 from durably.invoker.transport import Transport, TransportError
-from durably.protocol.framing import FrameDecoder
+from durably.protocol.framing import FrameDecoder, ProtocolViolation
 from durably.protocol.version import content_type
 
 if TYPE_CHECKING:
@@ -183,6 +183,10 @@ class Invoker:
                 error = "the deployment ended the response without End, Suspension or Error"
         except _AttemptError as e:
             error = str(e)
+        except ProtocolViolation as e:
+            # the deployment's fault (e.g. a frame over the size limit), not ours: a one-line
+            # failure on the invocation, no traceback in the log
+            error = f"protocol violation: {e}"
         except TransportError as e:
             error = f"cannot reach the deployment {attempt.deployment_uri}: {e}"
             retry_now = bool(getattr(e, "retry_immediately", False))
