@@ -130,22 +130,27 @@ class Invoker:
                 if attempt._outbox:
                     wake()
             idle = _IdleTimeout()
+            # request/response has no inactivity timeout (Restate's RT0021: the handler
+            # runs while the request waits): the abort timeout bounds the wait instead, as
+            # it bounds reading the body below
+            head_timeout = attempt.inactivity_timeout_s if attempt.bidi else attempt.abort_timeout_s
             try:
                 # a deployment that never answers must not hold the invocation forever;
                 # this also bounds an HTTP/1.1 request's wait for a free pooled connection
-                with idle.within(attempt.inactivity_timeout_s or None):
+                with idle.within(head_timeout or None):
                     if not attempt.bidi:
                         attempt.closed = True
                         await stream.end()
                     status, headers = await stream.response_head()
             except TimeoutError:
+                which = "inactivity" if attempt.bidi else "abort"
                 if not getattr(stream, "got_connection", True):
                     raise _AttemptError(
-                        "no free HTTP/1.1 connection to the deployment within the inactivity"
+                        f"no free HTTP/1.1 connection to the deployment within the {which}"
                         " timeout (all --http1-max-connections in use)"
                     ) from None
                 raise _AttemptError(
-                    "the deployment did not answer within the inactivity timeout"
+                    f"the deployment did not answer within the {which} timeout"
                 ) from None
             if status != 200:
                 body = await _read_some(stream)
