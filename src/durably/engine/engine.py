@@ -992,8 +992,8 @@ class Engine:
         try:
             self._write_dirty()
             self.store.commit()
-        except Exception:
-            log.exception("final commit failed")
+        except Exception as e:  # a storage failure (the store says which): one line
+            log.error("final commit failed: %s", e)
         if self._gate is not None:
             self._gate.close()
             self._gate = None

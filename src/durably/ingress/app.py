@@ -8,6 +8,7 @@ carries `"source": "invocation"`, and its code is the HTTP status, as Restate do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
@@ -89,7 +90,18 @@ class IngressApp:
                 [("x-restate-error-source", "ingress"), *e.headers],
             )
         except asyncio.CancelledError:
-            raise
+            if not self.engine.stopping:
+                raise
+            # the server is stopping (SIGTERM, or storage failed) with this request still
+            # waiting: a clear 503 (the caller may retry with its idempotency key) rather
+            # than a dropped connection and a traceback in the log
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await _json(
+                    send,
+                    503,
+                    {"code": 503, "message": "the server is stopping", "source": "ingress"},
+                    [("x-restate-error-source", "ingress")],
+                )
         except Exception as e:
             log.exception("ingress request failed")
             await _json(

@@ -284,7 +284,7 @@ class SqliteStore:
             raise StorageError(f"cannot open the database {self.path}: {e}{hint}") from e
         self._db = db
         self._in_tx = False
-        self._failed: sqlite3.Error | None = None
+        self._failed: sqlite3.Error | OSError | None = None
         self._writer = _Writer(self)
         # writes in the open batch, and who wants (seconds, writes) after each commit (metrics)
         self._batch_ops = 0
@@ -305,7 +305,15 @@ class SqliteStore:
             except FileNotFoundError:
                 return  # nothing was ever written to the log
         started = time.perf_counter()
-        os.fsync(self._wal_fd)
+        try:
+            os.fsync(self._wal_fd)
+        except OSError as e:
+            # after a failed fsync the kernel may have dropped the dirty pages: a later
+            # fsync could "succeed" without them. Never trust this log again: refuse every
+            # commit (and the final sync of close()) from now on.
+            if self._failed is None:
+                self._failed = e
+            raise
         if self.on_sync is not None:
             self.on_sync(time.perf_counter() - started)
 
