@@ -13,9 +13,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from tests.abuse import diskfault
+from tests.faults.test_storage_errors import add_until_refused, resend_all
 from tests.support.harness import DurablyServer, ServicesProcess, register
 
 pytestmark = [pytest.mark.restart, pytest.mark.timeout(180)]
@@ -56,27 +56,13 @@ def test_io_error_stops_cleanly(tmp_path: Path, call: str, nth: int) -> None:
     try:
         server.start()
         register(server.admin_url, services.url, use_http_11=False)
-        answered: dict[str, int] = {}
-        sent: list[str] = []
-        with httpx.Client(timeout=10) as client:
-            for i in range(2000):
-                if i == 20:
-                    arm.touch()
-                ik = f"k-{i}"
-                sent.append(ik)
-                try:
-                    r = client.post(f"{server.ingress_url}/FaultCounter/a/add", json=1,
-                                    headers={"idempotency-key": ik})
-                except httpx.TransportError:
-                    break
-                if r.status_code != 200:
-                    break
-                answered[ik] = r.json()
+        answered, sent = add_until_refused(
+            server, 2000, before_each=lambda i: arm.touch() if i == 20 else None)
         deadline = time.monotonic() + 30
         while server.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         code = server.proc.poll()
-        assert code is not None, f"the server kept running after {call} failed"
+        assert code is not None, f"the server kept running after {call} failed:\n{server.log_tail(60)}"
         assert code != 0
         assert len(answered) < len(sent), f"the {call} fault never hit"
         log = server.log_tail(200)
@@ -90,14 +76,7 @@ def test_io_error_stops_cleanly(tmp_path: Path, call: str, nth: int) -> None:
         stored = _stored(server.data_dir)
         assert len(answered) <= stored <= len(sent), (stored, len(answered), len(sent))
         server.start()
-        with httpx.Client(timeout=30) as client:
-            for ik in sent:
-                r = client.post(f"{server.ingress_url}/FaultCounter/a/add", json=1,
-                                headers={"idempotency-key": ik})
-                assert r.status_code == 200, r.text
-                if ik in answered:
-                    assert r.json() == answered[ik], (ik, r.json(), answered[ik])
-            assert client.post(f"{server.ingress_url}/FaultCounter/a/get").json() == len(sent)
+        resend_all(server, answered, sent)
         print(f"{call} #{nth} failed: {len(answered)} answered of {len(sent)} sent; "
               f"stop line: {stops[0]}")
     finally:

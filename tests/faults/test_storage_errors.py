@@ -120,6 +120,45 @@ def _populated(base: Path, data_dir: Path, services: ServicesProcess, adds: int 
     return server
 
 
+def add_until_refused(
+    server: DurablyServer, count: int, before_each: Callable[[int], None] | None = None,
+) -> tuple[dict[str, int], list[str]]:
+    """``FaultCounter/a/add`` with an idempotency key each, until one gets no 200 (the
+    server failed) or ``count`` were sent. Returns (answers by key, keys sent in order)."""
+    answered: dict[str, int] = {}
+    sent: list[str] = []
+    with httpx.Client(timeout=10) as client:
+        for i in range(count):
+            if before_each is not None:
+                before_each(i)
+            ik = f"k-{i}"
+            sent.append(ik)
+            try:
+                r = client.post(f"{server.ingress_url}/FaultCounter/a/add", json=1,
+                                headers={"idempotency-key": ik})
+            except httpx.TransportError:
+                break
+            if r.status_code != 200:
+                break
+            answered[ik] = r.json()
+    return answered, sent
+
+
+def resend_all(server: DurablyServer, answered: dict[str, int], sent: list[str],
+               initial: int = 0) -> None:
+    """Every add again with its key: an answered one gives its first answer, and the
+    counter ends at exactly ``initial`` plus one per key sent."""
+    with httpx.Client(timeout=30) as client:
+        for ik in sent:
+            r = client.post(f"{server.ingress_url}/FaultCounter/a/add", json=1,
+                            headers={"idempotency-key": ik})
+            assert r.status_code == 200, r.text
+            if ik in answered:
+                assert r.json() == answered[ik], (ik, r.json(), answered[ik])
+        r = client.post(f"{server.ingress_url}/FaultCounter/a/get")
+        assert r.json() == initial + len(sent)
+
+
 def _restart_and_read(server: DurablyServer, key: str = "a") -> int:
     server.start()
     try:
@@ -226,20 +265,7 @@ def test_disk_fills_while_running(tmp_path: Path, services: ServicesProcess) -> 
         server = _populated(tmp_path / "srv", mnt / "data", services, adds=1)
         server.start()
         filler = _fill(mnt, 48 * 1024)
-        answered: dict[str, int] = {}
-        sent: list[str] = []
-        with httpx.Client(timeout=10) as client:
-            for i in range(400):
-                ik = f"k-{i}"
-                sent.append(ik)
-                try:
-                    r = client.post(f"{server.ingress_url}/FaultCounter/a/add", json=1,
-                                    headers={"idempotency-key": ik})
-                except httpx.TransportError:
-                    break
-                if r.status_code != 200:
-                    break
-                answered[ik] = r.json()
+        answered, sent = add_until_refused(server, 400)
         deadline = time.monotonic() + 30
         while server.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -263,15 +289,7 @@ def test_disk_fills_while_running(tmp_path: Path, services: ServicesProcess) -> 
         # with space again: re-send everything with the same keys; exactly the accepted work
         server.start()
         try:
-            with httpx.Client(timeout=30) as client:
-                for ik in sent:
-                    r = client.post(f"{server.ingress_url}/FaultCounter/a/add", json=1,
-                                    headers={"idempotency-key": ik})
-                    assert r.status_code == 200, r.text
-                    if ik in answered:
-                        assert r.json() == answered[ik]
-                r = client.post(f"{server.ingress_url}/FaultCounter/a/get")
-                assert r.json() == 1 + len(sent)
+            resend_all(server, answered, sent, initial=1)
         finally:
             server.stop()
         _check_store(server.data_dir, 1 + len(sent))

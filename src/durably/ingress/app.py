@@ -22,6 +22,7 @@ from durably.engine.model import Failure, Result, now_ms
 from durably.ids import InvocationId
 from durably.ingress import paths
 from durably.schema.durations import parse_duration
+from durably.storage.sqlite import StorageError
 
 log = logging.getLogger("durably.ingress")
 
@@ -102,6 +103,15 @@ class IngressApp:
                     {"code": 503, "message": "the server is stopping", "source": "ingress"},
                     [("x-restate-error-source", "ingress")],
                 )
+        except StorageError as e:
+            # the store failed and the server is stopping: the caller may retry elsewhere
+            # or later with its idempotency key; nothing of this request was acknowledged
+            await _json(
+                send,
+                503,
+                {"code": 503, "message": f"storage failed: {e}", "source": "ingress"},
+                [("x-restate-error-source", "ingress")],
+            )
         except Exception as e:
             log.exception("ingress request failed")
             await _json(

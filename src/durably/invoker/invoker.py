@@ -18,6 +18,7 @@ from durably.engine.attempt import Attempt
 from durably.invoker.transport import Transport, TransportError
 from durably.protocol.framing import FrameDecoder, ProtocolViolation
 from durably.protocol.version import content_type
+from durably.storage.sqlite import StorageError
 
 if TYPE_CHECKING:
     from durably.engine.engine import Engine
@@ -188,6 +189,9 @@ class Invoker:
                 error = "the deployment ended the response without End, Suspension or Error"
         except _AttemptError as e:
             error = str(e)
+        except StorageError as e:
+            # the store failed (the server is stopping because of it): no traceback
+            error = f"storage failed: {e}"
         except ProtocolViolation as e:
             # the deployment's fault (e.g. a frame over the size limit), not ours: a one-line
             # failure on the invocation, no traceback in the log
