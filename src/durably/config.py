@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from durably.security.options import SecurityOptions
 
 
 @dataclass(slots=True)
@@ -21,3 +23,8 @@ class ServerConfig:
     max_body_bytes: int = 32 * 1024 * 1024
     # connections per HTTP/1.1 deployment (0: no cap); attempts beyond it wait for a free one
     http1_max_connections: int = 256
+    # request identity, tokens, TLS and connection limits (durably.security)
+    security: SecurityOptions = field(default_factory=SecurityOptions)
+    # the web UI on the admin port (/ui/), and whether it may act
+    ui: bool = True
+    ui_read_only: bool = False

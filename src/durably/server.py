@@ -183,6 +183,14 @@ class Durably:
 
     async def start(self) -> None:
         cfg = self.config
+        from durably.security import wiring as security
+
+        try:
+            signer = security.load_signer(cfg.security)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
+        for warning in security.exposure_warnings(cfg.security, cfg.bind):
+            log.warning("%s", warning)
         ingress_sock = _listen(cfg.bind, cfg.ingress_port, "ingress")
         admin_sock = _listen(cfg.bind, cfg.admin_port, "admin")
         try:
@@ -210,7 +218,11 @@ class Durably:
             store.save_meta(REGISTRY_KEY, orjson.dumps(doc))
             store.commit()
 
-        registry = SchemaRegistry(load, save)
+        from functools import partial
+
+        from durably.schema.discovery_client import discover
+
+        registry = SchemaRegistry(load, save, discover_fn=partial(discover, signer=signer))
         schema = RegistrySchema(registry)
         self.engine = engine = Engine(store, schema, enable_protocol_v7=cfg.enable_protocol_v7)
         from durably.metrics import Metrics
@@ -221,7 +233,9 @@ class Durably:
         store.on_commit = metrics.committed
         store.on_sync = metrics.synced
         engine.on_fatal = self._on_fatal
-        self.invoker = Invoker(engine, http1_max_connections=cfg.http1_max_connections)
+        self.invoker = Invoker(
+            engine, http1_max_connections=cfg.http1_max_connections, signer=signer
+        )
         engine.invoker = self.invoker
         engine.recover()
         # what recovery loaded (every unfinished invocation) lives long: keep it out of the
@@ -237,6 +251,7 @@ class Durably:
         admin_app = _admin_app(
             create_admin_app, registry, engine, cfg, self.introspector, metrics
         )
+        ingress_app, admin_app = security.guard_apps(ingress_app, admin_app, cfg.security, cfg.bind)
         log_level = cfg.log_level if cfg.log_level != "info" else "warning"
         for app, sock in ((ingress_app, ingress_sock), (admin_app, admin_sock)):
             ucfg = uvicorn.Config(
@@ -244,8 +259,8 @@ class Durably:
                 log_level=log_level,
                 access_log=False,
                 lifespan="off",
-                timeout_keep_alive=60,
                 loop="none",
+                **security.uvicorn_options(cfg.security),
                 server_header=False,  # as Restate: no `server` header
                 # JSON logs: uvicorn's own lines go through our root handler too
                 **({"log_config": None} if cfg.log_format == "json" else {}),
@@ -319,13 +334,23 @@ def _admin_app(
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    ingress_url = f"http://{cfg.bind}:{cfg.ingress_port}/"
+    scheme = "https" if cfg.security.tls else "http"
+    ingress_url = f"{scheme}://{cfg.bind}:{cfg.ingress_port}/"
+    from durably.admin.services import service_routes
+
+    ui: list[Any] = []
+    if cfg.ui:
+        from durably.ui import ui_routes
+
+        ui = ui_routes(engine, registry, introspector, read_only=cfg.ui_read_only,
+                       ingress_url=ingress_url)
     routes = [
+        *service_routes(engine, registry),
         *invocation_routes(engine),
         *query_routes(introspector),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    return create_admin_app(registry, extra_routes=routes, ingress_endpoint=ingress_url)
+    return create_admin_app(registry, extra_routes=routes, ingress_endpoint=ingress_url, ui=ui)
 
 
 async def _serve(config: ServerConfig) -> int:
@@ -340,9 +365,10 @@ async def _serve(config: ServerConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_stop)
     host = config.bind
+    scheme = "https" if config.security.tls else "http"
     print(
-        f"durably is ready: ingress http://{host}:{config.ingress_port}  "
-        f"admin http://{host}:{config.admin_port}  data {config.data_dir}",
+        f"durably is ready: ingress {scheme}://{host}:{config.ingress_port}  "
+        f"admin {scheme}://{host}:{config.admin_port}  data {config.data_dir}",
         flush=True,
     )
     await server.wait()

@@ -158,12 +158,14 @@ def create_admin_app(
     ingress_endpoint: str | None = None,
     version: str = __version__,
     extra_openapi_paths: dict[str, Any] | None = None,
+    ui: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The admin ASGI app over `registry`.
 
     `ingress_endpoint` is what GET /version reports (e.g. "http://127.0.0.1:8080/").
     `extra_routes` are mounted beside ours (and under /v2../v4); their OpenAPI path items can
-    be given as `extra_openapi_paths`.
+    be given as `extra_openapi_paths`. `ui` (from `durably.ui.ui_routes`) is mounted once, at
+    the root: `/` and `/ui` redirect to `/ui/`.
     """
     openapi_doc = orjson.dumps(build_openapi(version, extra_openapi_paths))
 
@@ -333,6 +335,7 @@ def create_admin_app(
         ),
         Route("/v{n:int}", unsupported_version, methods=_ALL_METHODS),
         Route("/v{n:int}/{rest:path}", unsupported_version, methods=_ALL_METHODS),
+        *ui,
     ]
 
     async def on_admin_error(request: Request, exc: Exception) -> Response:

@@ -106,6 +106,48 @@ def invocation_view(engine: Engine, row: InvocationRow) -> dict[str, Any]:
     return view
 
 
+async def perform(engine: Engine, inv_id: str, action: str, params: Any) -> Response:
+    """One action on one invocation, answered as the admin API answers it (the web UI acts
+    through this too, so both give the same outcome for the same request)."""
+    deployment = params.get("deployment")
+    body: dict[str, Any] | None = None
+    if action == "cancel":
+        outcome = engine.cancel(inv_id)
+    elif action == "kill":
+        outcome = engine.kill(inv_id)
+    elif action == "purge":
+        outcome = engine.purge(inv_id)
+    elif action == "purge-journal":
+        outcome = engine.purge_journal(inv_id)
+    elif action == "pause":
+        outcome = engine.pause(inv_id)
+    elif action == "resume":
+        outcome = engine.resume(inv_id, deployment)
+    elif action == "restart-as-new":
+        raw_from = params.get("from")
+        from_index: int | None = None
+        if raw_from not in (None, ""):
+            try:
+                from_index = int(raw_from)
+                if from_index < 0:
+                    raise ValueError
+            except ValueError:
+                return _error(400, f"The query parameter 'from' is invalid: '{raw_from}'")
+        outcome, new_id = engine.restart_as_new(inv_id, from_index, deployment)
+        body = {"new_invocation_id": new_id}
+    else:
+        return _error(404, f"unknown action '{action}'")
+    refused = _refusal(action, outcome, id=inv_id, deployment=str(deployment))
+    if refused is not None:
+        return refused
+    await engine.committed()
+    if body is not None:
+        return JSONResponse(body)
+    if outcome == "appended" or (action == "pause" and outcome == "done"):
+        return Response(status_code=202)
+    return Response(status_code=200)
+
+
 def invocation_routes(engine: Engine) -> list[Route]:
     def parse_id(request: Request) -> str | JSONResponse:
         inv_id = str(request.path_params["invocation_id"])
@@ -118,43 +160,7 @@ def invocation_routes(engine: Engine) -> list[Route]:
         return inv_id
 
     async def act(inv_id: str, action: str, params: Any) -> Response:
-        deployment = params.get("deployment")
-        body: dict[str, Any] | None = None
-        if action == "cancel":
-            outcome = engine.cancel(inv_id)
-        elif action == "kill":
-            outcome = engine.kill(inv_id)
-        elif action == "purge":
-            outcome = engine.purge(inv_id)
-        elif action == "purge-journal":
-            outcome = engine.purge_journal(inv_id)
-        elif action == "pause":
-            outcome = engine.pause(inv_id)
-        elif action == "resume":
-            outcome = engine.resume(inv_id, deployment)
-        elif action == "restart-as-new":
-            raw_from = params.get("from")
-            from_index: int | None = None
-            if raw_from not in (None, ""):
-                try:
-                    from_index = int(raw_from)
-                    if from_index < 0:
-                        raise ValueError
-                except ValueError:
-                    return _error(400, f"The query parameter 'from' is invalid: '{raw_from}'")
-            outcome, new_id = engine.restart_as_new(inv_id, from_index, deployment)
-            body = {"new_invocation_id": new_id}
-        else:
-            return _error(404, f"unknown action '{action}'")
-        refused = _refusal(action, outcome, id=inv_id, deployment=str(deployment))
-        if refused is not None:
-            return refused
-        await engine.committed()
-        if body is not None:
-            return JSONResponse(body)
-        if outcome == "appended" or (action == "pause" and outcome == "done"):
-            return Response(status_code=202)
-        return Response(status_code=200)
+        return await perform(engine, inv_id, action, params)
 
     async def patch(request: Request) -> Response:
         inv_id = parse_id(request)

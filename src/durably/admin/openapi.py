@@ -500,6 +500,36 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/services/{service}/state": {
+            "parameters": [svc],
+            "post": {
+                "operationId": "modify_service_state",
+                "summary": "Replace the state of one virtual object or workflow key",
+                "description": "Body: `object_key`, `new_state` (state key -> bytes as a list "
+                "of u8, or a string), optional `version` (the state must still be at it). 409 "
+                "when the key is held by a running invocation or the version moved on.",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["object_key", "new_state"], "properties": {
+                        "object_key": {"type": "string"},
+                        "version": {"type": "string"},
+                        "new_state": {"type": "object", "additionalProperties": {
+                            "type": "array", "items": {"type": "integer"}}}}}}}},
+                "responses": {
+                    "202": {"description": "Replaced"},
+                    "400": _ERRORS["400"],
+                    "404": _ERRORS["404"],
+                    "409": _ERRORS["409"],
+                },
+            },
+        },
+        "/services/{service}/openapi": {
+            "parameters": [svc],
+            "get": {
+                "operationId": "get_service_openapi",
+                "summary": "OpenAPI document for calling the service through the ingress",
+                "responses": {"200": {"description": "OpenAPI 3.1"}, "404": _ERRORS["404"]},
+            },
+        },
     }
 
 

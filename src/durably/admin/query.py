@@ -50,6 +50,15 @@ def query_routes(introspector: Introspector) -> list[Route]:
     gate = asyncio.Semaphore(2)
 
     async def query(request: Request) -> Response:
+        # as Restate: a JSON body only, which also keeps cross-site HTML forms (text/plain,
+        # form-encoded) from running queries with a browser's credentials
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media != "application/json":
+            return Response(
+                "Expected request with `Content-Type: application/json`",
+                status_code=415,
+                media_type="text/plain",
+            )
         body = await request.body()
         try:
             doc = orjson.loads(body) if body.strip() else None

@@ -61,7 +61,15 @@ def _code_for(status: int, message: str) -> int:
 class AdminClient:
     def __init__(self, base_url: str, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        from durably.client._model import auth_headers, tls_verify
+
+        # the admin token and CA file from the environment, as durably.client reads them
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            headers=auth_headers("admin"),
+            verify=tls_verify(None),
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -30,6 +30,9 @@ def _register_ops() -> None:
     app.add_typer(ops.invocations_app, name="invocations")
     app.add_typer(ops.state_app, name="state")
     app.command("sql")(ops.sql_command)
+    from durably.security.cli import keys_app
+
+    app.add_typer(keys_app, name="keys")
 
 
 _register_ops()
@@ -84,6 +87,16 @@ def serve(
         help="Most connections open to one HTTP/1.1 deployment (0: no cap); attempts beyond "
         "it wait for a free connection within their inactivity timeout.",
     ),
+    # the web UI (issue 13)
+    no_ui: bool = typer.Option(
+        False, "--no-ui", envvar="DURABLY_NO_UI", help="Do not serve the web UI at /ui/."
+    ),
+    ui_read_only: bool = typer.Option(
+        False,
+        "--ui-read-only",
+        envvar="DURABLY_UI_READ_ONLY",
+        help="Serve the web UI without any action (the admin API itself is unchanged).",
+    ),
     log_level: str = typer.Option(
         "info", "--log-level", envvar="DURABLY_LOG_LEVEL", help="debug, info, warning or error."
     ),
@@ -92,6 +105,59 @@ def serve(
         "--log-format",
         envvar="DURABLY_LOG_FORMAT",
         help="'text' or 'json' (one object per line, with invocation_id when about one).",
+    ),
+    # -- security (durably.security; docs/security.md) ----------------------------------
+    request_identity_key: Path | None = typer.Option(
+        None,
+        "--request-identity-private-key-pem-file",
+        help="Ed25519 private key (PEM) to sign requests to services with; also "
+        "$DURABLY_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE or "
+        "$RESTATE_REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE. `durably keys generate` makes one.",
+    ),
+    request_identity_expiration: str = typer.Option(
+        "60s",
+        "--request-identity-expiration",
+        envvar="DURABLY_REQUEST_IDENTITY_EXPIRATION",
+        help="How long a signed request stays valid (at least 1s).",
+    ),
+    admin_token: str | None = typer.Option(
+        None,
+        "--admin-token",
+        envvar="DURABLY_ADMIN_TOKEN",
+        help="Bearer token(s) the admin API requires, comma-separated for rotation.",
+    ),
+    ingress_token: str | None = typer.Option(
+        None,
+        "--ingress-token",
+        envvar="DURABLY_INGRESS_TOKEN",
+        help="Bearer token(s) the ingress requires, comma-separated; never journaled.",
+    ),
+    metrics_public: bool = typer.Option(
+        False, "--metrics-public", envvar="DURABLY_METRICS_PUBLIC",
+        help="Serve /metrics without the admin token.",
+    ),
+    tls_cert_file: Path | None = typer.Option(
+        None, "--tls-cert-file", envvar="DURABLY_TLS_CERT_FILE",
+        help="Serve both ports over TLS with this certificate chain (PEM).",
+    ),
+    tls_key_file: Path | None = typer.Option(
+        None, "--tls-key-file", envvar="DURABLY_TLS_KEY_FILE", help="The TLS private key (PEM)."
+    ),
+    max_header_bytes: int = typer.Option(
+        65536, "--max-header-bytes", envvar="DURABLY_MAX_HEADER_BYTES",
+        help="Most bytes of a request's line and headers (beyond: 431).",
+    ),
+    header_timeout: str = typer.Option(
+        "10s", "--header-timeout", envvar="DURABLY_HEADER_TIMEOUT",
+        help="A request's headers must arrive within this long, else the connection closes.",
+    ),
+    idle_timeout: str = typer.Option(
+        "60s", "--idle-timeout", envvar="DURABLY_IDLE_TIMEOUT",
+        help="Close a kept-alive connection idle for this long.",
+    ),
+    max_connections: int = typer.Option(
+        4096, "--max-connections", envvar="DURABLY_MAX_CONNECTIONS",
+        help="Most open connections per port; more are closed at once.",
     ),
 ) -> None:
     """Run the server: HTTP ingress, admin API and the invocation engine."""
@@ -115,6 +181,21 @@ def serve(
     if log_format.lower() not in ("text", "json"):
         typer.echo(f"durably: --log-format must be 'text' or 'json', not {log_format!r}", err=True)
         raise typer.Exit(2)
+    from durably.security.cli import security_options
+
+    security = security_options(
+        key_file=request_identity_key,
+        expiration_s=_seconds(request_identity_expiration) or -1.0,
+        admin_token=admin_token,
+        ingress_token=ingress_token,
+        metrics_public=metrics_public,
+        tls_cert_file=tls_cert_file,
+        tls_key_file=tls_key_file,
+        max_header_bytes=max_header_bytes,
+        header_timeout_s=_seconds(header_timeout) or -1.0,
+        idle_timeout_s=_seconds(idle_timeout) or -1.0,
+        max_connections=max_connections,
+    )
     from durably.logs import configure_logging
 
     configure_logging(level, log_format.lower())
@@ -131,6 +212,9 @@ def serve(
         http1_max_connections=http1_max_connections,
         log_level=log_level.lower(),
         log_format=log_format.lower(),
+        security=security,
+        ui=not no_ui,
+        ui_read_only=ui_read_only,
     )
     raise typer.Exit(run_server(config))
 

@@ -36,6 +36,9 @@ class AsyncClient:
     ``headers`` go with every request (e.g. authorization). ``timeout`` is httpx's: by
     default only connecting is bounded, since calls and attaches wait for handlers.
     ``retry=True`` (or a ``RetryPolicy``) retries errors that are safe and transient.
+    Bearer tokens come from ``$DURABLY_INGRESS_TOKEN`` and ``$DURABLY_ADMIN_TOKEN`` unless
+    ``headers`` carry an authorization; ``ca_file`` (or ``$DURABLY_CA_FILE``) verifies a
+    server whose TLS certificate no system CA signed.
     """
 
     def __init__(
@@ -47,13 +50,16 @@ class AsyncClient:
         timeout: float | httpx.Timeout | None = m.DEFAULT_TIMEOUT,
         retry: bool | m.RetryPolicy | None = None,
         http_client: httpx.AsyncClient | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.url = m.ingress_url(url)
         self.admin_url = m.admin_url(admin_url)
         self.retry = m.retry_policy(retry)
         self.headers: dict[str, str] = dict(headers or {})
         self._own_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(timeout=timeout)
+        self._http = http_client or httpx.AsyncClient(
+            timeout=timeout, verify=m.tls_verify(ca_file)
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -183,7 +189,7 @@ class AsyncClient:
                     request.method,
                     request.url,
                     content=request.content,
-                    headers=m.merge_headers(self.headers, request.headers),
+                    headers=m.merge_headers(self.headers, request.headers, request.kind),
                     params=request.params or None,
                     timeout=httpx.USE_CLIENT_DEFAULT if request.timeout is None else request.timeout,
                 )

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import random
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -71,6 +72,33 @@ def ingress_url(given: str | None) -> str:
 
 def admin_url(given: str | None) -> str:
     return resolve_url(given, "DURABLY_ADMIN_URL", "RESTATE_ADMIN_URL", default=DEFAULT_ADMIN_URL)
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def auth_headers(kind: Kind) -> dict[str, str]:
+    """The bearer token for the port a request goes to, from the environment: the admin API
+    (`$DURABLY_ADMIN_TOKEN`, or `$RESTATE_AUTH_TOKEN` as Restate's CLI uses) or the ingress
+    (`$DURABLY_INGRESS_TOKEN`). A server given several tokens accepts any; the first is sent."""
+    if kind == "admin":
+        token = _env("DURABLY_ADMIN_TOKEN", "RESTATE_AUTH_TOKEN")
+    else:
+        token = _env("DURABLY_INGRESS_TOKEN")
+    if token is None:
+        return {}
+    return {"authorization": f"Bearer {token.split(',')[0].strip()}"}
+
+
+def tls_verify(ca_file: str | None) -> ssl.SSLContext | bool:
+    """httpx's `verify`: the given CA file, else `$DURABLY_CA_FILE`, else the system's CAs."""
+    path = ca_file or _env("DURABLY_CA_FILE")
+    return ssl.create_default_context(cafile=path) if path else True
 
 
 def _seg(value: str) -> str:
@@ -312,9 +340,13 @@ def admin_request(
     )
 
 
-def merge_headers(client_wide: Mapping[str, str], per_request: Mapping[str, str]) -> httpx.Headers:
-    """Per-request headers win over the client-wide ones, whatever their case."""
-    headers = httpx.Headers(client_wide)
+def merge_headers(
+    client_wide: Mapping[str, str], per_request: Mapping[str, str], kind: Kind | None = None
+) -> httpx.Headers:
+    """Per-request headers win over the client-wide ones, whatever their case; both win over
+    the token from the environment for the request's `kind`."""
+    headers = httpx.Headers(auth_headers(kind) if kind is not None else {})
+    headers.update(client_wide)
     headers.update(per_request)
     return headers
 

@@ -163,6 +163,15 @@ def _error(engine: Engine, inv: ActiveInvocation, attempt: Attempt, msg: object,
     engine.attempt_failed(
         attempt, msg.code or 500, text, next_retry_delay_ms=delay, behavior=int(msg.behavior)
     )
+    # what the web UI shows beside the last failure: the SDK's stack trace and the command
+    # the attempt failed at (kept with the message they belong to, as the last failure is
+    # overwritten by failures that carry neither)
+    detail: dict[str, object] = {"message": text}
+    if msg.stacktrace:
+        detail["stacktrace"] = msg.stacktrace[:16_384]
+    if msg.HasField("related_command_index"):
+        detail["related_command_index"] = msg.related_command_index
+    inv.row.extra["failure_detail"] = detail
 
 
 @handles(MessageType.PROPOSE_RUN_COMPLETION)

@@ -209,3 +209,39 @@ def _choose_deployment(
             return None
         return options.deployment_id
     return choice if engine.schema.deployment(choice) is not None else None
+
+
+def state_version(engine: Engine, service: str, key: str) -> str:
+    """A digest of a key's whole state: what `POST /services/{s}/state` takes as `version`
+    to replace the state only if nobody changed it since it was read."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, value in sorted(engine.store.all_state(service, key)):
+        for part in (name, value):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+    return digest.hexdigest()[:32]
+
+
+def replace_state(
+    engine: Engine,
+    service: str,
+    key: str,
+    new_state: dict[str, bytes],
+    version: str | None = None,
+) -> str:
+    """Replace every state entry of one virtual object or workflow key.
+
+    'done' | 'locked' (an invocation holds the key: its handler reads and writes the state
+    as it runs, so changing it underneath would be lost or seen half-way) | 'version-mismatch'
+    """
+    if (service, key) in engine.locks:
+        return "locked"
+    if version is not None and version != state_version(engine, service, key):
+        return "version-mismatch"
+    engine.store.clear_all_state(service, key)
+    for name, value in new_state.items():
+        engine.store.set_state(service, key, name.encode("utf-8"), value)
+    engine._schedule_flush()
+    return "done"

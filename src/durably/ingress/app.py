@@ -112,12 +112,13 @@ class IngressApp:
                 {"code": 503, "message": f"storage failed: {e}", "source": "ingress"},
                 [("x-restate-error-source", "ingress")],
             )
-        except Exception as e:
+        except Exception:
+            # the details go to the log, not to the caller
             log.exception("ingress request failed")
             await _json(
                 send,
                 500,
-                {"code": 500, "message": f"internal error: {e}", "source": "ingress"},
+                {"code": 500, "message": "internal error", "source": "ingress"},
                 [("x-restate-error-source", "ingress")],
             )
 

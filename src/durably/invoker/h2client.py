@@ -88,7 +88,9 @@ class _DrainingStateMachine(h2.connection.H2ConnectionStateMachine):
 _STATIC_FULL = {entry: i for i, entry in reversed(list(enumerate(HeaderTable.STATIC_TABLE, 1)))}
 _STATIC_NAME = {name: i for i, (name, _) in reversed(list(enumerate(HeaderTable.STATIC_TABLE, 1)))}
 # Headers whose value changes with every request: encoded each time, never cached.
-_VOLATILE = frozenset({b"x-restate-invocation-id", b"x-restate-service-key"})
+_VOLATILE = frozenset(
+    {b"x-restate-invocation-id", b"x-restate-service-key", b"x-restate-jwt-v1"}
+)
 _MAX_CACHED_FIELDS = 1024
 
 

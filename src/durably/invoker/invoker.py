@@ -22,6 +22,7 @@ from durably.storage.sqlite import StorageError
 
 if TYPE_CHECKING:
     from durably.engine.engine import Engine
+    from durably.security.identity import RequestSigner
 
 log = logging.getLogger("durably.invoker")
 
@@ -39,10 +40,18 @@ MAX_STREAMS_PER_CONNECTION = 100
 
 
 class Invoker:
-    def __init__(self, engine: Engine, *, http1_max_connections: int | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        http1_max_connections: int | None = None,
+        signer: RequestSigner | None = None,
+    ) -> None:
         """`http1_max_connections`: the cap on connections per HTTP/1.1 deployment
-        (None: `Http1Transport`'s default; 0: no cap)."""
+        (None: `Http1Transport`'s default; 0: no cap). `signer`: durably's request identity,
+        sent with every attempt."""
         self.engine = engine
+        self.signer = signer
         self.http1_max_connections = http1_max_connections
         self._transports: dict[tuple[str, bool], Transport] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -82,7 +91,7 @@ class Invoker:
                 pass
         self._transports.clear()
 
-    def _headers(self, attempt: Attempt) -> list[tuple[str, str]]:
+    def _headers(self, attempt: Attempt, path: str) -> list[tuple[str, str]]:
         ct = content_type(attempt.protocol_version)
         headers = [
             ("content-type", ct),
@@ -91,6 +100,9 @@ class Invoker:
         ]
         if attempt.key is not None:
             headers.append(("x-restate-service-key", quote(attempt.key, safe="")))
+        if self.signer is not None:
+            # a fresh token per attempt; as Restate, the deployment's own headers come after
+            headers.extend(self.signer.headers(path, attempt.key))
         headers.extend((k.lower(), v) for k, v in attempt.additional_headers.items())
         return headers
 
@@ -104,7 +116,7 @@ class Invoker:
         try:
             transport = self.transport(attempt.deployment_uri, attempt.use_http_11)
             path = f"/invoke/{quote(attempt.service, safe='')}/{quote(attempt.handler, safe='')}"
-            stream = await transport.open_stream("POST", path, self._headers(attempt))
+            stream = await transport.open_stream("POST", path, self._headers(attempt, path))
             attempt._abort = stream.reset
             if attempt.closed:
                 stream.reset()
@@ -155,7 +167,14 @@ class Invoker:
                 ) from None
             if status != 200:
                 body = await _read_some(stream)
-                raise _AttemptError(f"the deployment answered HTTP {status}: {body}")
+                hint = ""
+                if status == 401:
+                    # what an SDK with identity keys answers to a missing or foreign signature
+                    hint = (
+                        " (the service refused durably's request identity: check "
+                        "--request-identity-private-key-pem-file and the service's identity keys)"
+                    )
+                raise _AttemptError(f"the deployment answered HTTP {status}: {body}{hint}")
             ct = next((v for k, v in headers if k.lower() == "content-type"), None)
             expected = content_type(attempt.protocol_version)
             if ct is not None and ct.split(";")[0].strip() != expected:

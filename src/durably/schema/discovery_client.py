@@ -14,12 +14,16 @@ from __future__ import annotations
 import errno
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 
 from durably.protocol.discovery import DISCOVERY_ACCEPT
 from durably.schema.errors import AdminError
+
+if TYPE_CHECKING:
+    from durably.security.identity import RequestSigner
 
 __all__ = [
     "DEFAULT_DISCOVERY_TIMEOUT",
@@ -33,6 +37,12 @@ __all__ = [
 # cold start (e.g. a serverless container), so it gets longer.
 DEFAULT_DISCOVERY_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _META0003 = "META0003"
+# A deployment's manifest is a few KiB; a URI that answers with something huge (by mistake,
+# or aimed at some other server) must not be read whole into memory.
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+# Of a failed answer, only the start goes into the error message: enough to recognise what
+# answered, not a way to read arbitrary internal pages through durably.
+MAX_ERROR_BODY_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -123,14 +133,19 @@ async def discover(
     *,
     timeout: httpx.Timeout | float | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    signer: RequestSigner | None = None,
 ) -> DiscoveryResponse:
     """Fetch the endpoint manifest of the deployment at `uri` (already normalized).
 
     `headers` are the deployment's additional headers, sent with discovery as with every
-    invocation. `transport` lets tests substitute an in-process transport.
+    invocation. `transport` lets tests substitute an in-process transport. With a `signer`
+    the request carries durably's request identity (Restate adds the deployment's headers
+    after signing, and so do we).
     """
     url = discovery_url(uri)
     req_headers = {"accept": DISCOVERY_ACCEPT}
+    if signer is not None:
+        req_headers.update(signer.headers("/discover"))
     for k, v in (headers or {}).items():
         req_headers[k] = v
     to = DEFAULT_DISCOVERY_TIMEOUT if timeout is None else httpx.Timeout(timeout)
@@ -141,8 +156,16 @@ async def discover(
     where = f"error when calling '{uri}'"
     try:
         async with client:
-            resp = await client.get(url, headers=req_headers)
-            body = await resp.aread()
+            async with client.stream("GET", url, headers=req_headers) as resp:
+                limit = MAX_MANIFEST_BYTES if resp.status_code == 200 else MAX_ERROR_BODY_BYTES
+                body, complete = await _read_at_most(resp, limit)
+    except _TooLarge:
+        raise AdminError(
+            500,
+            f"[{_META0003}] [{_META0003}] {where}: the discovery answer is larger than "
+            f"{MAX_MANIFEST_BYTES} bytes",
+            _META0003,
+        ) from None
     except httpx.TimeoutException as e:
         kind = "connecting" if isinstance(e, httpx.ConnectTimeout) else "waiting for the response"
         raise AdminError(
@@ -174,6 +197,8 @@ async def discover(
     resp_headers = {k.lower(): v for k, v in resp.headers.items()}
     if resp.status_code != 200:
         text = body.decode("utf-8", "replace")
+        if not complete:
+            text += f"... (cut at {MAX_ERROR_BODY_BYTES} bytes)"
         hdrs = json.dumps(resp_headers, ensure_ascii=False)
         if resp.status_code == 404:
             status = (
@@ -183,10 +208,13 @@ async def discover(
         else:
             reason = resp.reason_phrase
             status = f"'{resp.status_code} {reason}'" if reason else f"'{resp.status_code}'"
+        if len(hdrs) > MAX_ERROR_BODY_BYTES:
+            hdrs = hdrs[:MAX_ERROR_BODY_BYTES] + "..."
         raise AdminError(
             500,
             f"[{_META0003}] [{_META0003}] got status code {status}. "
-            f"Response headers: {hdrs}. Body: {text}",
+            f"Response headers: {hdrs}. Body: {text}"
+            + _identity_hint(resp.status_code, resp_headers, signer),
             _META0003,
         )
     http_version = "HTTP/2.0" if resp.http_version == "HTTP/2" else resp.http_version
@@ -196,4 +224,40 @@ async def discover(
         http_version=http_version,
         sdk_version=resp_headers.get("x-restate-server"),
         headers=resp_headers,
+    )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_at_most(resp: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """The body up to `limit` bytes, and whether it was complete. A 200 larger than the
+    limit raises _TooLarge; an error answer is cut (its start is all the message shows)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            if resp.status_code == 200:
+                raise _TooLarge
+            return b"".join(chunks)[:limit], False
+    return b"".join(chunks), True
+
+
+def _identity_hint(status: int, headers: dict[str, str], signer: RequestSigner | None) -> str:
+    """Why an SDK answered 401: it checks request identity (it answers so with an empty body
+    when the signature is missing or made with a key it was not given)."""
+    if status != 401 or "x-restate-server" not in headers:
+        return ""
+    if signer is None:
+        return (
+            ". The service refused durably's request identity: it only accepts signed "
+            "requests; start durably with --request-identity-private-key-pem-file and add the "
+            "key's id to the service's identity keys"
+        )
+    return (
+        f". The service refused durably's request identity (key id {signer.kid}): add this "
+        "key id to the service's identity keys"
     )

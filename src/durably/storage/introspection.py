@@ -8,8 +8,15 @@
 - the tables are TEMP views declared with every column Restate has (NULL where durably keeps
   nothing comparable), so `SELECT *` and the official CLI's column lists work;
 - protobuf journal entries and encoded results are decoded by Python user functions;
-- an authorizer refuses anything but reads of those views (no writes, DDL, PRAGMA, ATTACH,
-  nor reads of our own tables); a progress handler bounds the time a query may take.
+- durably's own tables are unreachable by construction, not by reading the SQL: the query
+  connection's `main` is an empty in-memory database and the store is attached under a
+  random schema name; the authorizer admits a read of a stored table only when SQLite reports
+  it for one of our views and it is one of the (table, column) reads that view's definition
+  makes, recorded when the connection opens. A CTE named like a view therefore reaches at most
+  the columns that view already shows, and nothing else (meta, timers, outbox, ...) at all;
+- the authorizer refuses anything but reads (no writes, DDL, PRAGMA, ATTACH); a progress
+  handler bounds the time a query may take, SQLite's length limit the size of one value, and
+  a byte budget the size of the answer.
 
 Values come out as SQLite values; `render_value` turns them into what Restate's JSON output
 prints (RFC 3339 timestamps, ISO 8601 durations, hex for binary, booleans, lists). Timestamps
@@ -19,12 +26,14 @@ are produced by the views as RFC 3339 text, so they sort and compare as times.
 from __future__ import annotations
 
 import re
+import secrets
 import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -42,6 +51,8 @@ __all__ = [
     "column_type",
 ]
 
+# the longest string or blob a query may make (SQLITE_LIMIT_LENGTH)
+MAX_VALUE_BYTES = 48 * 1024 * 1024
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
@@ -218,7 +229,12 @@ _INVOCATION_EXPRS: dict[str, str] = {
         f"CASE WHEN {_IN_FLIGHT} THEN CAST(i.last_failure_code AS TEXT) END"
     ),
     "status": _STATUS,
-    "completion_result": "durably_result(i.result, 'kind')",
+    # in SQL rather than through durably_result: the web UI filters a million rows by it
+    # (a stored result starts with 'V' for a value; see engine.model.Result.encode)
+    "completion_result": (
+        "CASE WHEN i.result IS NULL THEN NULL WHEN substr(i.result, 1, 1) = x'56' "
+        "THEN 'success' ELSE 'failure' END"
+    ),
     "completion_failure": "durably_result(i.result, 'failure')",
 }
 
@@ -298,7 +314,23 @@ _PROMISES = (
 )
 
 
+def introspection_indexes(table: str) -> str:
+    """Indexes on the very expressions `sys_invocation` computes for `created_at` and
+    `status`, so that SQLite answers the web UI's list (newest first, by status, with an exact
+    count) from an index at any size instead of computing the expression for every row.
+    SQLite matches an index on an expression only when the query's expression is identical,
+    hence built from the same strings as the view. Two index entries per invocation; status
+    changes update the second."""
+    created = _INVOCATION_EXPRS["created_at"].replace("i.", "")
+    status = _STATUS.replace("i.", "")
+    return (
+        f"CREATE INDEX IF NOT EXISTS {table}_created_view ON {table}({created});\n"
+        f"CREATE INDEX IF NOT EXISTS {table}_status_view ON {table}({status}, {created});\n"
+    )
+
+
 def _view(name: str, exprs: dict[str, str], source: str) -> str:
+    # `main.` is a placeholder: each connection attaches the store under its own secret name
     select = ", ".join(f"{exprs.get(col, 'NULL')} AS \"{col}\"" for col, _ in COLUMNS[name])
     return f"CREATE TEMP VIEW {name} AS SELECT {select} FROM {source}"
 
@@ -331,6 +363,12 @@ _VIEWS = [
         "temp._durably_deployment d",
     ),
 ]
+
+
+def _views(schema: str) -> list[str]:
+    return [sql.replace("main.", f"{schema}.") for sql in _VIEWS]
+
+
 _SCRATCH_TABLES = """
 CREATE TEMP TABLE _durably_service (name, revision, public, ty, deployment_id);
 CREATE TEMP TABLE _durably_deployment (id, ty, endpoint, created_at,
@@ -502,29 +540,19 @@ def _first_word(sql: str) -> str:
     return text.split(None, 1)[0].upper() if text else ""
 
 
-# `main.<table>`: durably's own tables, which a `count(*)` could read past the authorizer
-# (it asks only about the table, and a count over a view asks the same question)
-_MAIN_SCHEMA = re.compile(r'(?:\bmain|"main"|`main`|\[main\])\s*\.', re.I)
-
-
-def _names_main_schema(sql: str) -> bool:
-    return _MAIN_SCHEMA.search(_STRIP_LITERALS.sub("''", sql)) is not None
-
-
-def _shadowing_cte(sql: str) -> str | None:
-    """A CTE named like one of our views would read our raw tables under its name."""
-    text = _STRIP_LITERALS.sub("''", sql)
-    for m in re.finditer(r'[`"\[]?(\w+)[`"\]]?\s*(?:\([^()]*\))?\s+AS\s*(?:NOT\s+)?'
-                         r'(?:MATERIALIZED\s*)?\(', text, re.I):
-        if m.group(1).lower() in _VIEW_NAMES:
-            return m.group(1)
-    return None
-
-
 class _Guard:
-    """The authorizer: reads of the introspection views, and nothing else."""
+    """The authorizer: reads through the introspection views, and nothing else.
 
-    def __init__(self) -> None:
+    `allowed` holds the (view, table, column) reads the views' own definitions make of the
+    stored tables (and of the scratch tables behind sys_service and sys_deployment). SQLite
+    names the innermost view (or CTE) a read happens for; a read outside that set is refused,
+    whatever the SQL text looks like.
+    """
+
+    def __init__(self, allowed: frozenset[tuple[str, str, str]], schema: str) -> None:
+        self.allowed = allowed
+        self.viewed_tables = frozenset(table for _, table, _ in allowed)
+        self.schema = schema
         self.reason: str | None = None
 
     def __call__(
@@ -539,11 +567,14 @@ class _Guard:
         if action == sqlite3.SQLITE_READ:
             if db == "information_schema" or (db == "temp" and arg1 in _VIEW_NAMES):
                 return sqlite3.SQLITE_OK
-            if source in _VIEW_NAMES:
-                return sqlite3.SQLITE_OK  # a view reading what it is defined over
-            if arg2 == "" and db in ("main", "temp"):
-                # `count(*)` over a flattened view reads the base table without columns
-                return sqlite3.SQLITE_OK
+            if arg1 is not None and db in (self.schema, "temp"):
+                if (source, arg1, arg2 or "") in self.allowed:
+                    return sqlite3.SQLITE_OK
+                if not arg2 and arg1 in self.viewed_tables:
+                    # `count(*)` over a flattened view (or a join needing no column of it)
+                    # reads the view's table without columns, and SQLite names no view then:
+                    # a row count, of a table whose rows a view shows anyway
+                    return sqlite3.SQLITE_OK
             return self._deny(
                 f"'{arg1}' is not an introspection table; query one of: "
                 + ", ".join(sorted(TABLES))
@@ -555,6 +586,32 @@ class _Guard:
         if self.reason is None:
             self.reason = reason
         return sqlite3.SQLITE_DENY
+
+
+def _record_view_reads(db: sqlite3.Connection, schema: str) -> frozenset[tuple[str, str, str]]:
+    """The stored-table reads each view makes, as SQLite's authorizer reports them."""
+    seen: set[tuple[str, str, str]] = set()
+
+    def record(
+        action: int, arg1: str | None, arg2: str | None, dbname: str | None, source: str | None
+    ) -> int:
+        if (
+            action == sqlite3.SQLITE_READ
+            and source in _VIEW_NAMES
+            and arg1 is not None
+            and dbname in (schema, "temp")
+            and not (dbname == "temp" and arg1 in _VIEW_NAMES)
+        ):
+            seen.add((source, arg1, arg2 or ""))
+        return sqlite3.SQLITE_OK
+
+    db.set_authorizer(record)
+    try:
+        for view in TABLES:
+            db.execute(f"SELECT * FROM {view} LIMIT 0").fetchall()
+    finally:
+        db.set_authorizer(None)
+    return frozenset(seen)
 
 
 # -- the query runner -------------------------------------------------------------------
@@ -569,9 +626,31 @@ class QueryResult:
 
 class _Connection:
     def __init__(self, db_path: str, registry_rows: Callable[[bytes | None], Any]) -> None:
+        # `main` is an empty in-memory database; the store is attached under a name nobody
+        # can guess, so SQL naming durably's tables (`meta`, `main.journal`) finds nothing
+        self.schema = "store_" + secrets.token_hex(12)
         self.db = sqlite3.connect(
-            f"file:{db_path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+            ":memory:", uri=True, check_same_thread=False, isolation_level=None
         )
+        self.db.execute(
+            f"ATTACH DATABASE ? AS {self.schema}", (Path(db_path).absolute().as_uri() + "?mode=ro",)
+        )
+        # SQLite looks unqualified names up in temp, main, then attached databases: empty
+        # stand-ins in `main` catch those names before they reach the store
+        for (table,) in self.db.execute(
+            f"SELECT name FROM {self.schema}.sqlite_master WHERE type = 'table'"
+        ).fetchall():
+            if table not in _VIEW_NAMES and not table.startswith("sqlite_"):
+                # same column names, so a query naming them is refused rather than misparsed
+                cols = [
+                    row[1]
+                    for row in self.db.execute(f'PRAGMA {self.schema}.table_info("{table}")')
+                ]
+                col_list = ", ".join(f'"{c}"' for c in cols) or "unused"
+                self.db.execute(f'CREATE TABLE main."{table}" ({col_list})')
+        # one value (a string or blob, e.g. zeroblob(n), printf padding) may not grow beyond
+        # this; journal entries are at most the ingress body limit (32 MiB) plus their envelope
+        self.db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         for name, fn, n in (
             ("durably_journal", entry_field, 3),
             ("durably_duration", _duration, 1),
@@ -584,7 +663,7 @@ class _Connection:
         self.db.create_window_function("first_value", 1, _FirstValue)
         self.db.create_window_function("last_value", 1, _LastValue)
         self.db.executescript(_SCRATCH_TABLES)
-        for sql in _VIEWS:
+        for sql in _views(self.schema):
             self.db.execute(sql)
         self.db.execute("ATTACH DATABASE ':memory:' AS information_schema")
         self.db.execute(
@@ -607,12 +686,15 @@ class _Connection:
             "INSERT INTO information_schema.tables VALUES ('restate', 'public', ?, 'VIEW')",
             [(t,) for t in TABLES],
         )
+        self.allowed = _record_view_reads(self.db, self.schema)
         self.registry_raw: bytes | None = b"\0"  # forces the first refresh
         self.registry_rows = registry_rows
 
     def refresh_registry(self) -> None:
         """Copy deployments and services from the stored registry document when it changed."""
-        row = self.db.execute("SELECT value FROM main.meta WHERE key = 'schema_registry'").fetchone()
+        row = self.db.execute(
+            f"SELECT value FROM {self.schema}.meta WHERE key = 'schema_registry'"
+        ).fetchone()
         raw = None if row is None else bytes(row[0])
         if raw == self.registry_raw:
             return
@@ -671,9 +753,11 @@ class Introspector:
         *,
         max_rows: int = 100_000,
         timeout_s: float = 30.0,
+        max_answer_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.db_path = db_path
         self.max_rows = max_rows
+        self.max_answer_bytes = max_answer_bytes
         self.timeout_s = timeout_s
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
@@ -702,14 +786,6 @@ class Introspector:
         if verb in _WRITE_VERBS:
             raise QueryRefused(f"only SELECT queries are allowed (this statement is a {verb})")
         sql = _ordered_aggregates(_quote_index(sql))
-        shadow = _shadowing_cte(sql)
-        if shadow is not None:
-            raise QueryRefused(f"a common table expression may not be named like the table {shadow}")
-        if _names_main_schema(sql):
-            raise QueryRefused(
-                "the schema 'main' holds durably's own tables; query one of: "
-                + ", ".join(sorted(TABLES))
-            )
         try:
             conn = self._take()
         except sqlite3.Error as e:
@@ -731,7 +807,7 @@ class Introspector:
             conn.refresh_registry()
         except sqlite3.Error as e:
             raise QueryError(f"cannot read the registry: {e}") from None
-        guard = _Guard()
+        guard = _Guard(conn.allowed, conn.schema)
         deadline = time.monotonic() + self.timeout_s
         timed_out = False
 
@@ -748,7 +824,7 @@ class Introspector:
         try:
             cur = db.execute(sql)
             columns = [d[0] for d in cur.description or ()]
-            rows = cur.fetchmany(self.max_rows + 1)
+            rows = self._fetch(cur)
         except sqlite3.Warning as e:  # e.g. several statements
             raise QueryError(str(e)) from None
         except sqlite3.Error as e:
@@ -760,6 +836,10 @@ class Introspector:
                 raise QueryError(
                     f"the query ran longer than {self.timeout_s:g}s and was interrupted"
                 ) from None
+            if "too big" in str(e):
+                raise QueryError(
+                    f"a value of the query exceeds the limit of {MAX_VALUE_BYTES} bytes"
+                ) from None
             raise QueryError(str(e)) from None
         finally:
             db.set_authorizer(None)
@@ -768,6 +848,36 @@ class Introspector:
                 db.execute("ROLLBACK")
         truncated = len(rows) > self.max_rows
         return QueryResult(columns, rows[: self.max_rows], truncated)
+
+    def _fetch(self, cur: sqlite3.Cursor) -> list[tuple[Any, ...]]:
+        """Up to max_rows + 1 rows, refusing an answer larger than the byte budget (the
+        answer is built in memory, and a few rows of large values multiply quickly)."""
+        rows: list[tuple[Any, ...]] = []
+        size = 0
+        for row in cur:
+            size += _row_bytes(row)
+            if size > self.max_answer_bytes:
+                raise QueryError(
+                    f"the answer exceeds the limit of {self.max_answer_bytes} bytes; select "
+                    "fewer rows (LIMIT) or smaller columns"
+                )
+            rows.append(row)
+            if len(rows) > self.max_rows:
+                break
+        return rows
+
+
+def _row_bytes(row: tuple[Any, ...]) -> int:
+    # blobs are rendered as hex (twice their size), everything else about as stored
+    size = 0
+    for value in row:
+        if isinstance(value, bytes):
+            size += 2 * len(value)
+        elif isinstance(value, str):
+            size += len(value)
+        else:
+            size += 8
+    return size
 
 
 # -- rendering --------------------------------------------------------------------------

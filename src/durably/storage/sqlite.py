@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from durably.storage.base import InvocationRow, SubscriberRow, TimerRow
+from durably.storage.introspection import introspection_indexes
 
 log = logging.getLogger("durably.storage")
 
@@ -286,6 +287,7 @@ class SqliteStore:
             db.execute("PRAGMA foreign_keys=OFF")
             db.execute("PRAGMA temp_store=MEMORY")
             db.executescript(SCHEMA)
+            db.executescript(introspection_indexes("invocation"))
             db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION).encode(),),
