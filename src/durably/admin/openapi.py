@@ -496,6 +496,7 @@ def _paths() -> dict[str, Any]:
                         },
                     },
                     "400": _error("Bad JSON, an SQL error, or a refused query", text=True),
+                    "415": _text("The body is not `Content-Type: application/json`"),
                     "422": _text("The JSON body has no string `query`"),
                 },
             }
@@ -516,7 +517,7 @@ def _paths() -> dict[str, Any]:
                             "type": "array", "items": {"type": "integer"}}}}}}}},
                 "responses": {
                     "202": {"description": "Replaced"},
-                    "400": _ERRORS["400"],
+                    **_BODY_ERRORS,
                     "404": _ERRORS["404"],
                     "409": _ERRORS["409"],
                 },
