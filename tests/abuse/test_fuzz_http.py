@@ -51,7 +51,8 @@ def _schemathesis(doc: dict[str, Any], base_url: str, tmp: Path, name: str,
         "--seed", os.environ.get("DURABLY_FUZZ_SEED", "1"), "--workers", "2",
         "--suppress-health-check", "all", "--no-color", *extra,
     ]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=540)
+    # cwd: schemathesis keeps a cache directory where it runs (not in the repository)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=540, cwd=tmp)
     assert p.returncode == 0, f"schemathesis ({name}) found problems:\n{p.stdout[-20000:]}\n{p.stderr[-3000:]}"
 
 
