@@ -3,6 +3,7 @@
     python -m bench.run                       # full run: 20 s per point, c = 1, 16, 64
     python -m bench.run --quick               # smoke run: a few seconds per point
     python -m bench.run --duration 10 --concurrency 16,64 --workloads a,b --targets durably
+    python -m bench.run --targets durably,durably-pg,restate   # with durably on PostgreSQL
 
 Each target gets a fresh data directory and a fresh services process: ``bench.services``
 under hypercorn with one worker (``restate-sdk``, the same code for both targets), started
@@ -23,6 +24,11 @@ connection per concurrent client) drives:
 Per point it records throughput, latency percentiles, CPU seconds per invocation of the
 server process and of the SDK process (user + system, children included, from psutil),
 the server's peak RSS, and the growth of the data directory per completed invocation.
+Target ``durably-pg`` is durably with ``--store postgresql://...`` on a PostgreSQL cluster
+of its own (``tests/support/postgres.py``, fsync and synchronous_commit on, same machine):
+PostgreSQL's CPU (all its processes) is its own column and is counted in durably's cost per
+invocation (the ``durably-pg/durably`` row compares server + database CPU), and its disk
+growth is the cluster's data directory.
 It writes a markdown table with the durably/Restate ratio of every row (``--output``,
 default ``docs/benchmarks.md``), a PNG plot (``--plot``) and the raw numbers as JSON.
 """
@@ -170,6 +176,7 @@ class Point:
     sdk_cpu_ms: float  # per invocation
     server_rss_mb: float
     disk_bytes: float  # per completed invocation
+    db_cpu_ms: float = 0.0  # per invocation: PostgreSQL's processes (durably-pg)
     errors: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -304,12 +311,34 @@ async def drive_burst(
 # ------------------------------------------------------------------------------ one target
 
 
-def make_target(name: str, base: Path) -> ServerProcess:
+TARGETS = ["durably", "durably-pg", "restate"]
+
+
+def make_target(name: str, base: Path) -> tuple[ServerProcess, Any]:
+    """The server, and the PostgreSQL cluster it stores into (durably-pg) or None."""
     if name == "durably":
-        return DurablyServer(base / "server")
+        return DurablyServer(base / "server", store="sqlite"), None
+    if name == "durably-pg":
+        from tests.support.postgres import PostgresCluster
+
+        cluster = PostgresCluster()
+        cluster.start()
+        return DurablyServer(base / "server", store=cluster.new_database()), cluster
     if name == "restate":
-        return RestateServer(base / "server")
-    raise SystemExit(f"unknown target {name!r} (durably, restate)")
+        return RestateServer(base / "server"), None
+    raise SystemExit(f"unknown target {name!r} ({', '.join(TARGETS)})")
+
+
+def postgres_cpu_seconds(cluster: Any) -> float:
+    """CPU of a PostgreSQL cluster: the postmaster, its live children, and the children it
+    reaped (backends of closed connections)."""
+    pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    psutil = _psutil()
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return cpu_seconds(pid) + t.children_user + t.children_system
 
 
 class Rig:
@@ -319,7 +348,8 @@ class Rig:
         base.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.services = ServicesProcess([], base / "services", app=SERVICES_APP)
-        self.server = make_target(name, base)
+        self.server, self.cluster = make_target(name, base)
+        self.disk_dir = self.cluster.data if self.cluster is not None else self.server.data_dir
         self.services.start()
         try:
             self.server.start()
@@ -343,7 +373,8 @@ class Rig:
             _, lat, _ = asyncio.run(drive_for(one, args.warmup, c, self.n))
             self.n += len(lat) + c + 1
         time.sleep(0.2)
-        disk0 = dir_bytes(server.data_dir)
+        disk0 = dir_bytes(self.disk_dir)
+        db0 = postgres_cpu_seconds(self.cluster) if self.cluster is not None else 0.0
         srv0, sdk0 = cpu_seconds(server.proc.pid), cpu_seconds(services.proc.pid)
         with RssSampler(server.proc.pid) as rss:
             if wl == "e":
@@ -351,7 +382,8 @@ class Rig:
             else:
                 elapsed, lat, errors = asyncio.run(drive_for(one, args.duration, c, self.n))
         srv1, sdk1 = cpu_seconds(server.proc.pid), cpu_seconds(services.proc.pid)
-        disk1 = dir_bytes(server.data_dir)
+        db1 = postgres_cpu_seconds(self.cluster) if self.cluster is not None else 0.0
+        disk1 = dir_bytes(self.disk_dir)
         self.n += len(lat) + errors + c + 1
         done = max(1, len(lat))
         lat.sort()
@@ -369,12 +401,14 @@ class Rig:
             sdk_cpu_ms=(sdk1 - sdk0) * 1000 / done,
             server_rss_mb=rss.peak / 1e6,
             disk_bytes=(disk1 - disk0) / done,
+            db_cpu_ms=(db1 - db0) * 1000 / done,
             errors=errors,
         )
         print(
             f"{self.name:8} {wl} {WORKLOADS[wl]:30} c={c:<4} {point.throughput:8.1f}/s "
             f"p50 {point.p50_ms:7.1f} p90 {point.p90_ms:7.1f} p99 {point.p99_ms:7.1f} ms  "
-            f"cpu srv {point.server_cpu_ms:5.2f} sdk {point.sdk_cpu_ms:5.2f} ms/inv  "
+            f"cpu srv {point.server_cpu_ms:5.2f} db {point.db_cpu_ms:5.2f} "
+            f"sdk {point.sdk_cpu_ms:5.2f} ms/inv  "
             f"rss {point.server_rss_mb:6.1f} MB  disk {point.disk_bytes:8.0f} B/inv"
             + (f"  errors {errors}" if errors else ""),
             flush=True,
@@ -384,6 +418,8 @@ class Rig:
     def close(self) -> None:
         self.server.close()
         self.services.close()
+        if self.cluster is not None:
+            self.cluster.destroy()
 
 
 def run_points(args: argparse.Namespace, base: Path) -> list[Point]:
@@ -418,6 +454,7 @@ COLUMNS = [
     ("p90_ms", "p90 ms", "{:.1f}"),
     ("p99_ms", "p99 ms", "{:.1f}"),
     ("server_cpu_ms", "server CPU ms/inv", "{:.2f}"),
+    ("db_cpu_ms", "PostgreSQL CPU ms/inv", "{:.2f}"),
     ("sdk_cpu_ms", "SDK CPU ms/inv", "{:.2f}"),
     ("server_rss_mb", "server RSS MB", "{:.0f}"),
     ("disk_bytes", "disk B/inv", "{:.0f}"),
@@ -432,8 +469,7 @@ def _ratio(a: float, b: float) -> str:
 
 def markdown(points: list[Point], args: argparse.Namespace, command: str) -> str:
     by_key = {(p.target, p.workload, p.concurrency): p for p in points}
-    targets = sorted({p.target for p in points}, key=["durably", "restate"].index)
-    both = targets == ["durably", "restate"]
+    targets = sorted({p.target for p in points}, key=TARGETS.index)
     out: list[str] = ["# Benchmarks: durably and the real Restate server", ""]
     if args.quick:
         out += [
@@ -447,7 +483,9 @@ def markdown(points: list[Point], args: argparse.Namespace, command: str) -> str
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}; machine: {os.cpu_count()} CPUs, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
-        f"- targets: durably (this repository, `durably serve`, SQLite, `--sync full`) and "
+        f"- targets: durably (this repository, `durably serve`, SQLite, `--sync full`), "
+        "durably-pg (the same with `--store postgresql://...` on a PostgreSQL 15 cluster of its "
+        "own on the same machine, fsync and synchronous_commit on, shared_buffers 32 MB) and "
         f"restate-server {RESTATE_VERSION} (npm); services: `bench/services.py` with restate-sdk "
         "under hypercorn, one worker, registered over HTTP/2",
         f"- {args.duration:g} s per point after {args.warmup:g} s of warm-up; load generator: "
@@ -474,15 +512,26 @@ def markdown(points: list[Point], args: argparse.Namespace, command: str) -> str
             cells += [fmt.format(getattr(p, attr)) for attr, _, fmt in COLUMNS]
             cells.append(str(p.errors))
             out.append("| " + " | ".join(cells) + " |")
-        if both and (("durably", wl, c) in by_key) and (("restate", wl, c) in by_key):
-            d, r = by_key[("durably", wl, c)], by_key[("restate", wl, c)]
-            cells = [f"({wl}) {WORKLOADS[wl]}", str(c), "**durably/Restate**"]
-            cells += [f"**{_ratio(getattr(d, attr), getattr(r, attr))}**" for attr, _, _ in COLUMNS]
+        for a, b in (("durably", "restate"), ("durably-pg", "restate"), ("durably-pg", "durably")):
+            if (a, wl, c) not in by_key or (b, wl, c) not in by_key:
+                continue
+            d, r = by_key[(a, wl, c)], by_key[(b, wl, c)]
+            label = {"durably": "durably", "durably-pg": "durably-pg", "restate": "Restate"}
+            cells = [f"({wl}) {WORKLOADS[wl]}", str(c), f"**{label[a]}/{label[b]}**"]
+            for attr, _, _ in COLUMNS:
+                if attr == "db_cpu_ms":
+                    cells.append("")
+                    continue
+                x, y = getattr(d, attr), getattr(r, attr)
+                if attr == "server_cpu_ms":  # the database's CPU is part of the cost
+                    x, y = x + d.db_cpu_ms, y + r.db_cpu_ms
+                cells.append(f"**{_ratio(x, y)}**")
             cells.append("")
             out.append("| " + " | ".join(cells) + " |")
     out += [
         "",
-        "Ratios: above 1 is better for durably in req/s, worse in every other column.",
+        "Ratios: above 1 is better for the first target in req/s, worse in every other "
+        "column; in ratio rows the server CPU column is server + PostgreSQL CPU.",
         "",
     ]
     if args.plot:
@@ -498,7 +547,7 @@ def plot(points: list[Point], path: Path, title: str) -> None:
 
     keys = sorted({(p.workload, p.concurrency) for p in points})
     labels = [f"{wl} c={c}" for wl, c in keys]
-    targets = sorted({p.target for p in points}, key=["durably", "restate"].index)
+    targets = sorted({p.target for p in points}, key=TARGETS.index)
     by_key = {(p.target, p.workload, p.concurrency): p for p in points}
     fig, axes = plt.subplots(2, 1, figsize=(max(8, 0.9 * len(keys) + 2), 8), sharex=True)
     width = 0.8 / max(1, len(targets))
@@ -530,7 +579,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per point")
     ap.add_argument("--concurrency", default="1,16,64", help="comma list (default 1,16,64)")
     ap.add_argument("--workloads", default="a,b,c,d,e", help="comma list of a-e (default all)")
-    ap.add_argument("--targets", default="durably,restate", help="durably,restate")
+    ap.add_argument(
+        "--targets", default="durably,durably-pg,restate", help=",".join(TARGETS)
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 s per point, 0.5 s warm-up")
     ap.add_argument("--output", default=str(REPO_ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--plot", default=str(REPO_ROOT / "docs" / "benchmarks.png"))

@@ -28,3 +28,8 @@ class ServerConfig:
     # the web UI on the admin port (/ui/), and whether it may act
     ui: bool = True
     ui_read_only: bool = False
+    # a postgresql:// DSN: the store lives in that database instead of `data_dir`
+    postgres_dsn: str | None = None
+    # Kafka clusters known at start (`--kafka-cluster NAME=HOST:PORT[,HOST:PORT]`)
+    kafka_clusters: list[str] = field(default_factory=list)
+    kafka_max_in_flight: int = 1000  # unfinished invocations per partition before pausing it

@@ -169,7 +169,7 @@ class Durably:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.store: SqliteStore | None = None
+        self.store: Any = None  # SqliteStore, or PostgresStore with --store postgresql://
         self.engine: Engine | None = None
         self.invoker: Invoker | None = None
         self._servers: list[_Server] = []
@@ -177,6 +177,7 @@ class Durably:
         self._tasks: list[asyncio.Task[Any]] = []
         self.introspector: Any = None
         self.metrics: Any = None
+        self.kafka: Any = None  # durably.kafka.service.KafkaSubscriptions
         # set when the engine can no longer commit (disk full, I/O error): `serve` then
         # exits non-zero instead of reporting a normal shutdown
         self.fatal: BaseException | None = None
@@ -194,7 +195,7 @@ class Durably:
         ingress_sock = _listen(cfg.bind, cfg.ingress_port, "ingress")
         admin_sock = _listen(cfg.bind, cfg.admin_port, "admin")
         try:
-            self.store = SqliteStore(cfg.data_dir, synchronous=cfg.sync.upper())
+            self.store = await _open_store(cfg)
         except StorageError as e:
             ingress_sock.close()
             admin_sock.close()
@@ -247,9 +248,15 @@ class Durably:
         ingress_app = metrics.wrap_ingress(IngressApp(engine, max_body=cfg.max_body_bytes))
         from durably.storage.introspection import Introspector
 
-        self.introspector = Introspector(str(store.path))
+        if cfg.postgres_dsn is not None:
+            from durably.storage.postgres_query import PostgresIntrospector
+
+            self.introspector = PostgresIntrospector(store)
+        else:
+            self.introspector = Introspector(str(store.path))
+        self.kafka = _kafka(engine, registry, cfg, metrics)
         admin_app = _admin_app(
-            create_admin_app, registry, engine, cfg, self.introspector, metrics
+            create_admin_app, registry, engine, cfg, self.introspector, metrics, self.kafka
         )
         ingress_app, admin_app = security.guard_apps(ingress_app, admin_app, cfg.security, cfg.bind)
         log_level = cfg.log_level if cfg.log_level != "info" else "warning"
@@ -273,6 +280,7 @@ class Durably:
                 raise StartupError("the HTTP servers failed to start")
             await asyncio.sleep(0.01)
         self._tasks.append(asyncio.create_task(self._sweep_loop()))
+        await self.kafka.start()
 
     async def _sweep_loop(self) -> None:
         from durably.engine.cleanup import sweep_expired
@@ -301,6 +309,8 @@ class Durably:
             self.metrics.unwatch_gc()
         for server in self._servers:
             server.should_exit = True
+        if self.kafka is not None:
+            await self.kafka.stop()
         if self.engine is not None:
             self.engine.shutdown()
         if self.invoker is not None:
@@ -312,7 +322,21 @@ class Durably:
         if self.introspector is not None:
             self.introspector.close()
         if self.store is not None:
-            self.store.close()
+            aclose = getattr(self.store, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            else:
+                self.store.close()
+
+
+async def _open_store(cfg: ServerConfig) -> Any:
+    if cfg.postgres_dsn is None:
+        return SqliteStore(cfg.data_dir, synchronous=cfg.sync.upper())
+    from durably.storage.postgres import PostgresStore
+
+    store = PostgresStore(cfg.postgres_dsn)
+    await store.open()
+    return store
 
 
 def _admin_app(
@@ -322,6 +346,7 @@ def _admin_app(
     cfg: ServerConfig,
     introspector: Any,
     metrics: Any,
+    kafka: Any,
 ) -> Any:
     from starlette.requests import Request
     from starlette.responses import Response
@@ -350,7 +375,43 @@ def _admin_app(
         *query_routes(introspector),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    return create_admin_app(registry, extra_routes=routes, ingress_endpoint=ingress_url, ui=ui)
+    app = create_admin_app(
+        registry, extra_routes=routes, ingress_endpoint=ingress_url, ui=ui, kafka=kafka
+    )
+    return _answer_after_commit(app, engine)
+
+
+def _answer_after_commit(app: Any, engine: Engine) -> Any:
+    """An admin change (a registered deployment, a service's options) is answered only once
+    what it stored is durable: on PostgreSQL the commit finishes after the handler returns."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await app(scope, receive, send)
+            return
+
+        async def send_after_commit(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                await engine.committed()
+            await send(message)
+
+        await app(scope, receive, send_after_commit)
+
+    return wrapped
+
+
+def _kafka(engine: Engine, registry: Any, cfg: ServerConfig, metrics: Any) -> Any:
+    """Kafka clusters and subscriptions (durably.kafka); consumers start with `start()`."""
+    from durably.kafka.model import parse_cluster_arg
+    from durably.kafka.service import KafkaSubscriptions
+
+    try:
+        static = [parse_cluster_arg(text) for text in cfg.kafka_clusters]
+    except ValueError as e:
+        raise StartupError(str(e)) from None
+    kafka = KafkaSubscriptions(engine, registry, static, max_in_flight=cfg.kafka_max_in_flight)
+    kafka.register_metrics(metrics.registry)
+    return kafka
 
 
 async def _serve(config: ServerConfig) -> int:
@@ -366,9 +427,14 @@ async def _serve(config: ServerConfig) -> int:
         loop.add_signal_handler(sig, server.request_stop)
     host = config.bind
     scheme = "https" if config.security.tls else "http"
+    where = f"data {config.data_dir}"
+    if config.postgres_dsn is not None:
+        from durably.storage.postgres import describe_dsn
+
+        where = f"store {describe_dsn(config.postgres_dsn)}"
     print(
         f"durably is ready: ingress {scheme}://{host}:{config.ingress_port}  "
-        f"admin {scheme}://{host}:{config.admin_port}  data {config.data_dir}",
+        f"admin {scheme}://{host}:{config.admin_port}  {where}",
         flush=True,
     )
     await server.wait()

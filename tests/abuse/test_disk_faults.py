@@ -57,7 +57,8 @@ def test_io_error_stops_cleanly(tmp_path: Path, call: str, nth: int) -> None:
         server.start()
         register(server.admin_url, services.url, use_http_11=False)
         answered, sent = add_until_refused(
-            server, 2000, before_each=lambda i: arm.touch() if i == 20 else None)
+            f"{server.ingress_url}/FaultCounter/a/add", 2000,
+            before_each=lambda i: arm.touch() if i == 20 else None)
         deadline = time.monotonic() + 30
         while server.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)

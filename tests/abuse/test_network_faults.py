@@ -21,7 +21,7 @@ import time
 
 import pytest
 from tests.abuse.faultproxy import FaultProxy
-from tests.faults.test_server_kill import Driver, verify_accepted_work
+from tests.faults.test_server_kill import Driver, check_accepted_work
 from tests.support.harness import Env, ServicesProcess, poll
 
 pytestmark = [pytest.mark.restart, pytest.mark.timeout(300)]
@@ -105,7 +105,7 @@ def test_network_faults(fault_env, mode: str) -> None:
         finally:
             proxy.clear()
             driver.finish()
-        verify_accepted_work(env, driver, seed, rng, min_adds=5, min_workflows=1)
+        check_accepted_work(env, driver, seed, rng, min_adds=5, min_workflows=1)
         print(f"seed {seed}: {len(driver.ops)} ops, {proxy.connections} connections, "
               f"first black-holed attempt failed after {elapsed:.2f}s")
     finally:

@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from tests.faults.test_server_kill import Driver, verify_accepted_work
+from tests.faults.test_server_kill import Driver, check_accepted_work
 from tests.support.harness import Env, _signal
 
 pytestmark = [pytest.mark.restart, pytest.mark.timeout(300)]
@@ -75,7 +75,7 @@ def test_pause(fault_env, tmp_path: Path, paused: str) -> None:
         time.sleep(3.0)
     finally:
         driver.finish()
-    verify_accepted_work(env, driver, seed, rng, min_adds=3, min_workflows=0)
+    check_accepted_work(env, driver, seed, rng, min_adds=3, min_workflows=0)
 
     acknowledged: dict[str, list[str]] = {}
     for inv_id in effects:

@@ -16,7 +16,6 @@ row counts of the SQLite file (opened read-only) are sampled every half second:
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -35,17 +34,13 @@ KEYS = [f"r{i}" for i in range(4)]
 
 
 def _counts(server: DurablyServer) -> dict[str, int]:
-    db = sqlite3.connect(f"file:{server.data_dir / 'durably.sqlite3'}?mode=ro", uri=True)
-    try:
-        out = {
-            t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-            for t in ("invocation", "journal", "state", "promise", "timer", "subscriber")
-        }
-        out["completed"] = db.execute(
-            "SELECT COUNT(*) FROM invocation WHERE status = 'completed'"
-        ).fetchone()[0]
-    finally:
-        db.close()
+    out = {
+        t: server.store_rows(f"SELECT COUNT(*) FROM {t}")[0][0]
+        for t in ("invocation", "journal", "state", "promise", "timer", "subscriber")
+    }
+    out["completed"] = server.store_rows(
+        "SELECT COUNT(*) FROM invocation WHERE status = 'completed'"
+    )[0][0]
     return out
 
 

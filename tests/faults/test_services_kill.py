@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import random
-import sqlite3
 import time
 from pathlib import Path
 
@@ -89,13 +88,9 @@ def test_kill_services_during_run_and_sleep(fault_env, tmp_path: Path, mode: str
         assert again == inv_id and status == "PreviouslyAccepted"
         assert env.attach(inv_id, timeout=10).json() == outputs[inv_id]
     if isinstance(env.server, DurablyServer):
-        db = sqlite3.connect(f"file:{env.server.data_dir / 'durably.sqlite3'}?mode=ro", uri=True)
-        try:
-            rows = db.execute(
-                "SELECT status, COUNT(*) FROM invocation WHERE service = 'Effects' GROUP BY status"
-            ).fetchall()
-        finally:
-            db.close()
+        rows = env.server.store_rows(
+            "SELECT status, COUNT(*) FROM invocation WHERE service = 'Effects' GROUP BY status"
+        )
         assert rows == [("completed", INVOCATIONS)], rows
     print(f"seed {seed}: {INVOCATIONS} invocations x {STEPS} runs, {KILLS} kills, "
           f"{reexecuted} runs executed again before their acknowledgement")

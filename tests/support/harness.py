@@ -383,9 +383,24 @@ class DurablyServer(ServerProcess):
 
     name = "durably serve"
 
-    def __init__(self, base_dir: Path, options=None, extra_args: Iterable[str] = ()) -> None:
+    def __init__(
+        self, base_dir: Path, options=None, extra_args: Iterable[str] = (), store: Optional[str] = None
+    ) -> None:
         super().__init__(base_dir, options)
         self.extra_args = list(extra_args)
+        # DURABLY_TEST_STORE=postgresql: a database of its own on the session's test cluster
+        if store is None:
+            store = os.environ.get("DURABLY_TEST_STORE", "sqlite").strip().lower() or "sqlite"
+        self.store = store
+        self.postgres_dsn: Optional[str] = None
+        if store == "postgresql":
+            from tests.support.postgres import shared_cluster
+
+            self.postgres_dsn = shared_cluster().new_database()
+        elif store.startswith("postgresql://"):
+            self.store, self.postgres_dsn = "postgresql", store
+        elif store != "sqlite":
+            raise HarnessError(f"DURABLY_TEST_STORE must be sqlite or postgresql, not {store!r}")
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         cmd = [
@@ -397,12 +412,29 @@ class DurablyServer(ServerProcess):
         ]
         if "cleanup_interval" in self.options:
             cmd += ["--cleanup-interval", self.options["cleanup_interval"]]
+        if self.postgres_dsn is not None:
+            cmd += ["--store", self.postgres_dsn]
         cmd += self.extra_args
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         src = str(REPO_ROOT / "src")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
         return cmd, env
+
+
+    def store_rows(self, sql: str) -> list[tuple]:
+        """Rows of a read-only query on durably's own tables, on whichever store it uses."""
+        if self.postgres_dsn is not None:
+            from tests.support.postgres import fetch
+
+            return fetch(self.postgres_dsn, sql)
+        import sqlite3
+
+        db = sqlite3.connect(f"file:{self.data_dir / 'durably.sqlite3'}?mode=ro", uri=True)
+        try:
+            return db.execute(sql).fetchall()
+        finally:
+            db.close()
 
 
 def restate_server_binary() -> Path:

@@ -159,6 +159,7 @@ def create_admin_app(
     version: str = __version__,
     extra_openapi_paths: dict[str, Any] | None = None,
     ui: Sequence[BaseRoute] = (),
+    kafka: Any = None,
 ) -> Starlette:
     """The admin ASGI app over `registry`.
 
@@ -316,6 +317,7 @@ def create_admin_app(
         _route("/services/{service}", GET=get_service, PATCH=modify_service),
         Route("/services/{service}/handlers", list_handlers, methods=["GET"]),
         Route("/services/{service}/handlers/{handler}", get_handler, methods=["GET"]),
+        *_kafka_routes(kafka),
         *extra_routes,
     ]
 
@@ -367,6 +369,15 @@ def create_admin_app(
     )
     app.state.registry = registry
     return app
+
+
+def _kafka_routes(kafka: Any) -> list[BaseRoute]:
+    """`/kafka-clusters`, `/subscriptions` (durably.kafka), when the server runs them."""
+    if kafka is None:
+        return []
+    from durably.kafka.admin import kafka_routes
+
+    return list(kafka_routes(kafka))
 
 
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

@@ -540,8 +540,13 @@ def build_openapi(
     extra_schemas: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     paths = _paths()
-    paths.update(extra_paths or {})
     schemas = dict(_SCHEMAS)
+    # Kafka clusters, subscriptions and parked records (described in durably.kafka.admin)
+    from durably.kafka.admin import openapi_paths, openapi_schemas
+
+    paths.update(openapi_paths())
+    schemas.update(openapi_schemas())
+    paths.update(extra_paths or {})
     schemas.update(extra_schemas or {})
     return {
         "openapi": "3.1.0",

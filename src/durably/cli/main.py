@@ -30,6 +30,10 @@ def _register_ops() -> None:
     app.add_typer(ops.invocations_app, name="invocations")
     app.add_typer(ops.state_app, name="state")
     app.command("sql")(ops.sql_command)
+    from durably.kafka import cli as kafka_cli
+
+    app.add_typer(kafka_cli.subscriptions_app, name="subscriptions")
+    app.add_typer(kafka_cli.clusters_app, name="kafka-clusters")
     from durably.security.cli import keys_app
 
     app.add_typer(keys_app, name="keys")
@@ -60,6 +64,14 @@ def serve(
         "--data-dir",
         envvar="DURABLY_DATA_DIR",
         help="Where the SQLite database lives (created if missing).",
+    ),
+    store: str | None = typer.Option(
+        None,
+        "--store",
+        envvar="DURABLY_STORE",
+        help="Where invocations, journals, timers and state live: "
+        "'postgresql://USER:PASSWORD@HOST:PORT/DB' (schema created and migrated at start) "
+        "or 'sqlite:///PATH' (the same as --data-dir PATH). Default: SQLite in --data-dir.",
     ),
     sync: str = typer.Option(
         "full",
@@ -105,6 +117,18 @@ def serve(
         "--log-format",
         envvar="DURABLY_LOG_FORMAT",
         help="'text' or 'json' (one object per line, with invocation_id when about one).",
+    ),
+    kafka_cluster: list[str] = typer.Option(
+        [],
+        "--kafka-cluster",
+        help="A Kafka cluster subscriptions can use, NAME=HOST:PORT[,HOST:PORT] (repeatable).",
+    ),
+    kafka_max_in_flight: int = typer.Option(
+        1000,
+        "--kafka-max-in-flight",
+        envvar="DURABLY_KAFKA_MAX_IN_FLIGHT",
+        min=1,
+        help="Unfinished invocations per subscribed partition before its consumption pauses.",
     ),
     # -- security (durably.security; docs/security.md) ----------------------------------
     request_identity_key: Path | None = typer.Option(
@@ -174,6 +198,15 @@ def serve(
     if http1_max_connections < 0:
         typer.echo(f"durably: bad --http1-max-connections {http1_max_connections}", err=True)
         raise typer.Exit(2)
+    postgres_dsn = None
+    if store is not None and store.strip():
+        from durably.cli.store import parse_store
+
+        try:
+            data_dir, postgres_dsn = parse_store(store, data_dir)
+        except ValueError as e:
+            typer.echo(f"durably: {e}", err=True)
+            raise typer.Exit(2) from None
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         typer.echo(f"durably: unknown log level {log_level!r}", err=True)
@@ -181,6 +214,14 @@ def serve(
     if log_format.lower() not in ("text", "json"):
         typer.echo(f"durably: --log-format must be 'text' or 'json', not {log_format!r}", err=True)
         raise typer.Exit(2)
+    from durably.kafka.model import parse_cluster_arg
+
+    for text in kafka_cluster:
+        try:
+            parse_cluster_arg(text)
+        except ValueError as e:
+            typer.echo(f"durably: {e}", err=True)
+            raise typer.Exit(2) from None
     from durably.security.cli import security_options
 
     security = security_options(
@@ -210,8 +251,11 @@ def serve(
         enable_protocol_v7=enable_protocol_v7,
         cleanup_interval_s=interval_s,
         http1_max_connections=http1_max_connections,
+        postgres_dsn=postgres_dsn,
         log_level=log_level.lower(),
         log_format=log_format.lower(),
+        kafka_clusters=list(kafka_cluster),
+        kafka_max_in_flight=kafka_max_in_flight,
         security=security,
         ui=not no_ui,
         ui_read_only=ui_read_only,

@@ -47,7 +47,7 @@ from durably.protocol import version as protocol_version
 from durably.protocol.framing import encode_frame
 from durably.protocol.messages import MessageType, is_notification, pb
 from durably.storage.base import InvocationRow, SubscriberRow, TimerRow
-from durably.storage.durability import DurabilityGate
+from durably.storage.durability import DurabilityGate, EffectGate
 
 log = logging.getLogger("durably.engine")
 
@@ -143,7 +143,7 @@ class Engine:
         # rows of active invocations changed in this batch (written by flush)
         self._dirty: dict[str, ActiveInvocation] = {}
         # set in recover() when the store flushes its log off the loop (storage/durability.py)
-        self._gate: DurabilityGate | None = None
+        self._gate: EffectGate | None = None
         self.metrics: Metrics = NULL_METRICS
 
     # ------------------------------------------------------------------ commit & effects
@@ -206,7 +206,11 @@ class Engine:
     def recover(self) -> None:
         """Load every unfinished invocation and timer; restart what was running."""
         self._loop = asyncio.get_running_loop()
-        if getattr(self.store, "deferred_sync", False) and self._gate is None:
+        # a store whose commits finish off the loop (PostgreSQL) gates the effects itself
+        commit_gate = getattr(self.store, "commit_gate", None)
+        if commit_gate is not None and self._gate is None:
+            self._gate = commit_gate(self._fatal)
+        elif getattr(self.store, "deferred_sync", False) and self._gate is None:
             self._gate = DurabilityGate(self._loop, self.store.sync, self._fatal)
         if hasattr(self.store, "on_failure"):
             # the store may fail in a thread of its own (checkpoints, fsync): stop on the loop
@@ -341,6 +345,7 @@ class Engine:
         execution_time: int | None = None,
         invoked_by: str = "ingress",
         caller: ActiveInvocation | None = None,
+        invoked_by_id: str | None = None,
         idempotency_retention_ms: int | None = None,
         journal: list[tuple[int, bytes]] | None = None,
         restarted_from: str | None = None,
@@ -380,7 +385,8 @@ class Engine:
             deployment_id=deployment_id or options.deployment_id,
             protocol_version=protocol_version,
             invoked_by=invoked_by,
-            invoked_by_id=caller.id if caller else None,
+            # the calling invocation, or what else invoked it (a subscription's id)
+            invoked_by_id=caller.id if caller else invoked_by_id,
             invoked_by_target=caller.target.describe() if caller else None,
             random_seed=random.getrandbits(63),
         )
@@ -996,7 +1002,7 @@ class Engine:
         try:
             self._write_dirty()
             self.store.commit()
-        except Exception as e:  # a storage failure (the store says which): one line
+        except Exception as e:  # the store's own failure, already reported by it
             log.error("final commit failed: %s", e)
         if self._gate is not None:
             self._gate.close()

@@ -134,6 +134,11 @@ class IngressApp:
                 raise HttpError(405, "method not allowed, use GET", [("allow", "GET,HEAD")])
             await _raw(send, 200, b"", [])
             return
+        if not getattr(self.engine.store, "available", True):
+            # PostgreSQL is away: nothing could be acknowledged, so accept nothing new
+            raise HttpError(
+                503, "the database is unavailable; durably is reconnecting, retry later"
+            )
         if isinstance(route, paths.Invoke):
             if method not in ("GET", "POST"):
                 raise HttpError(405, "method not allowed, use POST", [("allow", "GET,POST")])

@@ -116,7 +116,7 @@ def _fraction_ns(digits: str | None, unit_ns: int) -> int:
     if not digits:
         return 0
     digits = digits[:9]
-    return int(digits) * unit_ns // (10 ** len(digits))
+    return int(digits) * unit_ns // int(10 ** len(digits))  # mypy: `int ** int` is Any
 
 
 def _parse_iso(text: str) -> int:

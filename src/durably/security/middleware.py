@@ -271,7 +271,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         message = await receive()
         if message["type"] != "http.request":
             return body
-        body += message.get("body", b"")
+        body += bytes(message.get("body", b""))
         if len(body) > limit or not message.get("more_body", False):
             return body[:limit]
 

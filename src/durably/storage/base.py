@@ -61,6 +61,22 @@ class TimerRow:
 
 
 @dataclass(slots=True)
+class ParkedRecordRow:
+    """A Kafka record that could not become an invocation (see durably.kafka)."""
+
+    id: int  # assigned by the store (0 when new)
+    subscription_id: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int  # epoch ms, as the record carries it
+    error: str
+    parked_at: int  # epoch ms
+
+
+@dataclass(slots=True)
 class SubscriberRow:
     target_id: str
     subscriber_id: str
@@ -119,3 +135,20 @@ class Store(Protocol):
     def delete_timer(self, timer_id: int) -> None: ...
     def delete_timers_of(self, invocation_id: str) -> None: ...
     def all_timers(self) -> list[TimerRow]: ...
+
+    # Kafka subscriptions (durably.kafka). Exactly-once ingestion: the highest offset taken
+    # from each (subscription, consumer group, topic, partition) is advanced by
+    # `put_kafka_offset` in the same batch as the invocation created from that record (or
+    # the parked record), so a record is either fully taken with its offset, or not at all.
+    # `put_kafka_offset` is the arbiter: it answers False, and changes nothing, when the
+    # offset is not above the stored one (a repeat: the caller then creates nothing). A
+    # backend shared by several nodes must decide this inside the batch's transaction (e.g.
+    # a conditional upsert on the locked row), so two nodes can never both take a record.
+    def kafka_offsets(self, subscription_id: str, group: str) -> dict[tuple[str, int], int]: ...
+    def put_kafka_offset(
+        self, subscription_id: str, group: str, topic: str, partition: int, offset: int
+    ) -> bool: ...
+    def delete_kafka_offsets(self, subscription_id: str) -> None: ...
+    def park_kafka_record(self, row: ParkedRecordRow) -> int: ...
+    def kafka_parked(self, subscription_id: str | None = None) -> list[ParkedRecordRow]: ...
+    def delete_parked_record(self, record_id: int) -> None: ...

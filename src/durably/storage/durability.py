@@ -18,10 +18,20 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 log = logging.getLogger("durably.storage")
 
 Effect = Callable[[], None]
+
+
+class EffectGate(Protocol):
+    """What holds the engine's effects until the commits before them are durable: this
+    module's gate for SQLite, the commit writer's for PostgreSQL (storage.postgres)."""
+
+    def after_sync(self, effects: list[Effect], run: Callable[[list[Effect]], None]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class DurabilityGate:

@@ -142,6 +142,11 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         "id:S ty:S endpoint:S created_at:T min_service_protocol_version:U32 "
         "max_service_protocol_version:U32 services:LS"
     ),
+    # durably's own: Kafka records that could not become invocations (durably.kafka)
+    "durably_kafka_parked_record": _cols(
+        "id:U64 subscription_id:S topic:S partition:U32 offset:U64 key:BIN key_utf8:S "
+        "value:BIN value_utf8:S timestamp:T error:S parked_at:T"
+    ),
 }
 TABLES = tuple(COLUMNS)
 
@@ -185,7 +190,11 @@ _INVOCATION_EXPRS: dict[str, str] = {
         "CASE WHEN i.invoked_by_target IS NULL THEN NULL ELSE "
         "substr(i.invoked_by_target, 1, instr(i.invoked_by_target, '/') - 1) END"
     ),
-    "invoked_by_id": "i.invoked_by_id",
+    # a subscription's invocations keep the subscription's id in invoked_by_id
+    "invoked_by_id": "CASE WHEN i.invoked_by = 'subscription' THEN NULL ELSE i.invoked_by_id END",
+    "invoked_by_subscription_id": (
+        "CASE WHEN i.invoked_by = 'subscription' THEN i.invoked_by_id END"
+    ),
     "invoked_by_target": "i.invoked_by_target",
     # Restate pins the deployment (and protocol version) when the first attempt starts.
     "pinned_deployment_id": "CASE WHEN i.protocol_version IS NULL THEN NULL ELSE i.deployment_id END",
@@ -356,6 +365,18 @@ _VIEWS = [
         "sys_service",
         {c: f"s.{c}" for c, _ in COLUMNS["sys_service"]},
         "temp._durably_service s",
+    ),
+    _view(
+        "durably_kafka_parked_record",
+        {
+            **{c: f"k.{c}" for c in ("id", "subscription_id", "topic", "partition", "offset",
+                                     "key", "value", "error")},
+            "key_utf8": "durably_utf8(k.key)",
+            "value_utf8": "durably_utf8(k.value)",
+            "timestamp": _ts("k.timestamp"),
+            "parked_at": _ts("k.parked_at"),
+        },
+        "main.kafka_parked k",
     ),
     _view(
         "sys_deployment",

@@ -34,12 +34,12 @@ from typing import Any
 
 import orjson
 
-from durably.storage.base import InvocationRow, SubscriberRow, TimerRow
+from durably.storage.base import InvocationRow, ParkedRecordRow, SubscriberRow, TimerRow
 from durably.storage.introspection import introspection_indexes
 
 log = logging.getLogger("durably.storage")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: kafka_offset, kafka_parked (created on open of a version-1 file)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -127,6 +127,26 @@ CREATE TABLE IF NOT EXISTS timer (
     completion_id INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS timer_by_invocation ON timer(invocation_id);
+CREATE TABLE IF NOT EXISTS kafka_offset (
+    subscription_id TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    PRIMARY KEY (subscription_id, group_id, topic, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kafka_parked (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscription_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    key BLOB,
+    value BLOB,
+    timestamp INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    parked_at INTEGER NOT NULL
+);
 """
 
 _INVOCATION_FIELDS = [f.name for f in dataclasses.fields(InvocationRow)]
@@ -288,8 +308,10 @@ class SqliteStore:
             db.execute("PRAGMA temp_store=MEMORY")
             db.executescript(SCHEMA)
             db.executescript(introspection_indexes("invocation"))
+            # the tables a newer version adds are created above (IF NOT EXISTS): an older
+            # file is migrated by opening it
             db.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION).encode(),),
             )
         except sqlite3.Error as e:
@@ -637,3 +659,53 @@ class SqliteStore:
             "SELECT id, fire_at, kind, invocation_id, completion_id FROM timer ORDER BY fire_at"
         ).fetchall()
         return [TimerRow(*r) for r in rows]
+
+    # -- kafka subscriptions ---------------------------------------------------------
+
+    def kafka_offsets(self, subscription_id: str, group: str) -> dict[tuple[str, int], int]:
+        rows = self._db.execute(
+            "SELECT topic, partition, offset FROM kafka_offset "
+            "WHERE subscription_id = ? AND group_id = ?",
+            (subscription_id, group),
+        ).fetchall()
+        return {(str(t), int(p)): int(o) for t, p, o in rows}
+
+    def put_kafka_offset(
+        self, subscription_id: str, group: str, topic: str, partition: int, offset: int
+    ) -> bool:
+        cur = self._begin().execute(
+            "INSERT INTO kafka_offset(subscription_id, group_id, topic, partition, offset) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET offset = excluded.offset "
+            "WHERE excluded.offset > kafka_offset.offset",
+            (subscription_id, group, topic, partition, offset),
+        )
+        return cur.rowcount > 0  # 0: the stored offset was as high already
+
+    def delete_kafka_offsets(self, subscription_id: str) -> None:
+        self._begin().execute(
+            "DELETE FROM kafka_offset WHERE subscription_id = ?", (subscription_id,)
+        )
+
+    def park_kafka_record(self, row: ParkedRecordRow) -> int:
+        cur = self._begin().execute(
+            "INSERT INTO kafka_parked(subscription_id, topic, partition, offset, key, value, "
+            "timestamp, error, parked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row.subscription_id, row.topic, row.partition, row.offset, row.key, row.value,
+             row.timestamp, row.error, row.parked_at),
+        )
+        return int(cur.lastrowid or 0)
+
+    def kafka_parked(self, subscription_id: str | None = None) -> list[ParkedRecordRow]:
+        sql = (
+            "SELECT id, subscription_id, topic, partition, offset, key, value, timestamp, "
+            "error, parked_at FROM kafka_parked"
+        )
+        params: tuple[str, ...] = ()
+        if subscription_id is not None:
+            sql += " WHERE subscription_id = ?"
+            params = (subscription_id,)
+        rows = self._db.execute(sql + " ORDER BY id", params).fetchall()
+        return [ParkedRecordRow(*r) for r in rows]
+
+    def delete_parked_record(self, record_id: int) -> None:
+        self._begin().execute("DELETE FROM kafka_parked WHERE id = ?", (record_id,))

@@ -8,6 +8,7 @@ from _engine_harness import Harness, T, input_of, journal_types, notification_ms
 
 from durably.engine.commands import complete_awakeable
 from durably.engine.model import KILLED, Failure, Result
+from durably.engine.retry import RetryPolicy
 from durably.ids import awakeable_id
 
 
@@ -85,6 +86,8 @@ async def test_call_failure_is_delivered_to_the_caller(h: Harness) -> None:
 
 
 async def test_call_to_unknown_service_fails_the_attempt(h: Harness) -> None:
+    # a retry slower than settle(), so the backing-off status is still there to read
+    h.schema.override("Greeter", "greet", retry=RetryPolicy(initial_interval_ms=500, factor=1.0, max_attempts=None))
     caller_id, caller = await _running(h, "Greeter", "greet")
     h.send(
         caller,

@@ -100,7 +100,10 @@ async def test_unknown_message_type_from_sdk_fails_the_attempt(h: Harness) -> No
     h.engine.on_frame(attempt, 0x0300, 0, b"")
     await h.settle()
     row = h.store.get_invocation(sub.invocation_id)
-    assert row is not None and row.status == "backing-off" and row.last_failure_code == 571
+    # the harness's retry delay is short: on a loaded machine the next attempt may already
+    # have started (status back to invoked), but the failure stays recorded on the row
+    assert row is not None and row.last_failure_code == 571 and row.retry_count >= 1
+    assert row.status in ("backing-off", "invoked")
 
 
 async def test_frames_of_a_stale_attempt_are_ignored(h: Harness) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from _engine_harness import Harness, T, journal_types, notification_msg, pb, start_of
 
+from durably.engine.retry import RetryPolicy
+
 
 async def test_set_and_clear_state_are_stored(h: Harness) -> None:
     sub = h.submit("Counter", "add", "alice")
@@ -99,6 +101,8 @@ async def test_lazy_state_get_and_keys(h: Harness) -> None:
 
 
 async def test_shared_handler_cannot_write_state(h: Harness) -> None:
+    # a retry slower than settle(), so the backing-off status is still there to read
+    h.schema.override("Counter", "get", retry=RetryPolicy(initial_interval_ms=500, factor=1.0, max_attempts=None))
     sub = h.submit("Counter", "get", "alice")
     await h.settle()
     attempt = h.attempt(sub.invocation_id)

@@ -1,0 +1,296 @@
+"""The PostgreSQL backend against a real PostgreSQL: every table through a commit and a
+reload, effects held until COMMIT, journal rows as plain inserts, a lost COMMIT answer,
+reconnecting, refusals, migrations and connection errors."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+
+import asyncpg
+import pytest
+from tests.support.postgres import PostgresCluster, shared_cluster
+from tests.unit.storage.test_sqlite import row as sqlite_row
+
+from durably.storage.base import InvocationRow, SubscriberRow
+from durably.storage.postgres import PostgresStore
+from durably.storage.postgres_schema import LATEST
+from durably.storage.sqlite import StorageError
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def cluster() -> PostgresCluster:
+    return shared_cluster()
+
+
+@pytest.fixture
+def dsn(cluster: PostgresCluster) -> str:
+    return cluster.new_database()
+
+
+async def _open(dsn: str) -> PostgresStore:
+    store = PostgresStore(dsn)
+    await store.open()
+    return store
+
+
+@pytest.fixture
+async def store(dsn: str) -> AsyncIterator[PostgresStore]:
+    s = await _open(dsn)
+    try:
+        yield s
+    finally:
+        await s.aclose()
+
+
+def row(inv_id: str, **changes: object) -> InvocationRow:
+    # a partition key above i64: stored in two's complement
+    return sqlite_row(inv_id, **{"partition_key": (1 << 64) - 5, **changes})
+
+
+async def _committed(store: PostgresStore) -> None:
+    """Commit and wait until PostgreSQL acknowledged it (as the engine's effects do)."""
+    done = asyncio.get_running_loop().create_future()
+    store.commit()
+    store._after_commit([lambda: done.done() or done.set_result(None)], lambda fx: [f() for f in fx])
+    await asyncio.wait_for(done, 30)
+
+
+async def test_every_table_survives_a_reload(store: PostgresStore, dsn: str) -> None:
+    store.save_meta("registry", b"{}")
+    full = row("inv_a", idempotency_key="ik", result=b"V1", extra={"retry_base": 2}, expires_at=5)
+    store.put_invocation(full)
+    store.put_invocation(row("inv_b", status="completed", created_at=999))
+    for i in range(3):
+        store.append_journal("inv_a", i, 1024 + i, b"entry%d" % i, 7)
+    store.set_state("Counter", "alice", b"n", b"1")
+    store.set_state("Counter", "alice", b"m", b"2")
+    store.clear_state("Counter", "alice", b"m")
+    store.set_promise("Wf", "w1", "p", b"V")
+    store.add_promise_listener("Wf", "w1", "q", "inv_a", 3)
+    store.add_subscriber(SubscriberRow("inv_b", "inv_a", 4, 2))
+    t1 = store.add_timer(50, "sleep", "inv_a", 1)
+    t2 = store.add_timer(40, "invoke", "inv_a", 0)
+    store.delete_timer(t1)
+    await _committed(store)
+    await store.aclose()
+
+    again = await _open(dsn)
+    try:
+        assert again.load_meta("registry") == b"{}"
+        assert again.get_invocation("inv_a") == full
+        assert [r.id for r in again.active_invocations()] == ["inv_a"]
+        assert again.load_journal("inv_a") == [(1024 + i, b"entry%d" % i) for i in range(3)]
+        assert again.all_state("Counter", "alice") == [(b"n", b"1")]
+        assert again.get_promise("Wf", "w1", "p") == b"V"
+        assert again.take_promise_listeners("Wf", "w1", "q") == [("inv_a", 3)]
+        assert again.children_of("inv_a", 2) == ["inv_b"]
+        assert [t.id for t in again.all_timers()] == [t2]
+        assert again.add_timer(1, "sleep", "inv_a", 9) > t2  # ids never reused
+        assert [r.id for r in again.expired_invocations(10, 10)] == ["inv_a"]
+        assert [r.id for r in again.expired_invocations(10, 10)] == ["inv_a"]  # until purged
+        assert again.expired_invocations(4, 10) == []
+        again.put_invocation(dataclasses.replace(full, expires_at=50))  # retention moved
+        assert again.expired_invocations(10, 10) == []
+        again.delete_invocation("inv_a")
+        assert again.expired_invocations(100, 10) == []
+    finally:
+        await again.aclose()
+
+
+async def test_a_batch_folds_to_its_last_write(store: PostgresStore, dsn: str) -> None:
+    store.put_invocation(row("inv_a"))
+    store.append_journal("inv_a", 0, 1, b"old", 1)
+    await _committed(store)
+    # deleted and written again in one batch; cleared state and a re-added subscriber
+    store.delete_invocation("inv_a")
+    store.put_invocation(row("inv_a", status="suspended"))
+    store.append_journal("inv_a", 0, 1, b"new", 2)
+    store.set_state("S", "k", b"a", b"1")
+    store.clear_all_state("S", "k")
+    store.set_state("S", "k", b"b", b"2")
+    store.add_subscriber(SubscriberRow("inv_x", "inv_a", 1, 2))
+    assert [s.subscriber_id for s in store.take_subscribers("inv_x")] == ["inv_a"]
+    store.add_subscriber(SubscriberRow("inv_x", "inv_a", 1, 3))
+    store.commit()
+    store.put_invocation(row("inv_c"))  # a second step, folded into the same send
+    await _committed(store)
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT status FROM durably.invocation WHERE id='inv_a'") == "suspended"
+        assert await conn.fetch("SELECT body FROM durably.journal") == [(b"new",)]
+        assert await conn.fetch("SELECT name, value FROM durably.state") == [(b"b", b"2")]
+        assert await conn.fetch("SELECT notification_type FROM durably.subscriber") == [(3,)]
+        assert await conn.fetchval("SELECT count(*) FROM durably.invocation") == 2
+    finally:
+        await conn.close()
+
+
+async def test_effects_wait_for_the_commit(store: PostgresStore, cluster: PostgresCluster) -> None:
+    ran: list[str] = []
+    gate = store.commit_gate(lambda e: ran.append(f"fatal {e}"))
+    # hold the writer inside its transaction: a lock on the row every commit updates
+    blocker = await asyncpg.connect(store.dsn)
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("SELECT * FROM durably.writer FOR UPDATE")
+    store.put_invocation(row("inv_a"))
+    store.commit()
+    gate.after_sync([lambda: ran.append("answered")], lambda fx: [f() for f in fx])
+    await asyncio.sleep(0.5)
+    assert ran == []  # not before PostgreSQL committed
+    await tx.rollback()
+    await blocker.close()
+    for _ in range(100):
+        if ran:
+            break
+        await asyncio.sleep(0.05)
+    assert ran == ["answered"]
+
+
+async def test_journal_entries_are_never_overwritten(store: PostgresStore, dsn: str) -> None:
+    """A second writer of an entry fails (the ground issue 12's fencing stands on)."""
+    fatal: list[BaseException] = []
+    gate = store.commit_gate(fatal.append)
+    store.put_invocation(row("inv_a"))
+    store.append_journal("inv_a", 0, 1, b"mine", 1)
+    await _committed(store)
+    conn = await asyncpg.connect(dsn)
+    try:
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(
+                "INSERT INTO durably.journal VALUES (0, 'inv_a', 1, 1, 'x', 1), "
+                "(0, 'inv_a', 0, 1, 'theirs', 1)"
+            )
+        # an entry somebody else wrote first: this store's batch is refused, never merged
+        await conn.execute("INSERT INTO durably.journal VALUES (0, 'inv_a', 1, 1, 'theirs', 1)")
+    finally:
+        await conn.close()
+    store.append_journal("inv_a", 1, 1, b"mine", 2)
+    store.commit()
+    answered: list[str] = []
+    gate.after_sync([lambda: answered.append("x")], lambda fx: [f() for f in fx])
+    for _ in range(100):
+        if fatal:
+            break
+        await asyncio.sleep(0.05)
+    assert fatal and "23505" in str(fatal[0]) and answered == []
+    with pytest.raises(StorageError):
+        store.put_invocation(row("inv_b"))
+
+
+async def test_a_lost_commit_answer_is_not_written_twice(
+    store: PostgresStore, dsn: str
+) -> None:
+    """The connection dies after COMMIT: the resent batch is recognised by its sequence."""
+    store.put_invocation(row("inv_a"))
+    store.append_journal("inv_a", 0, 1, b"e0", 1)
+    await _committed(store)
+    seq = store._durable_seq
+    conn = await asyncpg.connect(dsn)
+    try:
+        # the writer's connection is gone and PostgreSQL unreachable for a while...
+        good_dsn, store.dsn = store.dsn, dsn.rsplit(":", 1)[0] + ":1/nowhere"
+        assert store._conn is not None
+        store._conn.terminate()
+        store.append_journal("inv_a", 1, 1, b"e1", 2)
+        store.commit()
+        for _ in range(100):
+            if not store.available:
+                break
+            await asyncio.sleep(0.05)
+        assert not store.available
+        # ...as after a COMMIT whose answer was lost: the batch is in, its seq stored
+        await conn.execute(
+            "INSERT INTO durably.journal VALUES (0, 'inv_a', 1, 1, 'e1', 2); "
+            f"UPDATE durably.writer SET seq = {seq + 1}"
+        )
+        store.dsn = good_dsn
+        await _committed(store)  # resending would break the journal's primary key
+        assert await conn.fetchval("SELECT count(*) FROM durably.journal") == 2
+        assert store.available and store._failed is None
+    finally:
+        await conn.close()
+
+
+async def test_reconnects_after_the_backends_are_terminated(
+    store: PostgresStore, dsn: str
+) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'durably'"
+        )
+        store.put_invocation(row("inv_a"))
+        await _committed(store)
+        assert await conn.fetchval("SELECT count(*) FROM durably.invocation") == 1
+    finally:
+        await conn.close()
+
+
+async def test_a_read_only_database_is_fatal_and_loses_nothing(
+    store: PostgresStore, dsn: str, cluster: PostgresCluster
+) -> None:
+    fatal: list[BaseException] = []
+    store.commit_gate(fatal.append)
+    store.put_invocation(row("inv_a"))
+    await _committed(store)
+    db = dsn.rsplit("/", 1)[1]
+    cluster.psql(f"ALTER DATABASE {db} SET default_transaction_read_only = on")
+    try:
+        cluster.psql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE application_name = 'durably' AND datname = '{db}'"
+        )
+        store.put_invocation(row("inv_b"))
+        store.commit()
+        for _ in range(200):
+            if fatal:
+                break
+            await asyncio.sleep(0.05)
+        assert fatal, "a refused commit must stop the store"
+        line = str(fatal[0])
+        assert "read-only" in line and "\n" not in line, line
+    finally:
+        cluster.psql(f"ALTER DATABASE {db} RESET default_transaction_read_only")
+    again = await _open(dsn)
+    try:
+        assert [r.id for r in again.active_invocations()] == ["inv_a"]
+    finally:
+        await again.aclose()
+
+
+async def test_migrates_once_and_refuses_a_newer_schema(dsn: str) -> None:
+    first = await _open(dsn)
+    await first.aclose()
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT version FROM durably.schema_version") == LATEST
+        await conn.execute("UPDATE durably.schema_version SET version = $1", LATEST + 1)
+    finally:
+        await conn.close()
+    with pytest.raises(StorageError) as err:
+        await _open(dsn)
+    assert f"version {LATEST + 1}" in str(err.value) and "upgrade durably" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda dsn: dsn.replace("durably-test@", "wrong@"), "authentication failed"),
+        (lambda dsn: dsn.rsplit("/", 1)[0] + "/no_such_db", "does not exist"),
+        (lambda dsn: dsn.replace("127.0.0.1:", "127.0.0.1:1").rsplit(":", 1)[0] + ":1/x", "cannot connect"),
+    ],
+    ids=["bad-password", "no-database", "unreachable"],
+)
+async def test_connection_errors_are_one_clear_line(
+    dsn: str, change: Callable[[str], str], expected: str
+) -> None:
+    with pytest.raises(StorageError) as err:
+        await _open(change(dsn))
+    text = str(err.value)
+    assert expected in text and "\n" not in text and "durably-test" not in text, text
