@@ -33,3 +33,10 @@ class ServerConfig:
     # Kafka clusters known at start (`--kafka-cluster NAME=HOST:PORT[,HOST:PORT]`)
     kafka_clusters: list[str] = field(default_factory=list)
     kafka_max_in_flight: int = 1000  # unfinished invocations per partition before pausing it
+    # cluster mode (durably.cluster): several nodes on one PostgreSQL
+    node_name: str | None = None
+    advertise_address: str | None = None  # how other nodes reach this one (default: bind)
+    cluster_secret: str | None = None  # required when bound beyond loopback
+    lease_ttl_s: float = 6.0
+    # OTLP/HTTP collector spans are exported to (durably.tracing); None: no tracing
+    tracing_endpoint: str | None = None

@@ -178,27 +178,54 @@ class Durably:
         self.introspector: Any = None
         self.metrics: Any = None
         self.kafka: Any = None  # durably.kafka.service.KafkaSubscriptions
+        self.signer: Any = None  # durably.security.identity: signs requests to services
         # set when the engine can no longer commit (disk full, I/O error): `serve` then
         # exits non-zero instead of reporting a normal shutdown
         self.fatal: BaseException | None = None
+        self.cluster: Any = None  # a ClusterNode with --node-name (durably.cluster.node)
+        self.tracing: Any = None  # durably.tracing.Tracing with --tracing-endpoint
 
     async def start(self) -> None:
         cfg = self.config
         from durably.security import wiring as security
 
         try:
-            signer = security.load_signer(cfg.security)
+            self.signer = security.load_signer(cfg.security)
         except ValueError as e:
             raise StartupError(str(e)) from None
         for warning in security.exposure_warnings(cfg.security, cfg.bind):
             log.warning("%s", warning)
         ingress_sock = _listen(cfg.bind, cfg.ingress_port, "ingress")
         admin_sock = _listen(cfg.bind, cfg.admin_port, "admin")
+        if cfg.node_name is not None:
+            # one of several nodes on one PostgreSQL: the cluster room decides when this
+            # node opens the store and runs the engine, and forwards requests until then
+            from durably.cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(cfg, self)
+            try:
+                apps = await self.cluster.start()
+            except Exception as e:
+                ingress_sock.close()
+                admin_sock.close()
+                raise StartupError(str(e).splitlines()[0] if str(e) else repr(e)) from None
+        else:
+            try:
+                apps = await self.open_engine()
+            except StartupError:
+                ingress_sock.close()
+                admin_sock.close()
+                raise
+        await self._serve_http(apps, ingress_sock, admin_sock)
+
+    async def open_engine(self) -> tuple[Any, Any]:
+        """Open the store, recover the engine; returns the ingress and admin apps."""
+        cfg = self.config
         try:
             self.store = await _open_store(cfg)
+            if self.cluster is not None:
+                await self.cluster.attach(self.store)
         except StorageError as e:
-            ingress_sock.close()
-            admin_sock.close()
             raise StartupError(str(e)) from None
 
         from durably.admin.app import create_admin_app
@@ -223,7 +250,7 @@ class Durably:
 
         from durably.schema.discovery_client import discover
 
-        registry = SchemaRegistry(load, save, discover_fn=partial(discover, signer=signer))
+        registry = SchemaRegistry(load, save, discover_fn=partial(discover, signer=self.signer))
         schema = RegistrySchema(registry)
         self.engine = engine = Engine(store, schema, enable_protocol_v7=cfg.enable_protocol_v7)
         from durably.metrics import Metrics
@@ -235,9 +262,13 @@ class Durably:
         store.on_sync = metrics.synced
         engine.on_fatal = self._on_fatal
         self.invoker = Invoker(
-            engine, http1_max_connections=cfg.http1_max_connections, signer=signer
+            engine, http1_max_connections=cfg.http1_max_connections, signer=self.signer
         )
         engine.invoker = self.invoker
+        if cfg.tracing_endpoint:
+            from durably.tracing import install
+
+            engine.observer = self.tracing = install(cfg.tracing_endpoint)
         engine.recover()
         # what recovery loaded (every unfinished invocation) lives long: keep it out of the
         # garbage collector's full passes, whose pause grows with the objects they scan
@@ -258,7 +289,15 @@ class Durably:
         admin_app = _admin_app(
             create_admin_app, registry, engine, cfg, self.introspector, metrics, self.kafka
         )
-        ingress_app, admin_app = security.guard_apps(ingress_app, admin_app, cfg.security, cfg.bind)
+        self._tasks.append(asyncio.create_task(self._sweep_loop()))
+        await self.kafka.start()
+        return ingress_app, admin_app
+
+    async def _serve_http(self, apps: tuple[Any, Any], ingress_sock: Any, admin_sock: Any) -> None:
+        cfg = self.config
+        from durably.security import wiring as security
+
+        ingress_app, admin_app = security.guard_apps(*apps, cfg.security, cfg.bind)
         log_level = cfg.log_level if cfg.log_level != "info" else "warning"
         for app, sock in ((ingress_app, ingress_sock), (admin_app, admin_sock)):
             ucfg = uvicorn.Config(
@@ -279,8 +318,6 @@ class Durably:
             if any(t.done() for t in self._tasks):
                 raise StartupError("the HTTP servers failed to start")
             await asyncio.sleep(0.01)
-        self._tasks.append(asyncio.create_task(self._sweep_loop()))
-        await self.kafka.start()
 
     async def _sweep_loop(self) -> None:
         from durably.engine.cleanup import sweep_expired
@@ -327,6 +364,11 @@ class Durably:
                 await aclose()
             else:
                 self.store.close()
+        if self.cluster is not None:
+            # after the last commit: hand the partitions over at once
+            await self.cluster.stop(release=self.fatal is None)
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
 
 async def _open_store(cfg: ServerConfig) -> Any:

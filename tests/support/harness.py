@@ -21,7 +21,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, TypeVar
 from urllib.parse import quote
 
 import httpx
+
+from durably.testing.apps import free_port, port_accepts  # noqa: F401 (used by the tests)
 
 T = TypeVar("T")
 
@@ -59,21 +60,6 @@ class HarnessError(RuntimeError):
 
 # --------------------------------------------------------------------------------------
 # small utilities
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def tail(path: Path, lines: int = 80) -> str:
@@ -524,6 +510,12 @@ def make_server(base_dir: Path, options: Optional[Mapping[str, str]] = None) -> 
     target = os.environ.get("DURABLY_TEST_TARGET", "durably").strip().lower() or "durably"
     if target == "durably":
         extra = os.environ.get("DURABLY_TEST_SERVER_ARGS", "").split()
+        # DURABLY_TEST_CLUSTER=3: that many nodes on one PostgreSQL (tests/support/cluster.py)
+        nodes = int(os.environ.get("DURABLY_TEST_CLUSTER", "0") or 0)
+        if nodes > 0:
+            from tests.support.cluster import ClusterServer
+
+            return ClusterServer(base_dir, options, nodes=nodes, extra_args=extra)
         return DurablyServer(base_dir, options, extra_args=extra)
     if target == "restate":
         return RestateServer(base_dir, options)

@@ -42,6 +42,15 @@ def _register_ops() -> None:
 _register_ops()
 
 
+def _register_dev() -> None:
+    from durably.cli import dev
+
+    app.command("dev")(dev.dev_command)
+
+
+_register_dev()
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
@@ -108,6 +117,40 @@ def serve(
         "--ui-read-only",
         envvar="DURABLY_UI_READ_ONLY",
         help="Serve the web UI without any action (the admin API itself is unchanged).",
+    ),
+    # cluster mode (issue 12)
+    node_name: str | None = typer.Option(
+        None,
+        "--node-name",
+        envvar="DURABLY_NODE_NAME",
+        help="Run as one node of a cluster on the --store PostgreSQL database, under this "
+        "name (unique per node). See docs/cluster.md.",
+    ),
+    advertise_address: str | None = typer.Option(
+        None,
+        "--advertise-address",
+        envvar="DURABLY_ADVERTISE_ADDRESS",
+        help="How other cluster nodes reach this one (default: --bind).",
+    ),
+    cluster_secret: str | None = typer.Option(
+        None,
+        "--cluster-secret",
+        envvar="DURABLY_CLUSTER_SECRET",
+        help="Shared by all nodes of a cluster; required unless every node is on loopback.",
+    ),
+    lease_ttl: str = typer.Option(
+        "6s",
+        "--lease-ttl",
+        envvar="DURABLY_LEASE_TTL",
+        help="How long a node's partition leases last without renewal (cluster mode).",
+    ),
+    # traces (issue 17)
+    tracing_endpoint: str | None = typer.Option(
+        None,
+        "--tracing-endpoint",
+        envvar="DURABLY_TRACING_ENDPOINT",
+        help="Export OpenTelemetry spans of invocations to this OTLP/HTTP collector, e.g. "
+        "http://localhost:4318 (needs durably[tracing]).",
     ),
     log_level: str = typer.Option(
         "info", "--log-level", envvar="DURABLY_LOG_LEVEL", help="debug, info, warning or error."
@@ -207,6 +250,19 @@ def serve(
         except ValueError as e:
             typer.echo(f"durably: {e}", err=True)
             raise typer.Exit(2) from None
+    lease_ttl_s = _seconds(lease_ttl)
+    if node_name is not None:
+        from durably.cluster.node import check_settings
+
+        try:
+            if not node_name.strip():
+                raise ValueError("--node-name must not be empty")
+            if lease_ttl_s is None or lease_ttl_s <= 0:
+                raise ValueError(f"bad --lease-ttl {lease_ttl!r}")
+            check_settings(bind, advertise_address, cluster_secret, postgres_dsn)
+        except ValueError as e:
+            typer.echo(f"durably: {e}", err=True)
+            raise typer.Exit(2) from None
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         typer.echo(f"durably: unknown log level {log_level!r}", err=True)
@@ -237,6 +293,8 @@ def serve(
         idle_timeout_s=_seconds(idle_timeout) or -1.0,
         max_connections=max_connections,
     )
+    if tracing_endpoint:
+        _check_tracing(tracing_endpoint)
     from durably.logs import configure_logging
 
     configure_logging(level, log_format.lower())
@@ -259,8 +317,27 @@ def serve(
         security=security,
         ui=not no_ui,
         ui_read_only=ui_read_only,
+        node_name=node_name,
+        advertise_address=advertise_address,
+        cluster_secret=cluster_secret,
+        lease_ttl_s=lease_ttl_s or 6.0,
+        tracing_endpoint=tracing_endpoint or None,
     )
     raise typer.Exit(run_server(config))
+
+
+def _check_tracing(endpoint: str) -> None:
+    try:
+        from durably.tracing import traces_url
+    except ImportError:
+        typer.echo("durably: --tracing-endpoint needs OpenTelemetry: "
+                   "pip install 'durably[tracing]'", err=True)
+        raise typer.Exit(2) from None
+    try:
+        traces_url(endpoint)
+    except ValueError as e:
+        typer.echo(f"durably: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _seconds(text: str) -> float | None:

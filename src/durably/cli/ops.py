@@ -360,7 +360,10 @@ def invocations_describe(
     admin_url: str = AdminUrl,
     json_out: bool = JsonOut,
 ) -> None:
-    """Show an invocation: target, status, retries, last failure and its journal."""
+    """Show an invocation: target, status, retries, last failure, its journal, and the
+    request (body and headers) and output it was called with and answered."""
+    from durably.cli.payloads import JOURNAL_QUERY, describe_lines, request_and_output
+
     with _client(admin_url) as c:
         rows = c.query(f"SELECT * FROM sys_invocation WHERE id = {sql_string(invocation_id)}")
         if not rows:
@@ -371,8 +374,12 @@ def invocations_describe(
             "promise_name, appended_at, entry_lite_json FROM sys_journal "
             f"WHERE id = {sql_string(invocation_id)} ORDER BY index"
         )
+        request, output = request_and_output(
+            c.query(JOURNAL_QUERY.format(id=sql_string(invocation_id)))
+        )
     if json_out:
-        _print_json({"invocation": inv, "journal": journal})
+        _print_json({"invocation": inv, "journal": journal, "request": request,
+                     "output": output})
         return
     out = _console()
     fields = [
@@ -403,6 +410,8 @@ def invocations_describe(
             Text(f"  {branch} #{e.get('index')} [{_fmt_time(e.get('appended_at'))}] ")
             + Text(_describe_entry(e))
         )
+    for line in describe_lines(request, output):
+        out.print(Text(line))
 
 
 def _act(

@@ -75,6 +75,8 @@ def handle(
             engine._append(inv, msg_type, body)
             return
         raise ProtocolError(571, f"cannot decode message type 0x{msg_type:04x}: {e}") from e
+    if engine.observer is not None:
+        engine.observer.journal_message(inv, attempt, msg_type, msg)
     index = None
     if is_command(msg_type) or is_custom(msg_type):
         if msg_type == MessageType.INPUT_COMMAND:

@@ -39,6 +39,7 @@ from durably.engine.model import (
     waiting_of,
 )
 from durably.engine.notifications import notification, notification_id
+from durably.engine.observer import Observer
 from durably.engine.retry import RetryPolicy
 from durably.engine.timers import TimerQueue
 from durably.ids import InvocationId
@@ -145,6 +146,8 @@ class Engine:
         # set in recover() when the store flushes its log off the loop (storage/durability.py)
         self._gate: EffectGate | None = None
         self.metrics: Metrics = NULL_METRICS
+        # lifecycle observer (durably.tracing); None costs one test per call site
+        self.observer: Observer | None = None
 
     # ------------------------------------------------------------------ commit & effects
 
@@ -407,6 +410,8 @@ class Engine:
                 self._append(inv, t, entry, persist_row=False)
                 if is_notification(t):
                     self._track_notification(inv, t, entry)
+        if self.observer is not None:
+            self.observer.invocation_created(inv, headers, caller)
         if execution_time is not None and execution_time > now:
             row.status = "scheduled"
             row.execution_time = execution_time
@@ -511,6 +516,8 @@ class Engine:
             return  # completed or unknown: nobody waits any more
         self._append(inv, msg_type, body)
         self._track_notification(inv, msg_type, body)
+        if self.observer is not None:
+            self.observer.notification(inv, msg_type)
         attempt = inv.attempt
         if attempt is not None and not attempt.finished:
             frame = encode_frame(msg_type, body)
@@ -611,6 +618,8 @@ class Engine:
         attempt.extra["journal_start"] = len(journal)
         attempt.extra["started_at"] = time.monotonic()
         inv.attempt = attempt
+        if self.observer is not None:
+            self.observer.attempt_started(inv, attempt)
         self._persist(inv)
         invoker = self.invoker
         assert invoker is not None
@@ -678,7 +687,7 @@ class Engine:
         behavior: int = 0,
     ) -> None:
         if inv.attempt is not None:
-            self._attempt_ended(inv, inv.attempt, failed=True)
+            self._attempt_ended(inv, inv.attempt, "failed", message)
         inv.attempt = None
         inv.row.retry_count += 1
         inv.retries_since_entry += 1
@@ -720,7 +729,7 @@ class Engine:
 
     def suspend(self, inv: ActiveInvocation, attempt: Attempt, waiting: Waiting) -> None:
         attempt.finished = True
-        self._attempt_ended(inv, attempt, failed=False)
+        self._attempt_ended(inv, attempt, "suspended")
         inv.attempt = None
         journal = self._hold_journal(inv)
         # what arrived during the attempt, after the journal the attempt was started with
@@ -750,7 +759,7 @@ class Engine:
 
     def complete_from_output(self, inv: ActiveInvocation, attempt: Attempt) -> None:
         attempt.finished = True
-        self._attempt_ended(inv, attempt, failed=False)
+        self._attempt_ended(inv, attempt, "completed")
         result: Result | None = None
         for t, body in reversed(self._hold_journal(inv)):
             if t == MessageType.OUTPUT_COMMAND:
@@ -768,14 +777,19 @@ class Engine:
             return
         self._complete(inv, result)
 
-    def _attempt_ended(self, inv: ActiveInvocation, attempt: Attempt, *, failed: bool) -> None:
+    def _attempt_ended(
+        self, inv: ActiveInvocation, attempt: Attempt, outcome: str, error: str | None = None
+    ) -> None:
+        """`outcome`: 'completed', 'suspended' or 'failed' (with `error`)."""
         started = attempt.extra.get("started_at")
         self.metrics.attempt_ended(
             inv.target.service,
             inv.target.handler,
             started if isinstance(started, float) else None,
-            failed,
+            outcome == "failed",
         )
+        if self.observer is not None:
+            self.observer.attempt_ended(inv, attempt, outcome, error)
 
     def _retention_ms(self, inv: ActiveInvocation) -> int:
         options = self._options(inv)
@@ -800,6 +814,8 @@ class Engine:
         self.metrics.invocation_completed(
             inv.target.service, inv.target.handler, result.failure is not None
         )
+        if self.observer is not None:
+            self.observer.invocation_completed(inv, result.failure)
         inv.row.result = result.encode()
         inv.row.completed_at = now
         inv.row.waiting = None

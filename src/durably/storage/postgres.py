@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import heapq
 import logging
 import time
@@ -41,7 +42,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from durably.ids import InvocationId, partition_key_for
-from durably.storage.base import InvocationRow, SubscriberRow, TimerRow
+from durably.storage.base import InvocationRow, ParkedRecordRow, SubscriberRow, TimerRow
 from durably.storage.postgres_schema import LATEST, SchemaTooNew, migrate
 from durably.storage.sqlite import (
     _EXTRA_AT,
@@ -58,7 +59,7 @@ Effect = Callable[[], None]
 
 _COMMIT_SQL = (
     "SELECT durably.commit_batch("
-    + ", ".join(f"${i}" for i in range(1, 21))
+    + ", ".join(f"${i}" for i in range(1, 25))
     + ")"
 )
 # a commit that takes longer is treated as a lost connection (resent after reconnecting)
@@ -70,6 +71,8 @@ _EXPIRES_AT = 29
 # operation codes of the log
 _META, _INV, _INV_DEL, _JOURNAL, _JOURNAL_CLEAR = range(5)
 _STATE, _PROMISE, _LISTENER, _SUB, _TIMER = range(5, 10)
+_KAFKA_OFFSET, _KAFKA_OFFSETS_DEL, _PARKED = range(10, 13)
+_LAST_PARKED_ID = "kafka_parked_last_id"  # durably.meta's key
 
 
 def describe_dsn(dsn: str) -> str:
@@ -155,6 +158,10 @@ class PostgresStore:
         # (expires_at, id) of rows with a retention end; stale entries are skipped
         self._expiry: list[tuple[int, str]] = []
         self._next_timer = 1
+        # Kafka: (subscription, group, topic, partition) -> highest offset taken; parked records
+        self._kafka_offsets: dict[tuple[str, str, str, int], int] = {}
+        self._parked: dict[int, ParkedRecordRow] = {}
+        self._next_parked = 1
         self._pk_cache: dict[str, int] = {}
         # the operation log: open (this step) and sealed (committed by the engine, unsent)
         self._ops: list[tuple[Any, ...]] = []
@@ -171,6 +178,8 @@ class PostgresStore:
         self.commits = 0
         self.on_commit: Callable[[float, int], None] | None = None
         self.on_sync: Callable[[float], None] | None = None
+        # cluster mode (durably.cluster.fence): every commit also proves this node's leases
+        self.fence: Any = None
 
     # -- opening ---------------------------------------------------------------------
 
@@ -249,6 +258,17 @@ class PostgresStore:
                 self._timers[i] = TimerRow(i, at, kind, inv, c)
                 self._timers_of.setdefault(inv, set()).add(i)
             self._next_timer = max(self._timers, default=0) + 1
+            for _, sub, group, topic, part, offset in await conn.fetch(
+                "SELECT * FROM durably.kafka_offset"
+            ):
+                self._kafka_offsets[(sub, group, topic, part)] = offset
+            for r in await conn.fetch("SELECT * FROM durably.kafka_parked ORDER BY id"):
+                self._parked[r[1]] = ParkedRecordRow(
+                    r[1], r[2], r[3], r[4], r[5], _opt_bytes(r[6]), _opt_bytes(r[7]), r[8], r[9],
+                    r[10],
+                )
+            last = int(self._meta.get(_LAST_PARKED_ID, b"0"))
+            self._next_parked = max(last, max(self._parked, default=0)) + 1
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -321,13 +341,24 @@ class PostgresStore:
                 if conn is None or conn.is_closed():
                     conn = self._conn = await self._connect(timeout=5.0)
                 if failed:
-                    done = int(await conn.fetchval("SELECT seq FROM durably.writer WHERE id = 1"))
+                    if self.fence is not None:
+                        done = await self.fence.committed_seq(conn)
+                    else:
+                        done = int(
+                            await conn.fetchval("SELECT seq FROM durably.writer WHERE id = 1")
+                        )
                     if not self.available:
                         log.warning("PostgreSQL at %s is reachable again", self.where)
                         self.available = True
                     if done >= seq:
                         return  # the lost answer was a COMMIT that succeeded
-                await conn.execute(_COMMIT_SQL, seq, *args, timeout=COMMIT_TIMEOUT_S)
+                if self.fence is not None:
+                    fenced = self.fence.arguments(args)
+                    await conn.execute(
+                        self.fence.commit_sql, seq, *args, *fenced, timeout=COMMIT_TIMEOUT_S
+                    )
+                else:
+                    await conn.execute(_COMMIT_SQL, seq, *args, timeout=COMMIT_TIMEOUT_S)
                 return
             except Exception as e:
                 if not _is_connection_error(e):
@@ -648,6 +679,72 @@ class PostgresStore:
         timers.sort(key=lambda t: t.fire_at)
         return timers
 
+    # -- kafka subscriptions ---------------------------------------------------------
+
+    @staticmethod
+    def _pk_of_kafka_partition(subscription_id: str, topic: str, partition: int) -> int:
+        # one consumer's offset and parked records share a partition
+        return _to_i64(partition_key_for(key=f"{subscription_id}/{topic}/{partition}"))
+
+    def kafka_offsets(self, subscription_id: str, group: str) -> dict[tuple[str, int], int]:
+        return {
+            (t, p): o
+            for (s, g, t, p), o in self._kafka_offsets.items()
+            if s == subscription_id and g == group
+        }
+
+    def put_kafka_offset(
+        self, subscription_id: str, group: str, topic: str, partition: int, offset: int
+    ) -> bool:
+        self._check()
+        ident = (subscription_id, group, topic, partition)
+        stored = self._kafka_offsets.get(ident)
+        if stored is not None and offset <= stored:
+            return False  # a repeat: nothing changes
+        # the copy answers for this node; the commit's conditional upsert re-checks it
+        # against the table, in the transaction of the invocation made from the record
+        self._kafka_offsets[ident] = offset
+        pk = self._pk_of_kafka_partition(subscription_id, topic, partition)
+        self._ops.append((_KAFKA_OFFSET, ident, (pk, *ident, offset)))
+        return True
+
+    def delete_kafka_offsets(self, subscription_id: str) -> None:
+        self._check()
+        for ident in [k for k in self._kafka_offsets if k[0] == subscription_id]:
+            del self._kafka_offsets[ident]
+        self._ops.append((_KAFKA_OFFSETS_DEL, subscription_id))
+
+    def park_kafka_record(self, row: ParkedRecordRow) -> int:
+        self._check()
+        record_id = self._next_parked
+        self._next_parked += 1
+        # remembered, so an id is never reused for another record (as SQLite's AUTOINCREMENT)
+        self.save_meta(_LAST_PARKED_ID, str(record_id).encode())
+        self._parked[record_id] = dataclasses.replace(row, id=record_id)
+        pk = self._pk_of_kafka_partition(row.subscription_id, row.topic, row.partition)
+        record = (
+            pk, record_id, row.subscription_id, row.topic, row.partition, row.offset, row.key,
+            row.value, row.timestamp, row.error, row.parked_at,
+        )
+        self._ops.append((_PARKED, record_id, record))
+        return record_id
+
+    def kafka_parked(self, subscription_id: str | None = None) -> list[ParkedRecordRow]:
+        return [
+            dataclasses.replace(r)
+            for _, r in sorted(self._parked.items())
+            if subscription_id is None or r.subscription_id == subscription_id
+        ]
+
+    def delete_parked_record(self, record_id: int) -> None:
+        self._check()
+        self._parked.pop(record_id, None)
+        self._ops.append((_PARKED, record_id, None))
+
+
+def _opt_bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
@@ -666,6 +763,9 @@ def _compile(ops: list[tuple[Any, ...]], store: PostgresStore) -> list[Any]:
     listener: dict[tuple[Any, ...], tuple[bool, tuple[Any, ...]]] = {}
     sub: dict[tuple[Any, ...], tuple[bool, tuple[Any, ...]]] = {}
     timer: dict[int, tuple[Any, ...] | None] = {}
+    kafka_offset: dict[tuple[str, str, str, int], tuple[Any, ...]] = {}
+    kafka_offsets_del: set[str] = set()
+    parked: dict[int, tuple[Any, ...] | None] = {}
     for op in ops:
         code = op[0]
         if code == _JOURNAL:
@@ -691,6 +791,14 @@ def _compile(ops: list[tuple[Any, ...]], store: PostgresStore) -> list[Any]:
             listener[op[1]] = (True, op[2]) if len(op) == 3 else (False, op[3])
         elif code == _META:
             meta[op[1]] = op[2]
+        elif code == _KAFKA_OFFSET:
+            kafka_offset[op[1]] = op[2]  # offsets only grow: the last is the highest
+        elif code == _KAFKA_OFFSETS_DEL:
+            kafka_offsets_del.add(op[1])
+            for ident in [k for k in kafka_offset if k[0] == op[1]]:
+                del kafka_offset[ident]
+        elif code == _PARKED:
+            parked[op[1]] = op[2]
     state_del = [k for k, v in state.items() if v is None]
     promise_del = [k for k, v in promise.items() if v is None]
     return [
@@ -713,6 +821,10 @@ def _compile(ops: list[tuple[Any, ...]], store: PostgresStore) -> list[Any]:
         [row for added, row in sub.values() if added],
         [k for k, v in timer.items() if v is None],
         [v for v in timer.values() if v is not None],
+        list(kafka_offsets_del),
+        list(kafka_offset.values()),
+        [k for k, v in parked.items() if v is None],
+        [v for v in parked.values() if v is not None],
     ]
 
 

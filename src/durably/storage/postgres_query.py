@@ -37,6 +37,7 @@ _SOURCES = {
     "sys_journal": ("journal",),
     "state": ("state",),
     "sys_promise": ("promise", "promise_listener"),
+    "durably_kafka_parked_record": ("kafka_parked",),
 }
 _COLUMNS = {
     "invocation": None,  # all, in the same order on both stores
@@ -44,6 +45,9 @@ _COLUMNS = {
     "state": "service, key, name, value",
     "promise": "service, key, name, result",
     "promise_listener": "service, key, name, invocation_id, completion_id",
+    # "offset" is a reserved word in PostgreSQL; SQLite reads the quoted name alike
+    "kafka_parked": 'id, subscription_id, topic, partition, "offset", key, value, timestamp, '
+    "error, parked_at",
 }
 
 

@@ -124,7 +124,11 @@ CREATE TABLE durably.timer (
     completion_id integer NOT NULL
 );
 CREATE INDEX timer_by_partition ON durably.timer (partition_key, fire_at);
+"""
 
+# The one function a batch is committed through; later versions add their arrays at the
+# end (each migration drops the previous signature and creates it anew).
+_COMMIT_BATCH = """
 CREATE FUNCTION durably.commit_batch(
     p_seq bigint,
     meta_put durably.meta[],
@@ -141,8 +145,8 @@ CREATE FUNCTION durably.commit_batch(
     sub_del durably.subscriber[],
     sub_put durably.subscriber[],
     timer_del bigint[],
-    timer_put durably.timer[]
-) RETURNS void LANGUAGE plpgsql AS $$
+    timer_put durably.timer[]{kafka_args}
+) RETURNS void LANGUAGE plpgsql AS $${declare}
 BEGIN
     IF cardinality(meta_put) > 0 THEN
         INSERT INTO durably.meta SELECT * FROM unnest(meta_put)
@@ -215,14 +219,83 @@ BEGIN
     END IF;
     IF cardinality(timer_put) > 0 THEN
         INSERT INTO durably.timer SELECT * FROM unnest(timer_put);
-    END IF;
+    END IF;{kafka_body}
     UPDATE durably.writer SET seq = p_seq WHERE id = 1;
 END
 $$;
 """
+_V1 += _COMMIT_BATCH.format(kafka_args="", declare="", kafka_body="")
+
+# 2: Kafka subscriptions (durably.kafka). Both tables are keyed by partition first: the
+# partition key of a Kafka partition's rows is derived from (subscription, topic,
+# partition), so one consumer's offset and its parked records share a partition. The
+# offset row is advanced in the same `commit_batch` transaction as the invocation made
+# from the record, with a conditional upsert: a batch whose offset is not above the
+# stored one (a record some other writer took already) raises and rolls back whole.
+_V2 = """
+CREATE TABLE durably.kafka_offset (
+    partition_key bigint NOT NULL,
+    subscription_id text NOT NULL,
+    group_id text NOT NULL,
+    topic text NOT NULL,
+    partition integer NOT NULL,
+    "offset" bigint NOT NULL,
+    PRIMARY KEY (partition_key, subscription_id, group_id, topic, partition)
+);
+CREATE INDEX kafka_offset_by_subscription ON durably.kafka_offset (subscription_id);
+CREATE TABLE durably.kafka_parked (
+    partition_key bigint NOT NULL,
+    id bigint NOT NULL,
+    subscription_id text NOT NULL,
+    topic text NOT NULL,
+    partition integer NOT NULL,
+    "offset" bigint NOT NULL,
+    key bytea,
+    value bytea,
+    timestamp bigint NOT NULL,
+    error text NOT NULL,
+    parked_at bigint NOT NULL,
+    PRIMARY KEY (partition_key, id)
+);
+
+DROP FUNCTION durably.commit_batch(
+    bigint, durably.meta[], text[], durably.invocation[], text[], durably.journal[],
+    text[], text[], bytea[], durably.state[], text[], text[], text[], durably.promise[],
+    durably.promise_listener[], durably.promise_listener[], durably.subscriber[],
+    durably.subscriber[], bigint[], durably.timer[]
+);
+""" + _COMMIT_BATCH.format(
+    kafka_args=""",
+    kafka_offset_del text[],
+    kafka_offset_put durably.kafka_offset[],
+    parked_del bigint[],
+    parked_put durably.kafka_parked[]""",
+    declare="\nDECLARE\n    advanced bigint;",
+    kafka_body="""
+    IF cardinality(kafka_offset_del) > 0 THEN
+        DELETE FROM durably.kafka_offset WHERE subscription_id = ANY(kafka_offset_del);
+    END IF;
+    IF cardinality(kafka_offset_put) > 0 THEN
+        INSERT INTO durably.kafka_offset SELECT * FROM unnest(kafka_offset_put)
+            ON CONFLICT (partition_key, subscription_id, group_id, topic, partition)
+            DO UPDATE SET "offset" = EXCLUDED."offset"
+            WHERE EXCLUDED."offset" > durably.kafka_offset."offset";
+        GET DIAGNOSTICS advanced = ROW_COUNT;
+        IF advanced < cardinality(kafka_offset_put) THEN
+            RAISE EXCEPTION 'a Kafka offset of this batch was taken already by another writer'
+                USING ERRCODE = 'serialization_failure';
+        END IF;
+    END IF;
+    IF cardinality(parked_del) > 0 THEN
+        DELETE FROM durably.kafka_parked WHERE id = ANY(parked_del);
+    END IF;
+    IF cardinality(parked_put) > 0 THEN
+        INSERT INTO durably.kafka_parked SELECT * FROM unnest(parked_put);
+    END IF;""",
+)
 
 # (version, SQL). Append new steps; never edit a released one.
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
 LATEST = MIGRATIONS[-1][0]
 
 # an arbitrary constant: the advisory lock that serialises migrations of one database

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -57,6 +58,20 @@ async def _committed(store: PostgresStore) -> None:
     store.commit()
     store._after_commit([lambda: done.done() or done.set_result(None)], lambda fx: [f() for f in fx])
     await asyncio.wait_for(done, 30)
+
+
+async def _refused(store: PostgresStore, gate: Any, fatal: list[BaseException]) -> list[str]:
+    """Commit what is open, expecting PostgreSQL to refuse it: waits for the fatal report and
+    returns the effects that ran (none may)."""
+    store.commit()
+    answered: list[str] = []
+    gate.after_sync([lambda: answered.append("x")], lambda fx: [f() for f in fx])
+    for _ in range(200):
+        if fatal:
+            break
+        await asyncio.sleep(0.05)
+    assert fatal, "a refused commit must stop the store"
+    return answered
 
 
 async def test_every_table_survives_a_reload(store: PostgresStore, dsn: str) -> None:
@@ -170,14 +185,8 @@ async def test_journal_entries_are_never_overwritten(store: PostgresStore, dsn: 
     finally:
         await conn.close()
     store.append_journal("inv_a", 1, 1, b"mine", 2)
-    store.commit()
-    answered: list[str] = []
-    gate.after_sync([lambda: answered.append("x")], lambda fx: [f() for f in fx])
-    for _ in range(100):
-        if fatal:
-            break
-        await asyncio.sleep(0.05)
-    assert fatal and "23505" in str(fatal[0]) and answered == []
+    assert await _refused(store, gate, fatal) == []
+    assert "23505" in str(fatal[0])
     with pytest.raises(StorageError):
         store.put_invocation(row("inv_b"))
 

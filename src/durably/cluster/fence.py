@@ -1,0 +1,91 @@
+"""The fence a node's PostgreSQL store passes on every commit.
+
+`PostgresStore` calls `commit_sql` / `arguments` instead of its plain commit when a fence
+is attached: the batch and `durably.cluster_fence(...)` run as one statement, so one round
+trip and one transaction. The fence names every partition the batch writes with the epoch
+this node holds it at; a partition it does not hold goes in with epoch -1, which no lease
+has, so such a batch is refused as well (a node writes only partitions it owns).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from durably.cluster.placement import partition_of_stored
+from durably.ids import InvocationId, partition_key_for, partition_of
+
+# the positions of `storage.postgres._compile`'s arguments that carry partition keys
+_ROWS_KEYED_AT_0 = (4, 8, 12, 13, 14, 15, 16, 18)  # journal, state, promise, listeners, subs, timers
+_INVOCATION_ROWS = 2  # invocation rows: partition_key is their second column
+_INVOCATION_IDS = (1, 3)  # deleted invocations, cleared journals
+_STATE_DEL_KEYS = 6
+_PROMISE_DEL_KEYS = 10
+
+
+class Fence:
+    """The epochs this node holds, and how a batch's commit proves them."""
+
+    commit_sql = (
+        "SELECT durably.commit_batch("
+        + ", ".join(f"${i}" for i in range(1, 21))
+        + ") FROM durably.cluster_fence($21, $1, $22, $23)"
+    )
+
+    def __init__(self, node: str, num_partitions: int) -> None:
+        self.node = node
+        self.num_partitions = num_partitions
+        self.epochs: dict[int, int] = {}  # pid -> epoch, kept by the LeaseKeeper
+
+    def holds(self, pid: int) -> bool:
+        return pid in self.epochs
+
+    def written(self, args: list[Any]) -> set[int]:
+        """The partitions a compiled batch writes. Deleted timers carry no partition key:
+        a timer is deleted in the same step that writes its invocation (it fired, or the
+        invocation ended), so that invocation's row names the partition."""
+        n = self.num_partitions
+        pids: set[int] = set()
+        for at in _ROWS_KEYED_AT_0:
+            for row in args[at]:
+                pids.add(partition_of_stored(row[0], n))
+        for row in args[_INVOCATION_ROWS]:
+            pids.add(partition_of_stored(row[1], n))
+        for at in _INVOCATION_IDS:
+            for inv_id in args[at]:
+                try:
+                    pids.add(partition_of(InvocationId.parse(inv_id).partition_key, n))
+                except ValueError:
+                    pass
+        for at in (_STATE_DEL_KEYS, _PROMISE_DEL_KEYS):
+            for key in args[at]:
+                pids.add(partition_of(partition_key_for(key=key), n))
+        return pids
+
+    def arguments(self, args: list[Any]) -> tuple[str, list[int], list[int]]:
+        """The fence's arguments ($21-$23) for a batch."""
+        pids = sorted(self.written(args))
+        return self.node, pids, [self.epochs.get(p, -1) for p in pids]
+
+    async def committed_seq(self, conn: Any) -> int:
+        """The sequence number of this node's last committed batch."""
+        seq = await conn.fetchval("SELECT writer_seq FROM durably.node WHERE name = $1", self.node)
+        return int(seq or 0)
+
+
+async def attach(store: Any, fence: Fence, incarnation: str) -> None:
+    """Make `store` (an opened PostgresStore) commit through `fence`.
+
+    Its writer's sequence continues from where the store loaded it, recorded on this node's
+    row; timer ids come from a block of the cluster-wide sequence, so that two nodes never
+    hand out the same id (the store alone counts from the largest id it loaded)."""
+    conn = await store.read_connection()
+    try:
+        await conn.execute(
+            "UPDATE durably.node SET writer_seq = $2 WHERE name = $1 AND incarnation = $3",
+            fence.node, store._durable_seq, incarnation,
+        )
+        block = int(await conn.fetchval("SELECT nextval('durably.timer_block')"))
+    finally:
+        await conn.close()
+    store._next_timer = block << 32
+    store.fence = fence

@@ -1,0 +1,343 @@
+"""`durably serve --node-name`: one node of a cluster on one PostgreSQL.
+
+Placement today is *leader*: the node that takes every partition's lease (`LeaseKeeper`
+with `spread=False`) opens the store and runs the engine; the others stand by and forward
+every ingress and admin request to it, so any node answers for the whole cluster. When the
+leader dies its leases expire (the database's clock), a standby takes them all at new
+epochs, opens the store (loading what the leader committed) and recovers: the fence in
+every commit keeps a paused or cut-off former leader from committing anything after that.
+A leader that loses its leases stops (exit 1) and, restarted, rejoins as a standby.
+
+Spreading partitions over the live nodes (`spread=True`) works at the lease level; running
+an engine on a subset of partitions needs engine-to-engine messages first (see
+docs/cluster.md).
+
+What a caller sees when the leader changes during its request, on a standby's ingress:
+- not sent yet (no leader, connection refused, the target answers "not the leader"): the
+  standby waits for the next leader (up to TTL + 2 s) and sends it there, or serves the
+  request itself if it became the leader meanwhile;
+- sent, answer lost (the leader died or lost its leases mid-request): unknown whether it
+  was accepted. With an `idempotency-key` header (or a GET) the standby sends it again to
+  the next leader, which answers from the stored invocation; without one it answers 502.
+A caller talking to the leader directly sees its connection drop, as with one node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+from typing import Any
+
+import orjson
+
+from durably.cluster import fence as fence_mod
+from durably.cluster.keeper import LeaseKeeper
+from durably.cluster.leases import Membership
+
+log = logging.getLogger("durably.cluster")
+
+FORWARDED = b"x-durably-forwarded"
+SECRET = b"x-durably-cluster-secret"
+NOT_LEADER = "x-durably-not-leader"
+_HOP = {
+    b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
+    b"host", b"content-length", b"proxy-authorization", b"proxy-connection",
+}
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_settings(bind: str, advertise: str | None, secret: str | None, dsn: str | None) -> None:
+    """Refuse a configuration that cannot form a safe cluster (one line, for the CLI)."""
+    if dsn is None:
+        raise ValueError("--node-name needs --store postgresql://... (the nodes share it)")
+    if secret is None and not (is_loopback(bind) and is_loopback(advertise or bind)):
+        raise ValueError(
+            "a cluster node bound or advertised beyond loopback needs --cluster-secret "
+            "(or DURABLY_CLUSTER_SECRET), the same on every node"
+        )
+
+
+async def _json(send: Any, status: int, message: str, extra: list[tuple[bytes, bytes]]) -> None:
+    body = orjson.dumps({"message": message})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *extra,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """An ASGI `receive` that gives the already-read body again, then the real one."""
+    sent = False
+
+    async def replay() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class Switch:
+    """The ASGI app a port serves: the forwarder on a standby, the real app on the leader.
+    It also checks forwarded requests: their secret, and that they reach the leader."""
+
+    def __init__(self, node: ClusterNode, forwarder: Any, local_status: bool = False) -> None:
+        self.node = node
+        self.app = forwarder
+        self.forwarder = forwarder
+        forwarder.switch = self
+        self.local_status = local_status  # answer GET /cluster here (the admin port)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            if self.local_status and scope["path"] == "/cluster" and scope["method"] == "GET":
+                body = orjson.dumps(self.node.status())
+                await send({"type": "http.response.start", "status": 200, "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+            headers = dict(scope.get("headers") or ())
+            if FORWARDED in headers:
+                secret = self.node.secret
+                if secret is not None and not hmac.compare_digest(
+                    headers.get(SECRET, b""), secret.encode()
+                ):
+                    await _json(send, 401, "forwarded request without the cluster secret", [])
+                    return
+                if self.app is self.forwarder:  # never a second hop
+                    await _json(
+                        send, 503, f"node {self.node.name} does not lead the cluster",
+                        [(NOT_LEADER.encode(), b"1"), (b"retry-after", b"1")],
+                    )
+                    return
+        await self.app(scope, receive, send)
+
+
+class Forwarder:
+    """Sends a request on to the leader's port of the same kind (ingress or admin)."""
+
+    def __init__(self, node: ClusterNode, kind: str) -> None:
+        self.node = node
+        self.kind = kind
+        self.switch: Switch | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = [(k, v) for k, v in scope.get("headers") or () if k.lower() not in _HOP]
+        headers.append((FORWARDED, self.node.name.encode()))
+        if self.node.secret is not None:
+            headers.append((SECRET, self.node.secret.encode()))
+        retry_safe = scope["method"] in ("GET", "HEAD") or any(
+            k.lower() == b"idempotency-key" for k, _ in headers
+        )
+        path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string") or b""
+        target = path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.node.keeper.ttl_s + 2.0
+        import httpx
+
+        while True:
+            switch = self.switch
+            if switch is not None and switch.app is not self:
+                # this node became the leader while the request waited: serve it here
+                await switch.app(scope, _replay(bytes(body), receive), send)
+                return
+            base = self.node.leader_url(self.kind)
+            if base is None:
+                if loop.time() > deadline:
+                    await _json(send, 503, "the cluster has no leader at the moment; retry", [
+                        (b"retry-after", b"1")])
+                    return
+                await asyncio.sleep(0.1)
+                continue
+            sent = False
+            try:
+                async with self.node.client.stream(
+                    scope["method"], base + target, headers=headers, content=bytes(body)
+                ) as response:
+                    sent = True
+                    if response.headers.get(NOT_LEADER) and loop.time() < deadline:
+                        await asyncio.sleep(0.1)
+                        continue
+                    raw = b"".join([chunk async for chunk in response.aiter_raw()])
+            except httpx.HTTPError as e:
+                not_sent = isinstance(e, httpx.ConnectError | httpx.ConnectTimeout) and not sent
+                if (not_sent or retry_safe) and loop.time() < deadline:
+                    self.node.forget_leader()
+                    await asyncio.sleep(0.1)
+                    continue
+                if not_sent:
+                    await _json(send, 503, "the cluster's leader cannot be reached; retry", [
+                        (b"retry-after", b"1")])
+                    return
+                await _json(
+                    send, 502,
+                    "the node leading the cluster failed during this request: it may or may "
+                    "not have been accepted; send it with an idempotency-key header to retry "
+                    "it safely",
+                    [],
+                )
+                return
+            out = [
+                (k, v) for k, v in response.headers.raw if k.lower() not in _HOP
+            ]
+            out.append((b"content-length", str(len(raw)).encode()))
+            await send({"type": "http.response.start", "status": response.status_code,
+                        "headers": out})
+            await send({"type": "http.response.body", "body": raw})
+            return
+
+
+class ClusterNode:
+    def __init__(self, cfg: Any, server: Any) -> None:
+        check_settings(cfg.bind, cfg.advertise_address, cfg.cluster_secret, cfg.postgres_dsn)
+        self.cfg = cfg
+        self.server = server
+        self.name: str = cfg.node_name
+        self.secret: str | None = cfg.cluster_secret
+        advertise = cfg.advertise_address or cfg.bind
+        self.keeper = LeaseKeeper(
+            cfg.postgres_dsn,
+            Membership(self.name, advertise, cfg.ingress_port, cfg.admin_port),
+            ttl_s=cfg.lease_ttl_s,
+            spread=False,
+            on_acquired=self._acquired,
+            on_lost=self._lost,
+        )
+        self.ingress = Switch(self, Forwarder(self, "ingress"))
+        self.admin = Switch(self, Forwarder(self, "admin"), local_status=True)
+        self._promotion: asyncio.Task[None] | None = None
+        self._client: Any = None
+        # a leader that did not answer, and until when to not send it anything
+        self._forgotten: tuple[str, float] | None = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(connect=2.0, read=None, write=30.0, pool=30.0),
+                limits=httpx.Limits(max_connections=512),
+            )
+        return self._client
+
+    def leader_url(self, kind: str) -> str | None:
+        leader = self.keeper.leader
+        if leader is None or leader == self.name:
+            return None
+        forgotten = self._forgotten
+        if forgotten is not None and forgotten[0] == leader:
+            if asyncio.get_running_loop().time() < forgotten[1]:
+                return None
+            self._forgotten = None
+        info = self.keeper.nodes.get(leader)
+        if info is None:
+            return None
+        port = info.ingress_port if kind == "ingress" else info.admin_port
+        host = f"[{info.address}]" if ":" in info.address else info.address
+        return f"http://{host}:{port}"
+
+    def status(self) -> dict[str, Any]:
+        """What this node knows of the cluster (GET /cluster on its admin port; as of its
+        last renewal round)."""
+        keeper = self.keeper
+        return {
+            "node": self.name,
+            "leader": keeper.leader,
+            "role": "leader" if keeper.held and self.ingress.app is not self.ingress.forwarder
+            else ("starting" if keeper.held else "standby"),
+            "partitions": keeper.num_partitions,
+            "partitions_held": len(keeper.held),
+            "lease_ttl_s": keeper.ttl_s,
+            "nodes": [
+                {"name": n.name, "address": n.address, "ingress_port": n.ingress_port,
+                 "admin_port": n.admin_port, "heartbeat_age_s": round(n.heartbeat_age_s, 3)}
+                for n in keeper.nodes.values()
+            ],
+        }
+
+    def forget_leader(self) -> None:
+        """The leader did not answer: skip it for one renewal round (its lease may be
+        expiring; the round names the next leader)."""
+        if self.keeper.leader is not None:
+            until = asyncio.get_running_loop().time() + self.keeper.interval_s
+            self._forgotten = (self.keeper.leader, until)
+
+    async def start(self) -> tuple[Any, Any]:
+        try:
+            await self.keeper.start()
+        except (TimeoutError, OSError) as e:
+            raise RuntimeError(
+                f"node {self.name} cannot reach PostgreSQL for the cluster's tables: "
+                f"{str(e) or 'timed out'}"
+            ) from None
+        if self._promotion is not None:
+            await self._promotion
+        return self.ingress, self.admin
+
+    def _acquired(self, got: dict[int, int]) -> None:
+        if self._promotion is None:
+            self._promotion = asyncio.create_task(self._promote())
+
+    async def _promote(self) -> None:
+        log.warning("node %s leads the cluster: opening the store", self.name)
+        try:
+            ingress_app, admin_app = await self.server.open_engine()
+        except Exception as e:
+            log.critical("node %s could not take over: %s", self.name, e)
+            self.server._on_fatal(e)
+            return
+        self.ingress.app = ingress_app
+        self.admin.app = admin_app
+
+    def _lost(self, pids: set[int]) -> None:
+        if self._promotion is None:
+            return
+        self.server._on_fatal(
+            RuntimeError(
+                f"node {self.name} lost the leases of {len(pids)} partitions; it stops so that "
+                "nothing it still holds in memory is acted upon"
+            )
+        )
+
+    async def attach(self, store: Any) -> None:
+        await fence_mod.attach(store, self.keeper.fence, self.keeper.membership.incarnation)
+
+    async def stop(self, release: bool = True) -> None:
+        if self._promotion is not None and not self._promotion.done():
+            self._promotion.cancel()
+        await self.keeper.stop(release=release)
+        if self._client is not None:
+            await self._client.aclose()

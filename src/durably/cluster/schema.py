@@ -1,0 +1,117 @@
+"""The cluster's tables in the `durably` schema, with versioned migrations of their own.
+
+Kept apart from the store's migrations (`storage.postgres_schema`) so that a single node
+never creates them and the two evolve independently; they run after the store's, under
+the same kind of advisory lock.
+
+- `cluster` holds the partition count, fixed when the first node creates the tables.
+- `node` is the membership: one row per node name with the incarnation that runs it now,
+  its advertised address and ports, a heartbeat stamped with the database's clock, and the
+  sequence number of its writer's last commit (how a lost COMMIT answer is told apart from
+  a lost batch when several writers share the database).
+- `partition_lease` has one row per partition: owner ('' when free), epoch (the fencing
+  token, raised by every acquisition) and expiry (`now()` of the database decides).
+- `cluster_fence(...)` runs inside every commit of a node: it share-locks the lease rows of
+  the partitions the batch writes and raises DF001 unless the node still holds each one at
+  the epoch it believes in. A takeover's UPDATE waits for such a commit; once the epoch
+  moved, the former owner's commit fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_V1 = """
+CREATE TABLE durably.cluster (
+    id integer PRIMARY KEY CHECK (id = 1),
+    num_partitions integer NOT NULL CHECK (num_partitions > 0),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE durably.node (
+    name text PRIMARY KEY,
+    incarnation text NOT NULL,
+    address text NOT NULL,
+    ingress_port integer NOT NULL,
+    admin_port integer NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    stopped boolean NOT NULL DEFAULT false,
+    writer_seq bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE durably.partition_lease (
+    pid integer PRIMARY KEY,
+    owner text NOT NULL DEFAULT '',
+    epoch bigint NOT NULL DEFAULT 0,
+    expires_at timestamptz NOT NULL DEFAULT '-infinity'
+);
+CREATE SEQUENCE durably.timer_block;
+
+CREATE FUNCTION durably.cluster_fence(
+    p_node text, p_seq bigint, p_pids integer[], p_epochs bigint[]
+) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    held integer;
+BEGIN
+    SELECT count(*) INTO held FROM (
+        SELECT 1 FROM durably.partition_lease l
+        JOIN unnest(p_pids, p_epochs) AS f(pid, epoch) ON l.pid = f.pid
+        WHERE l.owner = p_node AND l.epoch = f.epoch
+        FOR SHARE OF l
+    ) AS still_held;
+    IF held <> cardinality(p_pids) THEN
+        RAISE EXCEPTION 'partition lease lost: node % no longer holds all of partitions %',
+            p_node, p_pids USING ERRCODE = 'DF001';
+    END IF;
+    UPDATE durably.node SET writer_seq = p_seq WHERE name = p_node;
+END
+$$;
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
+LATEST = MIGRATIONS[-1][0]
+
+_LOCK = 0x64757261626C7A  # the migration lock of the cluster tables
+
+
+class ClusterMismatch(Exception):
+    """The database was set up for a different cluster (partition count, newer schema)."""
+
+
+async def migrate(conn: Any, num_partitions: int) -> int:
+    """Create or upgrade the cluster tables; returns the partition count of the cluster.
+
+    The first node fixes the count; a node configured with another one is refused rather
+    than silently reinterpreting which partition owns which key."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+        await conn.execute("CREATE SCHEMA IF NOT EXISTS durably")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS durably.cluster_version (version integer NOT NULL)"
+        )
+        current = int(await conn.fetchval("SELECT max(version) FROM durably.cluster_version") or 0)
+        if current > LATEST:
+            raise ClusterMismatch(
+                f"the database's cluster tables are version {current}, newer than this "
+                f"durably's {LATEST}: upgrade durably"
+            )
+        for version, sql in MIGRATIONS:
+            if version > current:
+                await conn.execute(sql)
+                await conn.execute("DELETE FROM durably.cluster_version")
+                await conn.execute("INSERT INTO durably.cluster_version VALUES ($1)", version)
+        existing = await conn.fetchval("SELECT num_partitions FROM durably.cluster WHERE id = 1")
+        if existing is None:
+            await conn.execute(
+                "INSERT INTO durably.cluster (id, num_partitions) VALUES (1, $1)", num_partitions
+            )
+            await conn.execute(
+                "INSERT INTO durably.partition_lease (pid) SELECT generate_series(0, $1 - 1)",
+                num_partitions,
+            )
+            return num_partitions
+        if int(existing) != num_partitions:
+            raise ClusterMismatch(
+                f"the cluster was created with {existing} partitions, this node is configured "
+                f"with {num_partitions}: the count cannot change after creation"
+            )
+        return num_partitions

@@ -1,0 +1,92 @@
+"""A durably cluster as one test server: N `durably serve --node-name` processes on one
+PostgreSQL database (`DURABLY_TEST_CLUSTER=3`, with `make_server`).
+
+Leases last 5 s: long enough that a loaded CI machine does not make a healthy leader lose
+them (which stops it, by design). Each read of `ingress_url` / `admin_url` names the next node, so a suite's requests are
+spread over every node's ingress and admin API. kill / stop / restart act on all nodes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from tests.support.harness import DurablyServer, HarnessError, ServerProcess, free_port
+
+
+class ClusterServer(ServerProcess):
+    name = "durably cluster"
+
+    def __init__(
+        self, base_dir: Path, options: Any = None, nodes: int = 3, extra_args: Any = ()
+    ) -> None:
+        super().__init__(base_dir, options)
+        from tests.support.postgres import shared_cluster
+
+        self.postgres_dsn = shared_cluster().new_database()
+        self.nodes = [
+            DurablyServer(
+                self.base_dir / f"n{i + 1}", options, store=self.postgres_dsn,
+                extra_args=["--node-name", f"n{i + 1}", "--lease-ttl", "5s", *extra_args],
+            )
+            for i in range(nodes)
+        ]
+        self._ingress = itertools.cycle(self.nodes)
+        self._admin = itertools.cycle(self.nodes)
+
+    @property
+    def ingress_url(self) -> str:
+        return next(self._ingress).ingress_url
+
+    @property
+    def admin_url(self) -> str:
+        return next(self._admin).admin_url
+
+    @property
+    def proc(self) -> Any:  # type: ignore[override]
+        return self.nodes[0].proc
+
+    @proc.setter
+    def proc(self, value: Any) -> None:
+        pass
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        return self.nodes[0].command()
+
+    def start(self, timeout: float | None = None) -> None:
+        for node in self.nodes:
+            for attempt in range(3):
+                try:
+                    node.start(timeout)
+                    break
+                except HarnessError as e:
+                    # six ports picked at once, on a machine where other tests pick theirs:
+                    # one may be taken before the node binds it
+                    if "already in use" not in str(e) or attempt == 2:
+                        raise
+                    node.ingress_port, node.admin_port = free_port(), free_port()
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        for node in self.nodes:
+            node.wait_healthy(timeout)
+
+    def kill(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        # standbys first: stopping the leader first would only promote one of them
+        for node in reversed(self.nodes):
+            node.stop(timeout)
+
+    def close(self) -> None:
+        self.kill()
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(
+            f"--- {n.base_dir.name} ---\n{n.log_tail(lines)}" for n in self.nodes
+        )
+
+    def store_rows(self, sql: str) -> list[tuple]:
+        return self.nodes[0].store_rows(sql)
