@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,8 @@ MakeEnv = Callable[..., Env]
 
 @pytest.fixture
 def fault_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeEnv]:
-    """A factory: ``fault_env(mode="h2", services_env={...}, server_options={...})``."""
+    """A factory: ``fault_env(mode="h2", services_env={...}, server_options={...})``;
+    ``app`` serves other services, ``server_args`` adds ``durably serve`` flags."""
     made: list[Env] = []
     request.node.fault_envs = made  # for the failure report below
 
@@ -24,15 +25,22 @@ def fault_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeEn
         mode: str = "h2",
         services_env: Mapping[str, str] | None = None,
         server_options: Mapping[str, str] | None = None,
+        app: str = FAULT_APP,
+        server_args: Sequence[str] = (),
+        via: Callable[[ServicesProcess], str] | None = None,
     ) -> Env:
         base = tmp_path / f"env{len(made)}"
-        services = ServicesProcess([], base, env=services_env, app=FAULT_APP)
+        services = ServicesProcess([], base, env=services_env, app=app)
         server = make_server(base / "server", server_options)
+        if server_args:
+            server.extra_args = [*getattr(server, "extra_args", []), *server_args]
         env = Env(server, services, mode)
         made.append(env)
         services.start()
         server.start()
-        register(server.admin_url, services.url, use_http_11=(mode == "http1"))
+        # ``via``: the URL of something in front of the services (a fault proxy) to register
+        url = via(services) if via is not None else services.url
+        register(server.admin_url, url, use_http_11=(mode == "http1"))
         return env
 
     yield make

@@ -144,14 +144,15 @@ def test_kill_server_under_load(fault_env, mode: str) -> None:
     check_accepted_work(env, driver, seed, rng)
 
 
-def check_accepted_work(env: Env, driver: Driver, seed: int, rng: random.Random) -> None:
+def check_accepted_work(env: Env, driver: Driver, seed: int, rng: random.Random,
+                        min_adds: int = 20, min_workflows: int = 5) -> None:
     """Every answered operation happened exactly once (see the module's doc)."""
     assert not driver.errors, f"seed {seed}: client errors: {driver.errors[:5]}"
     ops = driver.ops
     assert all(op.answer is not None for op in ops), f"seed {seed}: unanswered ops"
     adds = [op for op in ops if op.kind == "add"]
     workflows = [op for op in ops if op.kind == "workflow"]
-    assert len(adds) > 20 and len(workflows) > 5, f"too little load: {len(adds)} adds, {len(workflows)} workflows"
+    assert len(adds) > min_adds and len(workflows) > min_workflows, f"too little load: {len(adds)} adds, {len(workflows)} workflows"
 
     # adds: a chain per key, and the final value is the sum of the accepted increments
     for key in KEYS:
@@ -183,9 +184,10 @@ def check_accepted_work(env: Env, driver: Driver, seed: int, rng: random.Random)
         assert r.status_code == 200, f"seed {seed}: workflow {op.key}: {r.status_code} {r.text}"
         assert r.json() == 2 * op.value + 1
         assert env.call_json("FaultWorkflow", "get", key=op.key, idem=False) == 2 * op.value + 1
-    again = env.client.post(f"{env.ingress}/FaultWorkflow/{workflows[0].key}/run/send",
-                            json=workflows[0].value)
-    assert again.status_code == 202 and again.json()["status"] == "PreviouslyAccepted", again.text
+    if workflows:
+        again = env.client.post(f"{env.ingress}/FaultWorkflow/{workflows[0].key}/run/send",
+                                json=workflows[0].value)
+        assert again.status_code == 202 and again.json()["status"] == "PreviouslyAccepted", again.text
     retried = sum(len(op.retried_statuses) for op in ops)
     resent = sum(op.tries - 1 for op in ops)
     print(f"seed {seed}: {len(adds)} adds, {len(workflows)} workflows, "

@@ -223,13 +223,17 @@ def test_file_size_limit_at_start(tmp_path: Path, services: ServicesProcess) -> 
     assert _restart_and_read(server) == 3
 
 
-def add_until_refused(url: str, most: int) -> tuple[dict[str, int], list[str]]:
+def add_until_refused(
+    url: str, most: int, before_each: Callable[[int], None] | None = None,
+) -> tuple[dict[str, int], list[str]]:
     """Adds of 1, each with its own idempotency key, until one is not answered 200:
-    (answers by key, every key sent)."""
+    (answers by key, every key sent). ``before_each(i)`` runs before the i-th add."""
     answered: dict[str, int] = {}
     sent: list[str] = []
     with httpx.Client(timeout=10) as client:
         for i in range(most):
+            if before_each is not None:
+                before_each(i)
             ik = f"k-{i}"
             sent.append(ik)
             try:
@@ -240,6 +244,21 @@ def add_until_refused(url: str, most: int) -> tuple[dict[str, int], list[str]]:
                 break
             answered[ik] = r.json()
     return answered, sent
+
+
+def resend_all(server: DurablyServer, answered: dict[str, int], sent: list[str],
+               initial: int = 0) -> None:
+    """Every add again with its key: an answered one gives its first answer, and the
+    counter ends at exactly ``initial`` plus one per key sent."""
+    with httpx.Client(timeout=30) as client:
+        for ik in sent:
+            r = client.post(f"{server.ingress_url}/FaultCounter/a/add", json=1,
+                            headers={"idempotency-key": ik})
+            assert r.status_code == 200, r.text
+            if ik in answered:
+                assert r.json() == answered[ik], (ik, r.json(), answered[ik])
+        r = client.post(f"{server.ingress_url}/FaultCounter/a/get")
+        assert r.json() == initial + len(sent)
 
 
 def test_disk_fills_while_running(tmp_path: Path, services: ServicesProcess) -> None:
@@ -272,15 +291,7 @@ def test_disk_fills_while_running(tmp_path: Path, services: ServicesProcess) -> 
         # with space again: re-send everything with the same keys; exactly the accepted work
         server.start()
         try:
-            with httpx.Client(timeout=30) as client:
-                for ik in sent:
-                    r = client.post(f"{server.ingress_url}/FaultCounter/a/add", json=1,
-                                    headers={"idempotency-key": ik})
-                    assert r.status_code == 200, r.text
-                    if ik in answered:
-                        assert r.json() == answered[ik]
-                r = client.post(f"{server.ingress_url}/FaultCounter/a/get")
-                assert r.json() == 1 + len(sent)
+            resend_all(server, answered, sent, initial=1)
         finally:
             server.stop()
         _check_store(server.data_dir, 1 + len(sent))

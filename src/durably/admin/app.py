@@ -111,6 +111,22 @@ async def _json_body(request: Request) -> Any:
         raise _PlainError(400, f"Failed to parse the request body as JSON: {e}") from None
 
 
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def _bad_header(headers: dict[str, str]) -> str | None:
+    """Why `headers` cannot be sent over HTTP (names are tokens, values visible ASCII, space
+    or tab), or None. Checked here: discovery would otherwise fail encoding them (a 500)."""
+    for name, value in headers.items():
+        if not name or not set(name) <= _TOKEN_CHARS:
+            return f"invalid HTTP header name {name!r}"
+        if any(not (c == "\t" or " " <= c <= "~") for c in value):
+            return f"invalid HTTP header value for {name!r}"
+    return None
+
+
 def _deserialize_error(detail: str) -> _PlainError:
     return _PlainError(422, f"Failed to deserialize the JSON body into the target type: {detail}")
 
@@ -197,6 +213,9 @@ def create_admin_app(
             or (body.get("metadata") is not None and not isinstance(body.get("metadata"), dict))
         ):
             raise _deserialize_error(_REGISTER_SHAPE_ERROR)
+        bad_header = _bad_header(headers or {})
+        if bad_header is not None:
+            raise _deserialize_error(f"additional_headers: {bad_header}")
         if not uri or any(c.isspace() for c in uri):
             # Not even parseable as a URI: Restate fails deserialization here.
             raise _deserialize_error(_REGISTER_SHAPE_ERROR)

@@ -189,9 +189,12 @@ def invocation_routes(engine: Engine) -> list[Route]:
             return _error(404, f"The invocation '{inv_id}' was not found.")
         return JSONResponse(invocation_view(engine, row))
 
+    async def by_id(request: Request) -> Response:
+        return await (delete if request.method == "DELETE" else describe)(request)
+
     routes: list[Any] = [
         Route("/invocations/{invocation_id}/{action}", patch, methods=["PATCH"]),
-        Route("/invocations/{invocation_id}", delete, methods=["DELETE"]),
-        Route("/invocations/{invocation_id}", describe, methods=["GET"]),
+        # one route for both methods: a 405 then lists both in its Allow header
+        Route("/invocations/{invocation_id}", by_id, methods=["GET", "DELETE"]),
     ]
     return routes

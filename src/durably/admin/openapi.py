@@ -1,12 +1,16 @@
 """durably's own OpenAPI description of the admin routes it serves (GET /openapi).
 
-Written for our routes and the response shapes in render.py; routes added through
-`extra_routes` can contribute their own path items via `extra_paths`.
+Written for our routes and the response shapes in render.py, every error answer included
+(tests/abuse fuzzes the server against this document with schemathesis, so a route or an
+answer missing here fails CI). Routes added through `extra_routes` contribute their own
+path items via `extra_paths`.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from durably.admin.invocations import ACTIONS
 
 __all__ = ["build_openapi"]
 
@@ -19,11 +23,34 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _text(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+def _error(description: str, *, text: bool = False) -> dict[str, Any]:
+    """An error answer: `{"message", "restate_code"}` JSON; with `text`, also the plain-text
+    body that request-parsing failures get (as Restate's extractors answer them)."""
+    answer = _json(_ref("ErrorDescriptionResponse"), description)
+    if text:
+        answer["content"]["text/plain"] = {"schema": {"type": "string"}}
+    return answer
+
+
 _ERRORS = {
-    "400": _json(_ref("ErrorDescriptionResponse"), "Bad request"),
-    "404": _json(_ref("ErrorDescriptionResponse"), "Not found"),
-    "409": _json(_ref("ErrorDescriptionResponse"), "Conflict"),
-    "500": _json(_ref("ErrorDescriptionResponse"), "Internal server error"),
+    "400": _error("Bad request", text=True),
+    "404": _error("Not found"),
+    "409": _error("Conflict"),
+    "500": _error("Internal server error"),
+}
+# A JSON body that is missing, not JSON, or of the wrong shape (plain text, as Restate).
+_BODY_ERRORS = {
+    "400": _error("Bad request: the body is not JSON, or a field is invalid", text=True),
+    "415": _text("The body is not `Content-Type: application/json`"),
+    "422": _text("The JSON body does not have the expected shape"),
+}
+_INVOCATION_ID_ERRORS = {
+    "400": _error("The invocation id is malformed, or a query parameter is invalid"),
+    "404": _error("No such invocation"),
 }
 
 _DURATION = {
@@ -206,6 +233,58 @@ _SCHEMAS["ModifyServiceRequest"] = {
 }
 
 
+_NULLABLE_STRING = {"type": ["string", "null"]}
+# The ids' forms: a prefix, then base62 digits of a 128-bit (and for the invocation's
+# partition key, 64-bit) number: the leading digit is capped at the largest it can be.
+DEPLOYMENT_ID_PATTERN = "^dp_1[0-7][0-9A-Za-z]{21}$"
+INVOCATION_ID_PATTERN = "^inv_1[0-9a-l][0-9a-zA-Z]{10}[0-7][0-9a-zA-Z]{21}$"
+_SCHEMAS["QueryRequest"] = {
+    "type": "object",
+    "required": ["query"],
+    "properties": {"query": {"type": "string", "minLength": 1}},
+}
+_SCHEMAS["QueryResult"] = {
+    "type": "object",
+    "required": ["rows"],
+    "properties": {"rows": {"type": "array", "items": {"type": "object"}}},
+}
+_SCHEMAS["InvocationStatus"] = {
+    "type": "object",
+    "required": ["id", "target", "target_service_name", "target_handler_name", "status"],
+    "properties": {
+        "id": {"type": "string"},
+        "target": {"type": "string"},
+        "target_service_name": {"type": "string"},
+        "target_service_key": _NULLABLE_STRING,
+        "target_handler_name": {"type": "string"},
+        "target_service_ty": _NULLABLE_STRING,
+        "status": {"type": "string"},
+        "idempotency_key": _NULLABLE_STRING,
+        "invoked_by": _NULLABLE_STRING,
+        "invoked_by_id": _NULLABLE_STRING,
+        "invoked_by_target": _NULLABLE_STRING,
+        "restarted_from": _NULLABLE_STRING,
+        "pinned_deployment_id": _NULLABLE_STRING,
+        "pinned_service_protocol_version": {"type": ["integer", "null"]},
+        "journal_size": {"type": ["integer", "null"]},
+        "retry_count": {"type": ["integer", "null"]},
+        "last_failure": _NULLABLE_STRING,
+        "last_failure_error_code": {"type": ["string", "integer", "null"]},
+        "next_retry_at": _NULLABLE_STRING,
+        "created_at": _NULLABLE_STRING,
+        "modified_at": _NULLABLE_STRING,
+        "inboxed_at": _NULLABLE_STRING,
+        "scheduled_start_at": _NULLABLE_STRING,
+        "running_at": _NULLABLE_STRING,
+        "completed_at": _NULLABLE_STRING,
+        "completion_expires_at": _NULLABLE_STRING,
+        "deadlock": {},
+        "completion_result": {"type": "string", "enum": ["success", "failure"]},
+        "completion_failure": {"type": "object"},
+    },
+}
+
+
 def _param(name: str, where: str = "path", schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "name": name,
@@ -216,8 +295,10 @@ def _param(name: str, where: str = "path", schema: dict[str, Any] | None = None)
 
 
 def _paths() -> dict[str, Any]:
-    dep = _param("deployment")
+    dep = _param("deployment", schema={"type": "string", "pattern": DEPLOYMENT_ID_PATTERN})
     svc = _param("service")
+    inv = _param("invocation_id", schema={"type": "string", "pattern": INVOCATION_ID_PATTERN})
+    dep_id_error = {"400": _text("The deployment id is malformed")}
     return {
         "/health": {
             "get": {
@@ -237,7 +318,14 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "openapi",
                 "summary": "This document",
-                "responses": {"200": {"description": "OpenAPI 3.1 document"}},
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics (text exposition format 0.0.4)",
+                "responses": {"200": _text("Metrics")},
             }
         },
         "/deployments": {
@@ -260,6 +348,9 @@ def _paths() -> dict[str, Any]:
                     "200": _json(_ref("RegisterDeploymentResponse"), "Already registered"),
                     "201": _json(_ref("RegisterDeploymentResponse"), "Created"),
                     **_ERRORS,
+                    **_BODY_ERRORS,
+                    "400": _error("Bad request: bad JSON, a bad URI, or discovery failed",
+                                  text=True),
                 },
             },
         },
@@ -270,6 +361,7 @@ def _paths() -> dict[str, Any]:
                 "summary": "Get a deployment",
                 "responses": {
                     "200": _json(_ref("DetailedDeploymentResponse"), ""),
+                    **dep_id_error,
                     "404": _ERRORS["404"],
                 },
             },
@@ -279,6 +371,7 @@ def _paths() -> dict[str, Any]:
                 "parameters": [_param("force", "query", {"type": "boolean"})],
                 "responses": {
                     "202": {"description": "Removed"},
+                    **dep_id_error,
                     "404": _ERRORS["404"],
                     "501": {"description": "Removal without force is not supported"},
                 },
@@ -307,7 +400,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(_ref("ServiceMetadata"), ""),
-                    "400": _ERRORS["400"],
+                    **_BODY_ERRORS,
                     "404": _ERRORS["404"],
                 },
             },
@@ -331,6 +424,83 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("HandlerMetadata"), ""), "404": _ERRORS["404"]},
             },
         },
+        "/invocations/{invocation_id}": {
+            "parameters": [inv],
+            "get": {
+                "operationId": "get_invocation",
+                "summary": "An invocation's status (durably's own; includes a deadlock it is "
+                "part of)",
+                "responses": {
+                    "200": _json(_ref("InvocationStatus"), ""),
+                    **_INVOCATION_ID_ERRORS,
+                },
+            },
+            "delete": {
+                "operationId": "delete_invocation",
+                "summary": "Cancel, kill or purge an invocation (the older form of PATCH)",
+                "parameters": [_param("mode", "query", {"type": "string",
+                                                         "enum": ["cancel", "kill", "purge"]})],
+                "responses": {
+                    "202": {"description": "Done or under way"},
+                    **_INVOCATION_ID_ERRORS,
+                    "409": _ERRORS["409"],
+                },
+            },
+        },
+        "/invocations/{invocation_id}/{action}": {
+            "parameters": [
+                inv,
+                _param("action", schema={"type": "string", "enum": list(ACTIONS)}),
+            ],
+            "patch": {
+                "operationId": "act_on_invocation",
+                "summary": "cancel, kill, purge, purge-journal, pause, resume or "
+                "restart-as-new",
+                "parameters": [
+                    _param("deployment", "query"),
+                    _param("from", "query", {"type": "integer", "minimum": 0}),
+                ],
+                "responses": {
+                    "200": _json(
+                        {"type": "object",
+                         "properties": {"new_invocation_id": {"type": "string"}}},
+                        "Done (restart-as-new: the new invocation's id)",
+                    ),
+                    "202": {"description": "Accepted, takes effect asynchronously"},
+                    **_INVOCATION_ID_ERRORS,
+                    "409": _ERRORS["409"],
+                    "410": _error("The journal needed to restart is gone"),
+                    "422": _error("Not supported for this invocation"),
+                    "425": _error("Not started yet"),
+                },
+            },
+        },
+        "/query": {
+            "post": {
+                "operationId": "query",
+                "summary": "SQL over the sys_* introspection tables",
+                "description": "`Accept: application/json` answers `{\"rows\": [...]}`; any "
+                "other Accept an Arrow IPC stream.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("QueryRequest")}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "The rows",
+                        "content": {
+                            "application/json": {"schema": _ref("QueryResult")},
+                            "application/vnd.apache.arrow.stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            },
+                        },
+                    },
+                    "400": _error("Bad JSON, an SQL error, or a refused query", text=True),
+                    "415": _text("The body is not `Content-Type: application/json`"),
+                    "422": _text("The JSON body has no string `query`"),
+                },
+            }
+        },
         "/services/{service}/state": {
             "parameters": [svc],
             "post": {
@@ -347,7 +517,7 @@ def _paths() -> dict[str, Any]:
                             "type": "array", "items": {"type": "integer"}}}}}}}},
                 "responses": {
                     "202": {"description": "Replaced"},
-                    "400": _ERRORS["400"],
+                    **_BODY_ERRORS,
                     "404": _ERRORS["404"],
                     "409": _ERRORS["409"],
                 },
@@ -382,8 +552,8 @@ def build_openapi(
         "openapi": "3.1.0",
         "info": {
             "title": "durably admin API",
-            "description": "Deployments and services of a durably server. The same routes are "
-            "served under /v2, /v3 and /v4.",
+            "description": "Deployments, services, invocations and SQL introspection of a "
+            "durably server. The same routes are served under /v2, /v3 and /v4.",
             "version": version,
         },
         "paths": paths,

@@ -215,6 +215,10 @@ class Engine:
             self._gate = commit_gate(self._fatal)
         elif getattr(self.store, "deferred_sync", False) and self._gate is None:
             self._gate = DurabilityGate(self._loop, self.store.sync, self._fatal)
+        if hasattr(self.store, "on_failure"):
+            # the store may fail in a thread of its own (checkpoints, fsync): stop on the loop
+            loop = self._loop
+            self.store.on_failure = lambda e: loop.call_soon_threadsafe(self._fatal, e)
         rows = self.store.active_invocations()
         inboxed: list[ActiveInvocation] = []
         to_start: list[ActiveInvocation] = []

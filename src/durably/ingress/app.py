@@ -8,6 +8,7 @@ carries `"source": "invocation"`, and its code is the HTTP status, as Restate do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from durably.engine.model import Failure, Result, now_ms
 from durably.ids import InvocationId
 from durably.ingress import paths
 from durably.schema.durations import parse_duration
+from durably.storage.sqlite import StorageError
 
 log = logging.getLogger("durably.ingress")
 
@@ -58,6 +60,10 @@ async def _disconnected(receive: Receive) -> None:
             return
 
 
+# a 405 names the methods the path allows (RFC 9110, 15.5.6)
+_ALLOW_POST = [("allow", "POST")]
+
+
 class IngressApp:
     def __init__(self, engine: Engine, *, max_body: int = DEFAULT_MAX_BODY) -> None:
         self.engine = engine
@@ -85,7 +91,27 @@ class IngressApp:
                 [("x-restate-error-source", "ingress"), *e.headers],
             )
         except asyncio.CancelledError:
-            raise
+            if not self.engine.stopping:
+                raise
+            # the server is stopping (SIGTERM, or storage failed) with this request still
+            # waiting: a clear 503 (the caller may retry with its idempotency key) rather
+            # than a dropped connection and a traceback in the log
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await _json(
+                    send,
+                    503,
+                    {"code": 503, "message": "the server is stopping", "source": "ingress"},
+                    [("x-restate-error-source", "ingress")],
+                )
+        except StorageError as e:
+            # the store failed and the server is stopping: the caller may retry elsewhere
+            # or later with its idempotency key; nothing of this request was acknowledged
+            await _json(
+                send,
+                503,
+                {"code": 503, "message": f"storage failed: {e}", "source": "ingress"},
+                [("x-restate-error-source", "ingress")],
+            )
         except Exception:
             # the details go to the log, not to the caller
             log.exception("ingress request failed")
@@ -104,6 +130,8 @@ class IngressApp:
             raise HttpError(e.status, e.message) from None
         method = scope["method"]
         if isinstance(route, paths.Health):
+            if method not in ("GET", "HEAD"):
+                raise HttpError(405, "method not allowed, use GET", [("allow", "GET,HEAD")])
             await _raw(send, 200, b"", [])
             return
         if not getattr(self.engine.store, "available", True):
@@ -113,17 +141,17 @@ class IngressApp:
             )
         if isinstance(route, paths.Invoke):
             if method not in ("GET", "POST"):
-                raise HttpError(405, "method not allowed, use POST")
+                raise HttpError(405, "method not allowed, use POST", [("allow", "GET,POST")])
             await self._invoke(scope, receive, send, route)
             return
         if isinstance(route, paths.Awakeable):
             if method != "POST":
-                raise HttpError(405, "method not allowed, use POST")
+                raise HttpError(405, "method not allowed, use POST", _ALLOW_POST)
             await self._awakeable(receive, send, route)
             return
         if isinstance(route, paths.ByTargetBody):
             if method != "POST":
-                raise HttpError(405, "method not allowed, use POST")
+                raise HttpError(405, "method not allowed, use POST", _ALLOW_POST)
             body = await self._body(receive)
             invocation_id = self._target_from_body(body)
             if route.action == "lookup":
@@ -134,7 +162,7 @@ class IngressApp:
             await self._attach_or_output(receive, send, invocation_id, route.action)
             return
         if method != "GET":
-            raise HttpError(405, "method not allowed, use GET")
+            raise HttpError(405, "method not allowed, use GET", [("allow", "GET")])
         if isinstance(route, paths.ById):
             try:
                 InvocationId.parse(route.invocation_id)

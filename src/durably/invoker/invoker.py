@@ -16,8 +16,9 @@ from urllib.parse import quote
 
 from durably.engine.attempt import Attempt
 from durably.invoker.transport import Transport, TransportError
-from durably.protocol.framing import FrameDecoder
+from durably.protocol.framing import FrameDecoder, ProtocolViolation
 from durably.protocol.version import content_type
+from durably.storage.sqlite import StorageError
 
 if TYPE_CHECKING:
     from durably.engine.engine import Engine
@@ -142,22 +143,27 @@ class Invoker:
                 if attempt._outbox:
                     wake()
             idle = _IdleTimeout()
+            # request/response has no inactivity timeout (Restate's RT0021: the handler
+            # runs while the request waits): the abort timeout bounds the wait instead, as
+            # it bounds reading the body below
+            head_timeout = attempt.inactivity_timeout_s if attempt.bidi else attempt.abort_timeout_s
             try:
                 # a deployment that never answers must not hold the invocation forever;
                 # this also bounds an HTTP/1.1 request's wait for a free pooled connection
-                with idle.within(attempt.inactivity_timeout_s or None):
+                with idle.within(head_timeout or None):
                     if not attempt.bidi:
                         attempt.closed = True
                         await stream.end()
                     status, headers = await stream.response_head()
             except TimeoutError:
+                which = "inactivity" if attempt.bidi else "abort"
                 if not getattr(stream, "got_connection", True):
                     raise _AttemptError(
-                        "no free HTTP/1.1 connection to the deployment within the inactivity"
+                        f"no free HTTP/1.1 connection to the deployment within the {which}"
                         " timeout (all --http1-max-connections in use)"
                     ) from None
                 raise _AttemptError(
-                    "the deployment did not answer within the inactivity timeout"
+                    f"the deployment did not answer within the {which} timeout"
                 ) from None
             if status != 200:
                 body = await _read_some(stream)
@@ -202,6 +208,13 @@ class Invoker:
                 error = "the deployment ended the response without End, Suspension or Error"
         except _AttemptError as e:
             error = str(e)
+        except StorageError as e:
+            # the store failed (the server is stopping because of it): no traceback
+            error = f"storage failed: {e}"
+        except ProtocolViolation as e:
+            # the deployment's fault (e.g. a frame over the size limit), not ours: a one-line
+            # failure on the invocation, no traceback in the log
+            error = f"protocol violation: {e}"
         except TransportError as e:
             error = f"cannot reach the deployment {attempt.deployment_uri}: {e}"
             retry_now = bool(getattr(e, "retry_immediately", False))

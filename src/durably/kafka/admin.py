@@ -255,6 +255,14 @@ _ERR = {
     for code, text in (("400", "Bad request"), ("404", "Not found"), ("409", "Conflict"),
                        ("500", "Internal server error"))
 }
+# request-parsing failures (a bad id, a body that is not JSON) answer plain text, as the
+# admin API's own routes do (found by tests/abuse/test_fuzz_http.py)
+_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+_ERR["400"] = {**_ERR["400"], "content": {**_ERR["400"]["content"], **_TEXT}}
+_BODY_ERR = {
+    "415": {"description": "The body is not `Content-Type: application/json`", "content": _TEXT},
+    "422": {"description": "The JSON body does not have the expected shape", "content": _TEXT},
+}
 _STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
 
 
@@ -265,6 +273,7 @@ def _op(op_id: str, tag: str, summary: str, ok: str, schema: str | None,
     if body is not None:
         out["requestBody"] = {"required": True,
                               "content": {"application/json": {"schema": _ref(body)}}}
+        out["responses"].update(_BODY_ERR)
     if params:
         out["parameters"] = params
     return out

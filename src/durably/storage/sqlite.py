@@ -215,11 +215,20 @@ class _Checkpointer:
 
     They never block the writer or readers. Each reports the WAL's length in `wal_frames`,
     which the writer reads after its commits (an int: no lock needed). A failed
-    checkpoint loses nothing (the frames stay in the WAL); it is logged once and retried.
+    checkpoint loses nothing (the frames stay in the WAL); it is logged once and retried,
+    except an I/O error, which means the disk failed (`on_io_error`, and no more passes).
     """
 
-    def __init__(self, path: Path, *, synchronous: str, interval_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str,
+        interval_s: float = 0.25,
+        on_io_error: Callable[[sqlite3.Error], None] | None = None,
+    ) -> None:
         self._path = path
+        self._on_io_error = on_io_error
         self._synchronous = synchronous
         self._interval_s = interval_s
         self._stop = threading.Event()
@@ -235,6 +244,9 @@ class _Checkpointer:
             try:
                 self.checkpoint()
             except sqlite3.Error as e:
+                if _is_io_error(e) and self._on_io_error is not None:
+                    self._on_io_error(e)
+                    return  # the disk failed: no more checkpoints (see _disk_failed)
                 if str(e) != self._last_error:
                     self._last_error = str(e)
                     log.warning("WAL checkpoint failed (will retry): %s", e)
@@ -258,6 +270,11 @@ class _Checkpointer:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.close()
                 self._db = None
+
+
+def _is_io_error(e: sqlite3.Error) -> bool:
+    """SQLITE_IOERR or one of its extended codes (a failed read, write or sync)."""
+    return (getattr(e, "sqlite_errorcode", 0) & 0xFF) == 10
 
 
 class SqliteStore:
@@ -308,7 +325,11 @@ class SqliteStore:
             raise StorageError(f"cannot open the database {self.path}: {e}{hint}") from e
         self._db = db
         self._in_tx = False
-        self._failed: sqlite3.Error | None = None
+        self._failed: sqlite3.Error | OSError | None = None
+        # called once, from whichever thread saw it, when the store becomes unusable (a
+        # failed commit, WAL fsync or checkpoint): the server stops instead of idling on
+        # a store that refuses every write
+        self.on_failure: Callable[[BaseException], None] | None = None
         self._writer = _Writer(self)
         # writes in the open batch, and who wants (seconds, writes) after each commit (metrics)
         self._batch_ops = 0
@@ -316,7 +337,9 @@ class SqliteStore:
         self.on_sync: Callable[[float], None] | None = None
         self._wal_fd: int | None = None
         self._subscribed: set[str] | None = None  # see take_subscribers
-        self._checkpointer = _Checkpointer(self.path, synchronous=sync_level)
+        self._checkpointer = _Checkpointer(
+            self.path, synchronous=sync_level, on_io_error=self._disk_failed
+        )
 
     def sync(self) -> None:
         """Flush the write-ahead log to disk (what synchronous=FULL does inside every COMMIT).
@@ -329,7 +352,14 @@ class SqliteStore:
             except FileNotFoundError:
                 return  # nothing was ever written to the log
         started = time.perf_counter()
-        os.fsync(self._wal_fd)
+        try:
+            os.fsync(self._wal_fd)
+        except OSError as e:
+            # after a failed fsync the kernel may have dropped the dirty pages: a later
+            # fsync could "succeed" without them. Never trust this log again: refuse every
+            # commit (and the final sync of close()) from now on.
+            self._set_failed(e)
+            raise
         if self.on_sync is not None:
             self.on_sync(time.perf_counter() - started)
 
@@ -375,14 +405,33 @@ class SqliteStore:
         try:
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as e:  # the frames stay in the WAL: nothing is lost
-            log.warning("WAL checkpoint failed (will retry): %s", e)
+            if _is_io_error(e):
+                self._disk_failed(e)
+            else:
+                log.warning("WAL checkpoint failed (will retry): %s", e)
+
+    def _set_failed(self, error: sqlite3.Error | OSError) -> None:
+        """The store is unusable from now on; tell `on_failure` (once), from any thread."""
+        if self._failed is None:
+            self._failed = error
+            if self.on_failure is not None:
+                self.on_failure(error)
+
+    def _disk_failed(self, error: sqlite3.Error) -> None:
+        """An I/O error while checkpointing (writing or syncing the database file). A later
+        sync that succeeds would not prove the failed pages reached the disk, and a
+        checkpoint trusting it could then drop the WAL frames that still hold them: refuse
+        every later commit, so that the server stops at its next write. What is committed
+        so far stays safe in the WAL. Called from the checkpoint thread too."""
+        if self._failed is None:
+            log.critical("the disk failed while checkpointing the WAL: %s", error)
+            self._set_failed(error)
 
     def _poison(self, error: sqlite3.Error) -> None:
         """A write or a COMMIT failed (disk full, I/O error). The transaction may still be
         open: end it, and refuse every later write and commit, so that no later batch built
         on the lost one can reach the disk."""
-        if self._failed is None:
-            self._failed = error
+        self._set_failed(error)
         self._subscribed = None
         self._in_tx = False
         self._batch_ops = 0

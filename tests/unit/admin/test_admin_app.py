@@ -484,3 +484,43 @@ async def test_version_and_openapi(admin: httpx.AsyncClient) -> None:
     ):
         assert path in doc["paths"]
     assert "ServiceMetadata" in doc["components"]["schemas"]
+
+
+def test_openapi_id_patterns() -> None:
+    """The id patterns of the OpenAPI document (which the fuzz tests draw ids from) match
+    every id the server makes, and a string that matches one is an id or, at most, one
+    whose number is out of range (a 400 the document lists)."""
+    import re
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from durably.admin.openapi import DEPLOYMENT_ID_PATTERN, INVOCATION_ID_PATTERN
+    from durably.ids import InvocationId
+    from durably.schema.ids import check_deployment_id, new_deployment_id
+
+    for i in range(2000):
+        inv = str(InvocationId.generate(service="S", handler="h", key=str(i)))
+        assert re.fullmatch(INVOCATION_ID_PATTERN, inv), inv
+        assert re.fullmatch(DEPLOYMENT_ID_PATTERN, new_deployment_id()), inv
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.from_regex(INVOCATION_ID_PATTERN, fullmatch=True),
+           st.from_regex(DEPLOYMENT_ID_PATTERN, fullmatch=True))
+    def check(inv: str, dep: str) -> None:
+        try:
+            InvocationId.parse(inv)
+        except ValueError as e:
+            assert "out of range" in str(e), (inv, e)
+        assert check_deployment_id(dep) in (None, "base62 decode error"), dep
+
+    check()
+
+
+async def test_register_with_unsendable_additional_headers(admin: httpx.AsyncClient) -> None:
+    """Found by the fuzz test: header names or values HTTP cannot carry made discovery raise
+    (a bare 500); they are a 422 that names the header."""
+    for headers in ({"£": "x"}, {"a b": "x"}, {"x-ok": "line\nbreak"}, {"x-ok": "\u00e9"}):
+        r = await admin.post("/deployments", json={"uri": "http://127.0.0.1:9/", "additional_headers": headers})
+        assert r.status_code == 422, (headers, r.status_code, r.text)
+        assert "additional_headers: invalid HTTP header" in r.text
