@@ -35,6 +35,7 @@ import orjson
 from durably.cluster import fence as fence_mod
 from durably.cluster.keeper import LeaseKeeper
 from durably.cluster.leases import Membership
+from durably.security.middleware import send_response
 
 log = logging.getLogger("durably.cluster")
 
@@ -69,18 +70,7 @@ def check_settings(bind: str, advertise: str | None, secret: str | None, dsn: st
 
 async def _json(send: Any, status: int, message: str, extra: list[tuple[bytes, bytes]]) -> None:
     body = orjson.dumps({"message": message})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *extra,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_response(send, status, body, b"application/json", extra)
 
 
 def _replay(body: bytes, receive: Any) -> Any:

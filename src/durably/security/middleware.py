@@ -17,7 +17,7 @@ import orjson
 
 from durably.security.options import is_loopback
 
-__all__ = ["AdminGuard", "IngressGuard", "TokenCheck"]
+__all__ = ["AdminGuard", "IngressGuard", "TokenCheck", "send_response"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -56,22 +56,32 @@ class TokenCheck:
         return ok and bool(given)
 
 
-async def _answer(
-    send: Send, status: int, doc: dict[str, Any], headers: Iterable[tuple[bytes, bytes]] = ()
+async def send_response(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    headers: Iterable[tuple[bytes, bytes]] = (),
 ) -> None:
-    body = orjson.dumps(doc)
+    """A whole answer to an ASGI `send`, for the guards that answer without the app."""
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
                 *headers,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _answer(
+    send: Send, status: int, doc: dict[str, Any], headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    await send_response(send, status, orjson.dumps(doc), b"application/json", headers)
 
 
 _UNAUTHORIZED_HEADERS = [(b"www-authenticate", b'Bearer realm="durably"')]
@@ -248,21 +258,11 @@ def _login_page(error: str) -> str:
 async def _html(
     send: Send, status: int, page: str, headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
-    body = page.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/html; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"content-security-policy", b"default-src 'none'; form-action 'self'"),
-                (b"cache-control", b"no-store"),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_response(send, status, page.encode(), b"text/html; charset=utf-8", [
+        (b"content-security-policy", b"default-src 'none'; form-action 'self'"),
+        (b"cache-control", b"no-store"),
+        *headers,
+    ])
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
