@@ -2,7 +2,11 @@
 against a real durably server with real SDK services (tests/ui/world.py).
 
 Kept in their own directory with plain (non-async) fixtures: the sync Playwright API runs its
-own event loop and cannot run inside the suite's asyncio loop.
+own event loop and cannot run inside the suite's asyncio loop. The browser fixture is
+module-scoped on purpose: while Playwright is open its loop counts as running in the main
+thread, and every async test collected after this directory (tests/unit) would fail with
+"Runner.run() cannot be called from a running event loop"; so Playwright closes when the
+module ends.
 
 Chromium: /usr/bin/chromium (Debian's package; `.ci/run` installs it), or $DURABLY_CHROMIUM.
 Playwright's own browser download cannot work here, so the pinned Playwright release is the
@@ -48,7 +52,7 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
