@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 import restate
+from pydantic import BaseModel, Field
 from restate import (
     Context,
     ObjectContext,
@@ -32,7 +33,6 @@ from restate import (
     WorkflowContext,
     WorkflowSharedContext,
 )
-from pydantic import BaseModel, Field
 
 greeter = restate.Service("Greeter")
 slow = restate.Service("Slow")

@@ -559,7 +559,8 @@ def form_fields(schema: Any) -> list[FormField] | None:
     if s.get("type") == "object" or isinstance(props, dict):
         if not isinstance(props, dict) or not props:
             return None
-        required = s.get("required") if isinstance(s.get("required"), list) else []
+        raw_required = s.get("required")
+        required: list[Any] = raw_required if isinstance(raw_required, list) else []
         fields = [_field(str(k), v, k in required, root) for k, v in props.items()]
         if any(f is None for f in fields):
             return None
@@ -586,13 +587,14 @@ def _convert(f: FormField, text: str) -> tuple[Any, str | None]:
 
 def body_from_form(fields: list[FormField], values: dict[str, str]) -> tuple[Any, list[str]]:
     """The JSON body the form's fields make (`values`: field name -> text as typed) and what
-    is wrong with it. An empty optional field is left out (or null, for a body of one
-    nullable value); the result is checked as `check_value` checks a raw body."""
+    is wrong with it. An empty optional field is left out, an empty required one refused
+    (for a body of one value: null when nullable); the result is checked as `check_value`
+    checks a raw body."""
     errors: list[str] = []
     if len(fields) == 1 and fields[0].name == "":
         f = fields[0]
         text = values.get("", "")
-        if text == "" and f.kind != "string":
+        if text == "":
             return None, ([] if f.nullable else [f"{f.label}: required"])
         value, error = _convert(f, text)
         if error:
@@ -602,10 +604,9 @@ def body_from_form(fields: list[FormField], values: dict[str, str]) -> tuple[Any
     for f in fields:
         text = values.get(f.name, "")
         if text == "":
-            if f.required and f.kind != "string":
+            # (an empty required string too: the raw JSON can still send "")
+            if f.required:
                 errors.append(f"{f.name}: required")
-            elif f.required:
-                body[f.name] = ""
             continue
         value, error = _convert(f, text)
         if error:

@@ -204,7 +204,7 @@ document.addEventListener("DOMContentLoaded", () => {
       }
       const body = {};
       inputs.forEach((input) => {
-        if (input.value !== "" || (input.required && input.dataset.kind === "string")) {
+        if (input.value !== "") {
           body[input.name.slice(2)] = value(input);
         }
       });
