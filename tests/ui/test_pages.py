@@ -400,12 +400,7 @@ def test_times_are_relative_with_the_absolute_time_kept(world: World) -> None:
 
 
 def test_timeline_shows_durations_and_retries(world: World) -> None:
-    r = world.env.call("Shop", "order", {"item": "tea", "quantity": 2}, idem=False)
-    assert r.status_code == 200, r.text
-    inv = r.headers.get("x-restate-id") or world.env.query(
-        "SELECT id FROM sys_invocation WHERE target = 'Shop/order' "
-        "ORDER BY created_at DESC LIMIT 1")[0]["id"]
-    html = get(world, "invocations/" + inv).text
+    html = get(world, "invocations/" + world.ids["shop"]).text
     section = html[html.index('id="timeline-h"'):html.index('id="journal-h"')]
     assert "invocation" in section and "took" in section
     sleep = re.search(r'<a href="#entry-(\d+)">#\1 Sleep</a>.*?class="tl-note">([^<]*)<', section)
