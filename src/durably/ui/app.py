@@ -609,8 +609,8 @@ def ui_routes(
                                           for k, v in body.items()}}
             return page(request, "confirm.html", title="Change options · durably",
                         heading=f"Change the options of {service.name}?",
-                        text="PATCH /services/" + service.name + ": " + "; ".join(listed)
-                        + ". New invocations use them at once.",
+                        text=f"PATCH /services/{service.name} with these changes:",
+                        items=listed,
                         action_label="Save", back=back, fields=fields)
         try:
             updated = service_json(registry.modify_service(service.name, **changes))
@@ -637,7 +637,9 @@ def ui_routes(
         values = ({fl.name: str(f.get("f:" + fl.name, "")) for fl in fields}
                   if fields else {})
         invalid: list[str] = []
-        if fields and not mode.endswith("-json"):
+        # (a post without any field, from a script say, sends its body as it is)
+        from_form = any(k.startswith("f:") for k in f) and not mode.endswith("-json")
+        if fields and from_form:
             value, invalid = present.body_from_form(fields, values)
             if not invalid:
                 body = orjson.dumps(value).decode()
@@ -649,7 +651,7 @@ def ui_routes(
             else:
                 invalid = present.check_value(fields, parsed) if fields else []
         call = {"handler": handler, "key": key, "mode": "send" if send else "call",
-                "source": "json" if mode.endswith("-json") or not fields else "form"}
+                "source": "form" if fields and from_form else "json"}
         if invalid:
             return await service_view(request, service, body=body, call=call, values=values,
                                       invalid=invalid)
