@@ -426,6 +426,10 @@ def test_playground_form_from_the_input_schema(world: World) -> None:
     assert 'name="f:gift" data-kind="boolean"' in html
     assert "What to order" in html  # the field's description
     assert "Raw JSON instead" in html and 'value="call-json" formnovalidate' in html
+    curl = re.search(r"<summary>as curl</summary><pre tabindex=\"0\">(.*?)</pre>", html, re.S)
+    assert curl and curl.group(1).startswith("curl -X POST &#39;http://127.0.0.1:")
+    assert "/Shop/order&#39;" in curl.group(1) and "--data &#39;{&#34;item&#34;:" in curl.group(1)
+    assert "/Cart/&lt;key&gt;/add&#39;" in get(world, "services/Cart").text
     # Greeter's input is any object: no form, the JSON text only
     assert 'name="f:' not in get(world, "services/Greeter").text
 

@@ -557,13 +557,15 @@ def ui_routes(
             examples[h.name] = _example(schema) if h.input.present else None
         if call is not None:
             examples[call["handler"]] = body
+        curls = {h.name: _curl(ingress_url, service, h.name, examples[h.name])
+                 for h in service.manifest.handlers} if ingress_url else {}
         return page(request, "service.html", status=400 if invalid else 200, nav="services",
                     title=f"{service.name} · durably",
                     service=service_json(service), ty=service.ty, keys=keys,
                     message=request.query_params.get("message"),
                     error=request.query_params.get("error"),
                     examples=examples, result=result, call=call, forms=input_forms(service),
-                    values=values or {}, invalid=invalid or [],
+                    values=values or {}, invalid=invalid or [], curls=curls,
                     openapi=orjson.dumps(service_openapi(service),
                                          option=orjson.OPT_INDENT_2).decode())
 
@@ -889,6 +891,22 @@ def _applicable_sql(action: str) -> str:
         "restart-as-new": "status = 'completed' AND journal_size > 0 "
                           "AND target_service_ty <> 'workflow'",
     }[action]
+
+
+def _curl(ingress_url: str, service: Service, handler: str, body: str | None) -> str:
+    """The playground's call as a shell command (the body as the form's JSON, one line)."""
+    path = f"{quote(service.name, safe='')}/"
+    if service.ty != "service":
+        path += "<key>/"
+    lines = [f"curl -X POST '{ingress_url.rstrip('/')}/{path}{quote(handler, safe='')}'"]
+    if body is not None and body.strip():
+        try:
+            one_line = orjson.dumps(orjson.loads(body)).decode()
+        except orjson.JSONDecodeError:
+            one_line = body
+        quoted = one_line.replace("'", "'\\''")
+        lines += ["-H 'content-type: application/json'", f"--data '{quoted}'"]
+    return " \\\n  ".join(lines)
 
 
 def _example(schema: dict[str, Any]) -> str:
