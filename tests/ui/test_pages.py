@@ -62,7 +62,7 @@ def test_root_and_ui_redirect_relatively(world: World) -> None:
 @pytest.mark.parametrize("path", [
     "", "invocations", "invocations?status=running", "state", "state/Cart",
     "state/Cart?key=alice", "state/Signup?key=ada", "services/Greeter", "services/Cart",
-    "sql", "sql?query=SELECT+1", "static/ui.css", "static/ui.js",
+    "services/Shop", "services/Signup", "sql", "sql?query=SELECT+1", "static/ui.css", "static/ui.js",
 ])
 def test_pages_answer(world: World, path: str) -> None:
     r = get(world, path)
@@ -401,6 +401,8 @@ def test_times_are_relative_with_the_absolute_time_kept(world: World) -> None:
 
 def test_timeline_shows_durations_and_retries(world: World) -> None:
     html = get(world, "invocations/" + world.ids["shop"]).text
+    # CSP-clean: the bars are placed by SVG attributes, never by an inline style or script
+    assert " style=" not in html and "<script>" not in html
     section = html[html.index('id="timeline-h"'):].split("</section>")[0]
     assert "invocation" in section and "took" in section
     sleep = re.search(r'<a href="#entry-(\d+)">#\1 Sleep</a>.*?class="tl-note">([^<]*)<', section)
