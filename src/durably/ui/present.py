@@ -410,7 +410,8 @@ def timeline(inv: dict[str, Any], entries: list[Entry], now_ms: int,
     if failures:
         last = failures[-1]["at"]
         row = Span(f"failed attempts ({len(failures)})", failures[0]["at"], last, "failures",
-                   note=f"last +{human_ms(last - created)}", href="#attempts")
+                   note=f"last +{human_ms(last - created)}",
+                   href="#attempts-h")  # the list of failed attempts on the same page
         for a in failures:
             row.marks.append((float(a["at"]), f"attempt {a.get('retry', '?')} failed "
                               f"+{human_ms(a['at'] - created)}: [{a.get('code', '?')}] "

@@ -89,6 +89,7 @@ def test_timeline_while_it_waits_and_retries() -> None:
     assert spans["invocation"].note == "10.00 s so far" and "open" in spans["invocation"].css
     assert spans["last attempt (attempt 3)"].note == "started +4.00 s, 1.00 s"
     failures = spans["failed attempts (2)"]
+    assert failures.href == "#attempts-h"  # the list of them (the _attempts.html partial)
     assert [text.split(":")[0] for _, text in failures.marks] == [
         "attempt 1 failed +2.00 s", "attempt 2 failed +5.00 s"]
     backoff = spans["backing off"]
