@@ -657,10 +657,7 @@ def ui_routes(
         if invalid:
             return await service_view(request, service, body=body, call=call, values=values,
                                       invalid=invalid)
-        path = f"{quote(service.name, safe='')}/"
-        if service.ty != "service":
-            path += f"{quote(key, safe='')}/"
-        path += quote(handler, safe="") + ("/send" if send else "")
+        path = _ingress_path(service, quote(key, safe=""), handler) + ("/send" if send else "")
         headers = {"content-type": "application/json"} if body.strip() else {}
         if idem:
             headers["idempotency-key"] = idem
@@ -893,12 +890,16 @@ def _applicable_sql(action: str) -> str:
     }[action]
 
 
+def _ingress_path(service: Service, quoted_key: str, handler: str) -> str:
+    """`Service/handler`, or `Service/key/handler` for objects and workflows."""
+    key = f"{quoted_key}/" if service.ty != "service" else ""
+    return f"{quote(service.name, safe='')}/{key}{quote(handler, safe='')}"
+
+
 def _curl(ingress_url: str, service: Service, handler: str, body: str | None) -> str:
     """The playground's call as a shell command (the body as the form's JSON, one line)."""
-    path = f"{quote(service.name, safe='')}/"
-    if service.ty != "service":
-        path += "<key>/"
-    lines = [f"curl -X POST '{ingress_url.rstrip('/')}/{path}{quote(handler, safe='')}'"]
+    path = _ingress_path(service, "<key>", handler)
+    lines = [f"curl -X POST '{ingress_url.rstrip('/')}/{path}'"]
     if body is not None and body.strip():
         try:
             one_line = orjson.dumps(orjson.loads(body)).decode()
