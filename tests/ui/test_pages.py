@@ -401,6 +401,9 @@ def test_times_are_relative_with_the_absolute_time_kept(world: World) -> None:
 
 def test_timeline_shows_durations_and_retries(world: World) -> None:
     html = get(world, "invocations/" + world.ids["shop"]).text
+    # its retention: how long, and when it ends (relative, the absolute time kept)
+    assert re.search(r'<dd>1 d, ends <time datetime="[^"]+" title="[^"]+" data-rel>in 23 h'
+                     r'</time></dd>', html)
     # CSP-clean: the bars are placed by SVG attributes, never by an inline style or script
     assert " style=" not in html and "<script>" not in html
     section = html[html.index('id="timeline-h"'):].split("</section>")[0]

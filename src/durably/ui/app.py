@@ -395,9 +395,11 @@ def ui_routes(
         completed = status in ("succeeded", "failed", "cancelled", "killed")
         attempts = live_row.extra.get("attempts") if live_row is not None else None
         tl = present.timeline(inv, entries, int(time.time() * 1000), attempts)
+        retained_until = present.retained_until(inv)
         return page(
             request, "invocation.html", nav="invocations", title=f"{inv_id} · durably",
             inv=inv, shown_status=status, entries=entries, request_entry=request_entry, tl=tl,
+            retained_until=retained_until,
             output=output, children=children, child_status=child_status, parent=parent,
             deadlock=deadlock, deadlock_text=deadlock_text, actions=actions,
             stacktrace=failure_detail.get("stacktrace"), failed_entry=failed_entry, live=not completed,

@@ -181,14 +181,30 @@ def time_ms(value: Any) -> int | None:
     return None
 
 
+def duration_ms(text: str | None) -> int | None:
+    """`PT86400S` (how the views print durations) -> ms."""
+    if not text or not text.startswith("PT") or not text.endswith("S"):
+        return None
+    try:
+        return int(float(text[2:-1]) * 1000)
+    except ValueError:
+        return None
+
+
+def retained_until(inv: dict[str, Any]) -> int | None:
+    """When a completed invocation's retention ends (completed_at + completion_retention)."""
+    completed = time_ms(inv.get("completed_at"))
+    retention = duration_ms(inv.get("completion_retention"))
+    if completed is None or retention is None:
+        return None
+    return completed + retention
+
+
 def iso_duration(text: str | None) -> str:
     """`PT86400S` (how the views print durations) -> `1 d`."""
-    if not text or not text.startswith("PT") or not text.endswith("S"):
+    ms = duration_ms(text)
+    if ms is None:
         return text or ""
-    try:
-        ms = int(float(text[2:-1]) * 1000)
-    except ValueError:
-        return text
     if ms >= 86_400_000 and ms % 3_600_000 == 0:
         hours = ms // 3_600_000
         return f"{hours // 24} d" + (f" {hours % 24} h" if hours % 24 else "")

@@ -10,6 +10,7 @@ from durably.ui.present import (
     check_value,
     form_fields,
     relative,
+    retained_until,
     time_ms,
     timeline,
     ts_ms,
@@ -182,3 +183,10 @@ def test_body_from_form_and_checks() -> None:
     assert single is not None
     assert body_from_form(single, {"": "7"}) == (7, [])
     assert body_from_form(single, {"": ""})[1] == ["value: required"]
+
+
+def test_retained_until() -> None:
+    inv = {"completed_at": ts_ms(T0), "completion_retention": "PT86400S"}
+    assert retained_until(inv) == T0 + 86_400_000
+    assert retained_until({"completed_at": None, "completion_retention": "PT1S"}) is None
+    assert retained_until({"completed_at": ts_ms(T0), "completion_retention": "1d"}) is None
