@@ -420,6 +420,13 @@ def test_timeline_shows_durations_and_retries(world: World) -> None:
     assert "last attempt" in section and "backing off" in section
     assert re.search(r"next attempt (in \d+ (s|min)|just now|\d+ s ago)", section), section
     assert "so far" in section  # not completed: the axis ends now
+    # before it starts: a delayed one, and one queued behind its key's lock
+    html = get(world, "invocations/" + world.ids["scheduled"]).text
+    section = html[html.index('id="timeline-h"'):].split("</section>")[0]
+    assert re.search(r"scheduled</span>.*?starts in (59|60) min", section, re.S), section
+    html = get(world, "invocations/" + world.ids["pending"]).text
+    section = html[html.index('id="timeline-h"'):].split("</section>")[0]
+    assert "in the inbox" in section
 
 
 def test_playground_form_from_the_input_schema(world: World) -> None:

@@ -412,6 +412,16 @@ def timeline(inv: dict[str, Any], entries: list[Entry], now_ms: int,
                  note=(f"took {human_ms(end - created)}" if completed
                        else f"{human_ms(end - created)} so far"))
     spans.append(whole)
+    status = inv.get("status")
+    scheduled = time_ms(inv.get("scheduled_start_at"))
+    if scheduled is not None and status == "scheduled":
+        spans.append(Span("scheduled", created, max(scheduled, created), "wait pending",
+                          note=f"starts {relative(scheduled, now_ms)}"))
+    inboxed = time_ms(inv.get("inboxed_at"))
+    if status == "pending":
+        since = inboxed if inboxed is not None else created
+        spans.append(Span("in the inbox", since, max(end, since), "wait pending",
+                          note=f"{human_ms(max(end - since, 0))} so far"))
     last_start = time_ms(inv.get("last_start_at"))
     if last_start is not None and last_start >= created:
         stop = completed if completed is not None else (

@@ -190,3 +190,16 @@ def test_retained_until() -> None:
     assert retained_until(inv) == T0 + 86_400_000
     assert retained_until({"completed_at": None, "completion_retention": "PT1S"}) is None
     assert retained_until({"completed_at": ts_ms(T0), "completion_retention": "1d"}) is None
+
+
+def test_timeline_before_it_starts() -> None:
+    now = T0 + 60_000
+    tl = timeline({"created_at": ts_ms(T0), "status": "scheduled",
+                   "scheduled_start_at": ts_ms(T0 + 3_600_000)}, [], now_ms=now)
+    assert tl is not None
+    row = _spans(tl)["scheduled"]
+    assert row.note == "starts in 59 min" and tl.end_ms == T0 + 3_600_000
+    tl = timeline({"created_at": ts_ms(T0), "status": "pending",
+                   "inboxed_at": ts_ms(T0 + 1_000)}, [], now_ms=now)
+    assert tl is not None
+    assert _spans(tl)["in the inbox"].note == "59.00 s so far"
