@@ -314,3 +314,29 @@ def test_timeline_and_relative_times(page: Any, world: World) -> None:
     assert created.get_attribute("title") == created.get_attribute("datetime")
     created.evaluate("t => t.setAttribute('datetime', new Date(Date.now() - 7000).toISOString())")
     expect(created).to_have_text(re.compile(r"^(7|8|9) s ago$"))
+
+
+def test_new_views_without_javascript(browser: Any, world: World) -> None:
+    """The options form, the playground's schema form and relative times need no script."""
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    admin = f"{world.env.admin}/services/Shop"
+    before = world.env.client.get(admin).json()["journal_retention"]
+    try:
+        page.goto(world.ui + "services/Shop")
+        page.get_by_label("journal retention").fill("5h")
+        page.get_by_role("button", name="Save options…").click()
+        page.get_by_role("heading", name="Change the options of Shop?").wait_for()
+        page.get_by_role("button", name="Save", exact=True).click()
+        expect(page.get_by_role("status")).to_contain_text("journal retention: 5h")
+        assert world.env.client.get(admin).json()["journal_retention"] == "5h"
+        panel = _open_playground(page, world, "Shop", "order")
+        panel.get_by_label("item").fill("muffin")
+        panel.get_by_role("button", name="Call", exact=True).click()
+        expect(page.locator(".result")).to_contain_text('"item": "muffin"')
+        page.goto(world.ui + f"invocations/{world.ids['shop']}")
+        assert re.fullmatch(r"\d+ (s|min) ago", page.locator("dd time").first.inner_text())
+        assert page.locator(".tl .tl-row").count() >= 4
+    finally:
+        context.close()
+        world.env.client.patch(admin, json={"journal_retention": before})
