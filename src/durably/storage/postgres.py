@@ -357,6 +357,9 @@ class PostgresStore:
     async def _send(self, seq: int, args: list[Any]) -> None:
         """Commit one batch, reconnecting as long as the connection is what fails."""
         failed = False  # an earlier try may have committed and lost only its answer
+        # an empty array goes as NULL: commit_batch skips both alike (`cardinality` is NULL
+        # or 0), and a NULL costs neither side an encoding (most arrays are empty)
+        sent = [a if a else None for a in args]
         delay = 0.05
         while True:
             try:
@@ -378,10 +381,10 @@ class PostgresStore:
                 if self.fence is not None:
                     fenced = self.fence.arguments(args)
                     await conn.execute(
-                        self.fence.commit_sql, seq, *args, *fenced, timeout=COMMIT_TIMEOUT_S
+                        self.fence.commit_sql, seq, *sent, *fenced, timeout=COMMIT_TIMEOUT_S
                     )
                 else:
-                    await conn.execute(_COMMIT_SQL, seq, *args, timeout=COMMIT_TIMEOUT_S)
+                    await conn.execute(_COMMIT_SQL, seq, *sent, timeout=COMMIT_TIMEOUT_S)
                 return
             except Exception as e:
                 if not _is_connection_error(e):
