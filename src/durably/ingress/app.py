@@ -312,8 +312,25 @@ class IngressApp:
             idempotency_key=idempotency_key,
             execution_time=execution_time,
         )
-        await self.engine.committed()
         inv_id = submitted.invocation_id
+        extra: list[tuple[str, str]] = []
+        fut: asyncio.Future[Result] | None = None
+        if not resolved.send and not (submitted.existed and target.is_workflow_run):
+            if submitted.existed:
+                # a repeated idempotent call answers like an attach: with the retention's end
+                row = self.engine.lookup(inv_id)
+                if row is not None and row.status == "completed" and row.expires_at:
+                    extra.append(("idempotency-expires", _rfc3339(row.expires_at)))
+            # taken before the wait for the commit below: a completed invocation whose
+            # retention ends meanwhile may be purged during that wait, and a wait taken
+            # after it would be for an id nobody completes any more
+            fut = self.engine.wait_result(inv_id)
+        try:
+            await self.engine.committed()
+        except BaseException:
+            if fut is not None:
+                fut.cancel()
+            raise
         if resolved.send:
             out: dict[str, Any] = {"invocationId": inv_id}
             if submitted.execution_time:
@@ -321,25 +338,22 @@ class IngressApp:
             out["status"] = "PreviouslyAccepted" if submitted.existed else "Accepted"
             await _json(send, 202, out, [("x-restate-id", inv_id)])
             return
-        if submitted.existed and target.is_workflow_run:
+        if fut is None:  # a workflow's run invoked again
             await self._send_failure(
                 send, inv_id, Failure(409, "the workflow method was already invoked"), []
             )
             return
-        extra: list[tuple[str, str]] = []
-        if submitted.existed:
-            # a repeated idempotent call answers like an attach: with the retention's end
-            row = self.engine.lookup(inv_id)
-            if row is not None and row.status == "completed" and row.expires_at:
-                extra.append(("idempotency-expires", _rfc3339(row.expires_at)))
-        result = await self._wait(receive, inv_id)
+        result = await self._wait(receive, inv_id, fut)
         if result is not None:
             await self._send_result(send, inv_id, result, options, extra)
 
-    async def _wait(self, receive: Receive, inv_id: str) -> Result | None:
+    async def _wait(
+        self, receive: Receive, inv_id: str, fut: asyncio.Future[Result] | None = None
+    ) -> Result | None:
         """The invocation's result, or None once the caller went away (the invocation goes
         on; only the wait is dropped, so abandoned requests do not pile up waiters)."""
-        fut = self.engine.wait_result(inv_id)
+        if fut is None:
+            fut = self.engine.wait_result(inv_id)
         if fut.done():
             return fut.result()
         gone = asyncio.ensure_future(_disconnected(receive))

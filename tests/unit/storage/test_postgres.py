@@ -122,7 +122,11 @@ async def test_a_batch_folds_to_its_last_write(store: PostgresStore, dsn: str) -
     await _committed(store)
     # deleted and written again in one batch; cleared state and a re-added subscriber
     store.delete_invocation("inv_a")
-    store.put_invocation(row("inv_a", status="suspended"))
+    # the same id made anew (an idempotency key used again after its retention's end):
+    # every column is the new row's, not only those an update of a live row changes
+    store.put_invocation(
+        row("inv_a", status="suspended", created_at=5000, random_seed=77, idempotency_key="ik")
+    )
     store.append_journal("inv_a", 0, 1, b"new", 2)
     store.set_state("S", "k", b"a", b"1")
     store.clear_all_state("S", "k")
@@ -135,7 +139,10 @@ async def test_a_batch_folds_to_its_last_write(store: PostgresStore, dsn: str) -
     await _committed(store)
     conn = await asyncpg.connect(dsn)
     try:
-        assert await conn.fetchval("SELECT status FROM durably.invocation WHERE id='inv_a'") == "suspended"
+        assert await conn.fetchrow(
+            "SELECT status, created_at, random_seed, idempotency_key FROM durably.invocation "
+            "WHERE id='inv_a'"
+        ) == ("suspended", 5000, 77, "ik")
         assert await conn.fetch("SELECT body FROM durably.journal") == [(b"new",)]
         assert await conn.fetch("SELECT name, value FROM durably.state") == [(b"b", b"2")]
         assert await conn.fetch("SELECT notification_type FROM durably.subscriber") == [(3,)]
@@ -164,6 +171,40 @@ async def test_effects_wait_for_the_commit(store: PostgresStore, cluster: Postgr
             break
         await asyncio.sleep(0.05)
     assert ran == ["answered"]
+
+
+async def test_a_step_no_effect_waits_for_joins_the_next_commit(
+    store: PostgresStore, dsn: str
+) -> None:
+    store.idle_commit_s = 60.0  # held until an effect needs it
+    store.put_invocation(row("inv_a"))
+    store.append_journal("inv_a", 0, 1, b"run command", 1)
+    store.commit()  # a step nothing waits for (the SDK's ctx.run command)
+    await asyncio.sleep(0.3)
+    assert await _rows(dsn, "SELECT count(*) FROM durably.journal") == [(0,)]
+    store.append_journal("inv_a", 1, 2, b"run result", 2)
+    await _committed(store)  # a step whose effect (the run's ack) waits: both go out
+    assert await _rows(dsn, "SELECT idx FROM durably.journal ORDER BY idx") == [(0,), (1,)]
+    assert store.commits == 1
+
+
+async def test_a_held_step_is_committed_without_an_effect(store: PostgresStore, dsn: str) -> None:
+    store.idle_commit_s = 0.05
+    store.put_invocation(row("inv_a"))
+    store.commit()
+    for _ in range(200):
+        if await _rows(dsn, "SELECT id FROM durably.invocation") == [("inv_a",)]:
+            break
+        await asyncio.sleep(0.05)
+    assert await _rows(dsn, "SELECT id FROM durably.invocation") == [("inv_a",)]
+
+
+async def _rows(dsn: str, sql: str) -> list[tuple[Any, ...]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
 
 
 async def test_journal_entries_are_never_overwritten(store: PostgresStore, dsn: str) -> None:
