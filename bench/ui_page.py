@@ -4,8 +4,9 @@
 
 Generates the rows straight into a SQLite store (same schema as `durably serve`: the store
 creates it), then times the UI's list page (through the ASGI app, as a browser would get it):
-the default view, a status filter, a service filter, the next page (keyset) and the
-overview. Prints a table: per view the median and worst wall time of several runs, and the
+the overview, and the list under every filter (each one-click status, service, handler,
+key, invoked by, deployment, idempotency key, created-time range; some combined, sorted by
+last modification, and next pages by keyset). Prints a table: per view the median and worst wall time of several runs, and the
 median CPU time the process spent (which a loaded machine does not inflate).
 """
 
@@ -23,10 +24,15 @@ from pathlib import Path
 
 from durably.ids import InvocationId
 
-_STATUSES = ["completed"] * 90 + ["suspended"] * 4 + ["invoked"] * 2 + ["backing-off"] * 2 + [
-    "paused",
-    "scheduled",
-]
+_STATUSES = (["completed"] * 84 + ["failed"] * 3 + ["cancelled"] * 2 + ["killed"]
+             + ["suspended"] * 4 + ["invoked"] * 2 + ["backing-off"] * 2
+             + ["paused", "scheduled", "inboxed"])
+_RESULTS = {
+    "completed": b'V"ok"',
+    "failed": b'F{"code":500,"message":"card declined","metadata":[]}',
+    "cancelled": b'F{"code":409,"message":"canceled","metadata":[]}',
+    "killed": b'F{"code":409,"message":"killed","metadata":[]}',
+}
 _SERVICES = [("Greeter", "greet", None, "service"), ("Counter", "add", "k", "virtual_object"),
              ("Checkout", "run", "w", "workflow"), ("Payments", "charge", None, "service")]
 
@@ -54,11 +60,20 @@ def generate(data_dir: Path, rows: int) -> Path:
         status = rnd.choice(_STATUSES)
         iid = InvocationId(rnd.getrandbits(64), rnd.getrandbits(128).to_bytes(16, "big"))
         created = t0 + n * 10
-        done = status == "completed"
+        result = _RESULTS.get(status)
+        done = result is not None
+        started = status not in ("inboxed", "scheduled")
+        # a fifth are calls from another invocation (200 children each), a tenth carry an
+        # idempotency key, two deployments share the rest
+        called = n % 5 == 0
         batch.append((
             str(iid), iid.partition_key >> 1, service, handler, k, ty,
-            None if ty == "service" else "exclusive", status, created, created + 5,
-            "ingress", created + 5 if done else None, b"V\"ok\"" if done else None,
+            None if ty == "service" else "exclusive", "completed" if done else status,
+            created, created + 5 + (n % 7) * 1000,
+            "service" if called else "ingress", f"inv_parent{n % 5000}" if called else None,
+            f"idem-{n}" if n % 10 == 3 else None,
+            f"dp_{'ab'[n % 2]}", 5 if started else None,
+            created + 5 if done else None, result,
             created + 86_400_000 if done else None, 2, created + 1,
         ))
         if len(batch) == 50_000:
@@ -73,8 +88,9 @@ def generate(data_dir: Path, rows: int) -> Path:
 
 _INSERT = (
     "INSERT INTO invocation (id, partition_key, service, handler, key, service_ty, handler_ty, "
-    "status, created_at, modified_at, invoked_by, completed_at, result, expires_at, "
-    "journal_length, running_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "status, created_at, modified_at, invoked_by, invoked_by_id, idempotency_key, "
+    "deployment_id, protocol_version, completed_at, result, expires_at, journal_length, "
+    "running_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -94,23 +110,48 @@ def _ui_app(db_path: Path):  # type: ignore[no-untyped-def]
 async def measure(db_path: Path, runs: int) -> list[tuple[str, float, float, float]]:
     import httpx
 
+    from durably.ui.filters import QUICK_STATUSES
+
     app, introspector = _ui_app(db_path)
     transport = httpx.ASGITransport(app=app)
     out = []
     async with httpx.AsyncClient(transport=transport, base_url="http://ui") as client:
         first = await client.get("/ui/invocations")
         cursor = first.text.split('rel="next" href="invocations?', 1)[1].split('"', 1)[0]
+        second = await client.get("/ui/invocations?status=completed")
+        cursor2 = second.text.split('rel="next" href="invocations?', 1)[1].split('"', 1)[0]
+        t_from = "created_after=2025-10-09T10:00&created_before=2025-10-09T12:00"
         views = [
             ("overview", "/ui/"),
             ("list, newest first (default)", "/ui/invocations"),
             ("list, next page (keyset)", "/ui/invocations?" + cursor.replace("&amp;", "&")),
             ("list, oldest first", "/ui/invocations?order=asc"),
-            ("list, status=suspended", "/ui/invocations?status=suspended"),
-            ("list, status=running + backing-off", "/ui/invocations?status=in-flight"),
-            ("list, status=completed", "/ui/invocations?status=completed"),
-            ("list, service=Greeter", "/ui/invocations?service=Greeter"),
-            ("list, key=k7 (Counter)", "/ui/invocations?service=Counter&key=k7"),
-            ("list, outcome=succeeded", "/ui/invocations?status=succeeded"),
+            ("list, by last modification", "/ui/invocations?sort=modified_at"),
+            *[(f"status={s}", f"/ui/invocations?status={s}") for s in QUICK_STATUSES],
+            ("status=completed, next page", "/ui/invocations?" + cursor2.replace("&amp;", "&")),
+            ("status=failed, by last modification",
+             "/ui/invocations?status=failed&sort=modified_at"),
+            ("service=Greeter", "/ui/invocations?service=Greeter"),
+            ("service=Greeter, by last modification",
+             "/ui/invocations?service=Greeter&sort=modified_at"),
+            ("service=Greeter + status=completed",
+             "/ui/invocations?service=Greeter&status=completed"),
+            ("service=Payments + status=failed",
+             "/ui/invocations?service=Payments&status=failed"),
+            ("handler=add", "/ui/invocations?handler=add"),
+            ("service=Counter + handler=add + status=in-flight",
+             "/ui/invocations?service=Counter&handler=add&status=in-flight"),
+            ("key=k7 (Counter)", "/ui/invocations?service=Counter&key=k7"),
+            ("key=k7 (any service)", "/ui/invocations?key=k7"),
+            ("invoked by inv_parent42", "/ui/invocations?invoked_by=inv_parent42"),
+            ("deployment=dp_a", "/ui/invocations?deployment=dp_a"),
+            ("deployment=dp_a + status=suspended",
+             "/ui/invocations?deployment=dp_a&status=suspended"),
+            ("idempotency key", "/ui/invocations?idempotency_key=idem-4203"),
+            ("created-time range (2 h)", f"/ui/invocations?{t_from}"),
+            ("created-time range, by last modification",
+             f"/ui/invocations?{t_from}&sort=modified_at"),
+            ("created-time range + status=killed", f"/ui/invocations?{t_from}&status=killed"),
         ]
         for name, url in views:
             times, cpu = [], []

@@ -35,11 +35,13 @@ from typing import Any
 import orjson
 
 from durably.storage.base import InvocationRow, ParkedRecordRow, SubscriberRow, TimerRow
-from durably.storage.introspection import introspection_indexes
+from durably.storage.introspection import introspection_indexes, ui_count_ddl
 
 log = logging.getLogger("durably.storage")
 
-SCHEMA_VERSION = 2  # 2: kafka_offset, kafka_parked (created on open of a version-1 file)
+# 2: kafka_offset, kafka_parked (created on open of a version-1 file)
+# 3: the web UI's indexes (introspection_indexes), built on open of an older file
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -150,6 +152,14 @@ CREATE TABLE IF NOT EXISTS kafka_parked (
 """
 
 _INVOCATION_FIELDS = [f.name for f in dataclasses.fields(InvocationRow)]
+# What a row keeps from its creation on (an invocation id is made from its target, and a row
+# is only ever created once under an id). The upsert does not set them again: SQLite then
+# leaves every index on them alone when the row changes (see introspection's indexes).
+_IMMUTABLE_FIELDS = frozenset({
+    "id", "partition_key", "service", "handler", "key", "service_ty", "handler_ty",
+    "created_at", "idempotency_key", "invoked_by", "invoked_by_id", "invoked_by_target",
+    "random_seed",
+})
 # An upsert, not INSERT OR REPLACE: a row is written several times in its life (created,
 # suspended, woken, completed), and REPLACE deletes the old row and inserts a new one,
 # touching the table and every index twice; the upsert updates the row where it is.
@@ -157,12 +167,28 @@ _INSERT_INVOCATION = (
     f"INSERT INTO invocation ({', '.join(_INVOCATION_FIELDS)}) "
     f"VALUES ({', '.join('?' for _ in _INVOCATION_FIELDS)}) "
     f"ON CONFLICT(id) DO UPDATE SET "
-    + ", ".join(f"{f} = excluded.{f}" for f in _INVOCATION_FIELDS if f != "id")
+    + ", ".join(f"{f} = excluded.{f}" for f in _INVOCATION_FIELDS if f not in _IMMUTABLE_FIELDS)
 )
 _invocation_values = operator.attrgetter(*_INVOCATION_FIELDS)
 _PARTITION_KEY_AT = _INVOCATION_FIELDS.index("partition_key")
 _EXTRA_AT = _INVOCATION_FIELDS.index("extra")
 _SELECT_INVOCATION = f"SELECT {', '.join(_INVOCATION_FIELDS)} FROM invocation"
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an older file's indexes up to SCHEMA_VERSION (tables are created above)."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = int(bytes(row[0])) if row is not None else SCHEMA_VERSION
+    if version < 3:
+        (rows,) = db.execute("SELECT count(*) FROM invocation").fetchone()
+        if rows > 100_000:
+            log.warning("building the web UI's indexes over %d invocations (once)", rows)
+    # idempotent (IF [NOT] EXISTS): a new file gets them here too
+    db.executescript(introspection_indexes("invocation"))
+    if db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'invocation_ui_count'"
+    ).fetchone() is None:
+        db.executescript("BEGIN IMMEDIATE;\n" + ui_count_ddl("invocation") + "COMMIT;")
 
 
 class StorageError(Exception):
@@ -307,7 +333,7 @@ class SqliteStore:
             db.execute("PRAGMA foreign_keys=OFF")
             db.execute("PRAGMA temp_store=MEMORY")
             db.executescript(SCHEMA)
-            db.executescript(introspection_indexes("invocation"))
+            _migrate(db)
             # the tables a newer version adds are created above (IF NOT EXISTS): an older
             # file is migrated by opening it
             db.execute(

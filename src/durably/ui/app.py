@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -33,8 +34,10 @@ from starlette.staticfiles import StaticFiles
 from durably.admin.invocations import invocation_view, perform
 from durably.admin.render import service_json
 from durably.admin.services import modify_state, service_openapi
+from durably.engine.engine import ATTEMPTS_KEPT
 from durably.schema.errors import AdminError
 from durably.storage.introspection import (
+    UI_STATUS,
     Introspector,
     QueryError,
     QueryRefused,
@@ -47,6 +50,7 @@ from durably.ui.filters import (
     QUICK_STATUSES,
     SORTS,
     STATUS_FILTERS,
+    STATUS_SETS,
     TEXT_FILTERS,
     ListView,
     display_status,
@@ -72,9 +76,6 @@ _SECURITY_HEADERS = {
 }
 FILTER_COOKIE = "durably_ui_last_filter"
 BULK_CHUNK = 200
-# above this many completed invocations the overview shows them as one count (splitting them
-# by outcome decodes every row: ~1 s per million)
-OUTCOME_SPLIT_LIMIT = 200_000
 EXAMPLE_QUERIES = [
     ("Invocations by status",
      "SELECT status, count(*) AS n FROM sys_invocation GROUP BY status ORDER BY n DESC"),
@@ -185,6 +186,18 @@ def ui_routes(
                 for row in result.rows]
         return result.columns, rows, result.truncated, elapsed
 
+    async def status_counts() -> Mapping[str, int]:
+        """Invocations per UI status: the counts the store keeps, else one GROUP BY over
+        the status index."""
+        kept = getattr(introspector, "ui_status_counts", None)
+        if kept is not None:
+            async with gate:
+                counts: Mapping[str, int] | None = await asyncio.to_thread(kept)
+            if counts is not None:
+                return counts
+        return {str(r["s"]): int(r["n"]) for r in await sql(
+            f"SELECT {UI_STATUS} AS s, count(*) AS n FROM sys_invocation GROUP BY 1")}
+
     def page(request: Request, template: str, status: int = 200, **ctx: Any) -> Response:
         # the path below /ui (the mount's root_path), whatever prefix is in front of it
         path = request.scope["path"][len(request.scope.get("root_path", "")):] or "/"
@@ -219,27 +232,14 @@ def ui_routes(
     # -- overview --------------------------------------------------------------------------
 
     async def overview(request: Request) -> Response:
-        # per stored status from the status index; completed ones split by outcome only while
-        # that stays cheap (the outcome is decoded per row)
-        by_status = {str(r["status"]): int(r["n"]) for r in await sql(
-            "SELECT status, count(*) AS n FROM sys_invocation GROUP BY status")}
-        counts: dict[str, int] = {k: v for k, v in by_status.items() if k != "completed"}
-        completed = by_status.get("completed", 0)
-        split = completed <= OUTCOME_SPLIT_LIMIT
-        if completed and split:
-            for r in await sql(
-                "SELECT completion_result, completion_failure, count(*) AS n FROM "
-                "sys_invocation WHERE status = 'completed' "
-                "GROUP BY completion_result, completion_failure"
-            ):
-                s = display_status("completed", r.get("completion_result"),
-                                   r.get("completion_failure"))
-                counts[s] = counts.get(s, 0) + int(r["n"])
-        counts["completed"] = completed
+        counts = dict(await status_counts())
+        total = sum(counts.values())
+        counts["completed"] = sum(counts.get(s, 0) for s in STATUS_SETS["completed"])
+        split = True
         services = [service_json(s) for s in registry.list_services()]
         deployments = registry.list_deployments()
         return page(request, "overview.html", nav="overview", title="Overview · durably",
-                    counts=counts, total=sum(by_status.values()), split=split,
+                    counts=counts, total=total, split=split,
                     services=services,
                     deployments=deployments, message=request.query_params.get("message"),
                     error=request.query_params.get("error"))
@@ -299,9 +299,13 @@ def ui_routes(
         has_more = False
         if error is None:
             try:
-                total_rows, rows = await asyncio.gather(
-                    sql(view.count_sql()), sql(view.page_sql()))
-                total = int(total_rows[0]["n"]) if total_rows else 0
+                # the count first: the page's query shape depends on it (see page_sql)
+                total = view.total_from_counts(await status_counts()) if (
+                    not view.text and not view.where) else None
+                if total is None:
+                    total_rows = await sql(view.count_sql())
+                    total = int(total_rows[0]["n"]) if total_rows else 0
+                rows = await sql(view.page_sql(total=total))
             except UIError as e:
                 error = e.message
         has_more = len(rows) > view.limit
@@ -393,6 +397,8 @@ def ui_routes(
             output=output, children=children, child_status=child_status, parent=parent,
             deadlock=deadlock, deadlock_text=deadlock_text, actions=actions,
             stacktrace=failure_detail.get("stacktrace"), failed_entry=failed_entry, live=not completed,
+            attempts=present.failed_attempts(live_row.extra) if live_row is not None else [],
+            attempts_kept=ATTEMPTS_KEPT,
             message=request.query_params.get("message"),
             error=request.query_params.get("error"),
             last_entry=entries[-1].index if entries else None)
