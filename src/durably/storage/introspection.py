@@ -411,7 +411,8 @@ def ui_count_ddl(table: str) -> str:
            "ON CONFLICT(status) DO UPDATE SET n = n + 1;")
     remove = f"UPDATE {counts} SET n = n - 1 WHERE status = {old};"
     return (
-        f"CREATE TABLE {counts} (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;\n"
+        "".join(f"DROP TRIGGER IF EXISTS {counts}_{w};\n" for w in ("insert", "delete", "update"))
+        + f"CREATE TABLE {counts} (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;\n"
         f"INSERT INTO {counts}(status, n) SELECT {over_table(UI_STATUS)}, count(*) "
         f"FROM {table} GROUP BY 1;\n"
         f"CREATE TRIGGER {counts}_insert AFTER INSERT ON {table} BEGIN {add} END;\n"

@@ -178,7 +178,10 @@ _SELECT_INVOCATION = f"SELECT {', '.join(_INVOCATION_FIELDS)} FROM invocation"
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring an older file's indexes up to SCHEMA_VERSION (tables are created above)."""
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    version = int(bytes(row[0])) if row is not None else SCHEMA_VERSION
+    try:
+        version = int(row[0]) if row is not None else SCHEMA_VERSION
+    except (TypeError, ValueError):
+        version = 0
     if version < 3:
         (rows,) = db.execute("SELECT count(*) FROM invocation").fetchone()
         if rows > 100_000:
