@@ -376,9 +376,8 @@ def over_table(view_sql: str, row: str = "") -> str:
 
 # (name, sys_invocation expressions, condition): an index per filter of the web UI's list,
 # each ending with the creation time so that a filtered page comes newest first straight from
-# it (keyset paging) and its exact count is a range of it. The filters that match many rows
-# (service, handler, deployment) have the UI status next, so that combined with a status
-# filter they still are one range. SQLite matches an index on an
+# it (keyset paging) and its exact count is a range of it (the totals of service, handler,
+# deployment and status filters come from ui_count_ddl's table). SQLite matches an index on an
 # expression only when the query's expression is identical, hence built from the view's own
 # expressions. The columns a row keeps from its creation on (service, handler, key, ...) are
 # never rewritten by the store's upsert (see storage.sqlite), so their indexes cost only the
@@ -388,12 +387,12 @@ _INDEXES: list[tuple[str, tuple[str, ...], str]] = [
     ("created_view", ("created_at",), ""),
     ("ui_status_view", (UI_STATUS, "created_at"), ""),
     ("modified_view", ("modified_at",), ""),
-    ("service_view", ("target_service_name", UI_STATUS, "created_at"), ""),
-    ("handler_view", ("target_handler_name", "target_service_name", UI_STATUS, "created_at"), ""),
+    ("service_view", ("target_service_name", "created_at"), ""),
+    ("handler_view", ("target_handler_name", "target_service_name", "created_at"), ""),
     ("key_view", ("target_service_key", "target_service_name", "created_at"),
      "target_service_key IS NOT NULL"),
     ("invoked_by_view", ("invoked_by_id", "created_at"), "invoked_by_id IS NOT NULL"),
-    ("deployment_view", ("pinned_deployment_id", UI_STATUS, "created_at"), ""),
+    ("deployment_view", ("pinned_deployment_id", "created_at"), ""),
     ("idempotency_view", ("idempotency_key", "created_at"), "idempotency_key IS NOT NULL"),
 ]
 # indexes of earlier schema versions, dropped when a store is opened
@@ -401,26 +400,38 @@ _DROPPED_INDEXES = ("status_view",)
 
 
 def ui_count_ddl(table: str) -> str:
-    """A table of how many invocations have each UI status, kept by triggers in the same
-    transaction as every write of the invocation table `table`: the overview's counts and a
-    status filter's exact total without counting a million index entries. Run in one
-    transaction: it fills the table from the rows already there."""
+    """A table of how many invocations each (service, handler, pinned deployment, UI status)
+    has: the overview's counts, and the exact total of a list filtered by those, without
+    counting up to a million index entries. The store keeps it up to date in the same
+    transaction as its writes of the invocation table `table` (storage.sqlite); this creates
+    it and fills it from the rows already there (run it in one transaction)."""
     counts = f"{table}_ui_count"
-    new, old = over_table(UI_STATUS, "NEW."), over_table(UI_STATUS, "OLD.")
-    add = (f"INSERT INTO {counts}(status, n) VALUES ({new}, 1) "
-           "ON CONFLICT(status) DO UPDATE SET n = n + 1;")
-    remove = f"UPDATE {counts} SET n = n - 1 WHERE status = {old};"
     return (
-        "".join(f"DROP TRIGGER IF EXISTS {counts}_{w};\n" for w in ("insert", "delete", "update"))
-        + f"CREATE TABLE {counts} (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;\n"
-        f"INSERT INTO {counts}(status, n) SELECT {over_table(UI_STATUS)}, count(*) "
-        f"FROM {table} GROUP BY 1;\n"
-        f"CREATE TRIGGER {counts}_insert AFTER INSERT ON {table} BEGIN {add} END;\n"
-        f"CREATE TRIGGER {counts}_delete AFTER DELETE ON {table} BEGIN {remove} END;\n"
-        # the upsert sets both on every write; the status the UI shows changes more rarely
-        f"CREATE TRIGGER {counts}_update AFTER UPDATE OF status, result ON {table} "
-        f"WHEN {old} IS NOT {new} BEGIN {remove} {add} END;\n"
+        f"CREATE TABLE {counts} (service TEXT NOT NULL, handler TEXT NOT NULL, "
+        "deployment TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL, "
+        "PRIMARY KEY (service, handler, deployment, status)) WITHOUT ROWID;\n"
+        f"INSERT INTO {counts}(service, handler, deployment, status, n) SELECT service, "
+        f"handler, coalesce({over_table('pinned_deployment_id')}, ''), {over_table(UI_STATUS)}, "
+        f"count(*) FROM {table} GROUP BY 1, 2, 3, 4;\n"
     )
+
+
+def ui_status(status: str, result: bytes | None) -> str:
+    """UI_STATUS of a stored row, in Python (the same value as the SQL)."""
+    if status != "completed":
+        return RESTATE_STATUS.get(status, status)
+    if result is not None and result[:1] == b"V":
+        return "succeeded"
+    if result is None:
+        return "failed"
+    try:
+        failure = orjson.loads(result[1:])
+        code, message = failure["code"], failure["message"]
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return "failed"
+    if code == 409 and message in ("canceled", "cancelled"):
+        return "cancelled"
+    return "killed" if code == 409 and message == "killed" else "failed"
 
 
 def introspection_indexes(table: str) -> str:
@@ -897,22 +908,23 @@ class Introspector:
         for conn in idle:
             conn.db.close()
 
-    def ui_status_counts(self) -> dict[str, int] | None:
-        """How many invocations have each UI status (UI_STATUS), from the table the store
-        keeps (ui_count_ddl); None when the store keeps none."""
+    def ui_counts(self) -> list[tuple[str, str, str, str, int]] | None:
+        """(service, handler, pinned deployment or '', UI status, invocations) from the
+        table the store keeps (ui_count_ddl); None when the store keeps none."""
         try:
             conn = self._take()
         except sqlite3.Error as e:
             raise QueryError(f"cannot open the database for reading: {e}") from None
         try:
             rows = conn.db.execute(
-                f"SELECT status, n FROM {conn.schema}.invocation_ui_count WHERE n > 0"
+                f"SELECT service, handler, deployment, status, n "
+                f"FROM {conn.schema}.invocation_ui_count WHERE n > 0"
             ).fetchall()
         except sqlite3.Error:
             conn.db.close()
             return None
         self._give_back(conn)
-        return {str(s): int(n) for s, n in rows}
+        return [(str(s), str(h), str(d), str(st), int(n)) for s, h, d, st, n in rows]
 
     def query(self, sql: str) -> QueryResult:
         verb = _first_word(sql)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -46,6 +45,7 @@ from durably.storage.introspection import (
 from durably.ui import present
 from durably.ui.filters import (
     COLUMNS,
+    COUNTED_FILTERS,
     PAGE_SIZES,
     QUICK_STATUSES,
     SORTS,
@@ -186,17 +186,21 @@ def ui_routes(
                 for row in result.rows]
         return result.columns, rows, result.truncated, elapsed
 
-    async def status_counts() -> Mapping[str, int]:
-        """Invocations per UI status: the counts the store keeps, else one GROUP BY over
-        the status index."""
-        kept = getattr(introspector, "ui_status_counts", None)
+    async def kept_counts() -> list[tuple[str, str, str, str, int]]:
+        """Invocations per (service, handler, pinned deployment, UI status): the counts the
+        store keeps, else one GROUP BY (a store that keeps none)."""
+        kept = getattr(introspector, "ui_counts", None)
         if kept is not None:
             async with gate:
-                counts: Mapping[str, int] | None = await asyncio.to_thread(kept)
+                counts: list[tuple[str, str, str, str, int]] | None = await asyncio.to_thread(
+                    kept)
             if counts is not None:
                 return counts
-        return {str(r["s"]): int(r["n"]) for r in await sql(
-            f"SELECT {UI_STATUS} AS s, count(*) AS n FROM sys_invocation GROUP BY 1")}
+        return [(str(r["s"]), str(r["h"]), str(r["d"] or ""), str(r["u"]), int(r["n"]))
+                for r in await sql(
+                    "SELECT target_service_name AS s, target_handler_name AS h, "
+                    f"pinned_deployment_id AS d, {UI_STATUS} AS u, count(*) AS n "
+                    "FROM sys_invocation GROUP BY 1, 2, 3, 4")]
 
     def page(request: Request, template: str, status: int = 200, **ctx: Any) -> Response:
         # the path below /ui (the mount's root_path), whatever prefix is in front of it
@@ -232,7 +236,9 @@ def ui_routes(
     # -- overview --------------------------------------------------------------------------
 
     async def overview(request: Request) -> Response:
-        counts = dict(await status_counts())
+        counts: dict[str, int] = {}
+        for _, _, _, status, n in await kept_counts():
+            counts[status] = counts.get(status, 0) + n
         total = sum(counts.values())
         counts["completed"] = sum(counts.get(s, 0) for s in STATUS_SETS["completed"])
         split = True
@@ -300,8 +306,8 @@ def ui_routes(
         if error is None:
             try:
                 # the count first: the page's query shape depends on it (see page_sql)
-                total = view.total_from_counts(await status_counts()) if (
-                    not view.text and not view.where) else None
+                total = view.total_from_counts(await kept_counts()) if (
+                    set(view.text) <= set(COUNTED_FILTERS) and not view.where) else None
                 if total is None:
                     total_rows = await sql(view.count_sql())
                     total = int(total_rows[0]["n"]) if total_rows else 0

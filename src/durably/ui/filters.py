@@ -10,7 +10,7 @@ reads of the introspection tables.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -79,6 +79,8 @@ TEXT_FILTERS: dict[str, str] = {
     "idempotency_key": "idempotency_key",
     "id": "id",
 }
+# the text filters the store's counts are kept by: name -> place in a counts row
+COUNTED_FILTERS = {"service": 0, "handler": 1, "deployment": 2}
 # columns one can show: name -> heading
 COLUMNS: dict[str, str] = {
     "id": "Invocation",
@@ -217,14 +219,22 @@ class ListView:
         return None if chosen >= set(UI_STATUSES) else tuple(
             v for v in UI_STATUSES if v in chosen)
 
-    def total_from_counts(self, counts: Mapping[str, int]) -> int | None:
-        """The exact total from the counts by UI status the store keeps, when the filter
-        is on statuses only (None otherwise: the total needs a count query)."""
-        if self.text or self.created_after or self.created_before or self.where:
+    def total_from_counts(
+        self, counts: Iterable[tuple[str, str, str, str, int]]
+    ) -> int | None:
+        """The exact total from the (service, handler, pinned deployment or '', UI status,
+        invocations) counts the store keeps, when the filter is on those only (None
+        otherwise: the total needs a count query)."""
+        if set(self.text) - set(COUNTED_FILTERS) or (
+                self.created_after or self.created_before or self.where):
             return None
         chosen = self.ui_statuses()
-        return sum(counts.values()) if chosen is None else sum(
-            counts.get(v, 0) for v in chosen)
+        want = [(COUNTED_FILTERS[name], value) for name, value in self.text.items()]
+        return sum(
+            row[-1] for row in counts
+            if (chosen is None or row[3] in chosen)
+            and all(row[at] == value for at, value in want)
+        )
 
     def condition(self, *, fast: bool = True, status: bool = True, scan: bool = False) -> str:
         """The filter as one SQL condition (no paging): `1 = 1` when nothing is set.

@@ -101,8 +101,10 @@ def test_indexes_match_the_view(tmp_path: Path) -> None:
                 "invocation_ui_status_view",
             ListView.from_query(QueryParams("status=failed")).page_sql():
                 "invocation_ui_status_view",
-            ListView.from_query(QueryParams("service=S&status=completed")).count_sql():
+            ListView.from_query(QueryParams("service=S")).count_sql():
                 "invocation_service_view",
+            ListView.from_query(QueryParams("deployment=dp_1&status=completed")).page_sql():
+                "invocation_deployment_view",
             ListView.from_query(QueryParams("handler=h")).count_sql():
                 "invocation_handler_view",
             ListView.from_query(QueryParams("key=k")).page_sql():
