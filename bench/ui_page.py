@@ -111,7 +111,9 @@ def _ui_app(db_path: Path):  # type: ignore[no-untyped-def]
     return Starlette(routes=ui_routes(None, registry, introspector)), introspector  # type: ignore[arg-type]
 
 
-async def measure(db_path: Path, runs: int) -> list[tuple[str, str, float, float, float]]:
+async def measure(
+    db_path: Path, runs: int, only: list[str] | None = None
+) -> list[tuple[str, str, float, float, float]]:
     import httpx
 
     from durably.ui.filters import QUICK_STATUSES
@@ -158,6 +160,8 @@ async def measure(db_path: Path, runs: int) -> list[tuple[str, str, float, float
             ("created-time range + status=killed", f"/ui/invocations?{t_from}&status=killed"),
         ]
         for name, url in views:
+            if only and not any(word in name for word in only):
+                continue
             times, cpu = [], []
             for _ in range(runs):
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -182,6 +186,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--only", action="append", default=None,
+                        help="measure only the views whose name contains this (repeatable)")
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="durably-ui-bench-"))
     t0 = time.perf_counter()
@@ -189,7 +195,7 @@ def main() -> None:
     print(f"store: {db_path} ({args.rows:,} invocations, "
           f"{os.path.getsize(db_path) / 1e6:.0f} MB; ready in {time.perf_counter() - t0:.1f} s)")
     print("| view | matching | median ms | max ms | CPU ms (median) |\n|---|---:|---:|---:|---:|")
-    for name, matching, median, worst, cpu in asyncio.run(measure(db_path, args.runs)):
+    for name, matching, median, worst, cpu in asyncio.run(measure(db_path, args.runs, args.only)):
         print(f"| {name} | {matching} | {median:.1f} | {worst:.1f} | {cpu:.1f} |")
 
 
