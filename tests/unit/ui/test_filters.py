@@ -137,3 +137,19 @@ def test_command_entry_maps_command_index_to_journal_index() -> None:
     assert command_entry(entries, 0) == 0
     assert command_entry(entries, 2) == 3
     assert command_entry(entries, 3) is None and command_entry(entries, None) is None
+
+
+def test_failed_attempts_read_from_the_row() -> None:
+    from durably.ui.present import failed_attempts
+
+    extra: dict[str, object] = {"attempts": [
+        {"at": 1_764_000_000_000, "code": 500, "message": "<b>boom</b>", "entry": 2, "retry": 1},
+        {"at": 1_764_000_001_500, "code": 503, "message": "later", "entry": None, "retry": 2},
+        "not an attempt", {"code": 1},  # left out
+    ]}
+    got = failed_attempts(extra)
+    assert [(a.retry, a.at, a.code, a.message, a.entry) for a in got] == [
+        (1, "2025-11-24T16:00:00.000Z", 500, "<b>boom</b>", 2),
+        (2, "2025-11-24T16:00:01.500Z", 503, "later", None),
+    ]
+    assert failed_attempts({}) == [] and failed_attempts({"attempts": "x"}) == []
