@@ -99,7 +99,10 @@ def test_detail_shows_journal_and_request_headers(page: Any, world: World) -> No
     assert '"Input"' in raw.locator("pre").inner_text()
     # the failure banner jumps to the journal
     page.goto(world.ui + f"invocations/{world.ids['backing-off']}")
-    page.locator("a[href^='#entry-']").click()
+    page.locator("section.note.bad a[href^='#entry-']").click()
+    assert re.search(r"#entry-\d+$", page.url)
+    # and so does each failed attempt
+    page.locator("table.attempts a[href^='#entry-']").first.click()
     assert re.search(r"#entry-\d+$", page.url)
 
 
