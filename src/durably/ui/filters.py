@@ -98,7 +98,7 @@ COLUMNS: dict[str, str] = {
 }
 DEFAULT_COLUMNS = ("id", "target", "status", "created_at", "modified_at", "journal_size")
 # Sortable columns are never NULL, so a (value, id) pair orders every row and can be the
-# keyset cursor. created_at is indexed (fast at any size); modified_at scans.
+# keyset cursor. Both are indexed (storage.introspection's list indexes).
 SORTS = ("created_at", "modified_at")
 PAGE_SIZES = (20, 50, 100, 200)
 # from this many matching rows on, a page walks the sort column's index (see page_sql);
