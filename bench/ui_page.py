@@ -4,8 +4,9 @@
 
 Generates the rows straight into a SQLite store (same schema as `durably serve`: the store
 creates it), then times the UI's list page (through the ASGI app, as a browser would get it):
-the default view, a status filter, a service filter, the next page (keyset) and the
-overview. Prints a table: per view the median and worst wall time of several runs, and the
+the overview, and the list under every filter (each one-click status, service, handler,
+key, invoked by, deployment, idempotency key, created-time range; some combined, sorted by
+last modification, and next pages by keyset). Prints a table: per view the median and worst wall time of several runs, and the
 median CPU time the process spent (which a loaded machine does not inflate).
 """
 
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import sqlite3
 import statistics
 import tempfile
@@ -23,10 +25,15 @@ from pathlib import Path
 
 from durably.ids import InvocationId
 
-_STATUSES = ["completed"] * 90 + ["suspended"] * 4 + ["invoked"] * 2 + ["backing-off"] * 2 + [
-    "paused",
-    "scheduled",
-]
+_STATUSES = (["completed"] * 84 + ["failed"] * 3 + ["cancelled"] * 2 + ["killed"]
+             + ["suspended"] * 4 + ["invoked"] * 2 + ["backing-off"] * 2
+             + ["paused", "scheduled", "inboxed"])
+_RESULTS = {
+    "completed": b'V"ok"',
+    "failed": b'F{"code":500,"message":"card declined","metadata":[]}',
+    "cancelled": b'F{"code":409,"message":"canceled","metadata":[]}',
+    "killed": b'F{"code":409,"message":"killed","metadata":[]}',
+}
 _SERVICES = [("Greeter", "greet", None, "service"), ("Counter", "add", "k", "virtual_object"),
              ("Checkout", "run", "w", "workflow"), ("Payments", "charge", None, "service")]
 
@@ -54,11 +61,20 @@ def generate(data_dir: Path, rows: int) -> Path:
         status = rnd.choice(_STATUSES)
         iid = InvocationId(rnd.getrandbits(64), rnd.getrandbits(128).to_bytes(16, "big"))
         created = t0 + n * 10
-        done = status == "completed"
+        result = _RESULTS.get(status)
+        done = result is not None
+        started = status not in ("inboxed", "scheduled")
+        # a fifth are calls from another invocation (200 children each), a tenth carry an
+        # idempotency key, two deployments share the rest
+        called = n % 5 == 0
         batch.append((
             str(iid), iid.partition_key >> 1, service, handler, k, ty,
-            None if ty == "service" else "exclusive", status, created, created + 5,
-            "ingress", created + 5 if done else None, b"V\"ok\"" if done else None,
+            None if ty == "service" else "exclusive", "completed" if done else status,
+            created, created + 5 + (n % 7) * 1000,
+            "service" if called else "ingress", f"inv_parent{n % 5000}" if called else None,
+            f"idem-{n}" if n % 10 == 3 else None,
+            f"dp_{'ab'[n % 2]}", 5 if started else None,
+            created + 5 if done else None, result,
             created + 86_400_000 if done else None, 2, created + 1,
         ))
         if len(batch) == 50_000:
@@ -66,15 +82,19 @@ def generate(data_dir: Path, rows: int) -> Path:
             batch.clear()
     if batch:
         db.executemany(_INSERT, batch)
+    # rows written around the store: it counts them again when it is opened next
+    db.execute("DROP TABLE IF EXISTS invocation_ui_count")
     db.execute("COMMIT")
     db.close()
+    SqliteStore(data_dir, synchronous="OFF").close()
     return path
 
 
 _INSERT = (
     "INSERT INTO invocation (id, partition_key, service, handler, key, service_ty, handler_ty, "
-    "status, created_at, modified_at, invoked_by, completed_at, result, expires_at, "
-    "journal_length, running_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "status, created_at, modified_at, invoked_by, invoked_by_id, idempotency_key, "
+    "deployment_id, protocol_version, completed_at, result, expires_at, journal_length, "
+    "running_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -91,8 +111,12 @@ def _ui_app(db_path: Path):  # type: ignore[no-untyped-def]
     return Starlette(routes=ui_routes(None, registry, introspector)), introspector  # type: ignore[arg-type]
 
 
-async def measure(db_path: Path, runs: int) -> list[tuple[str, float, float, float]]:
+async def measure(
+    db_path: Path, runs: int, only: list[str] | None = None
+) -> list[tuple[str, str, float, float, float]]:
     import httpx
+
+    from durably.ui.filters import QUICK_STATUSES
 
     app, introspector = _ui_app(db_path)
     transport = httpx.ASGITransport(app=app)
@@ -100,19 +124,44 @@ async def measure(db_path: Path, runs: int) -> list[tuple[str, float, float, flo
     async with httpx.AsyncClient(transport=transport, base_url="http://ui") as client:
         first = await client.get("/ui/invocations")
         cursor = first.text.split('rel="next" href="invocations?', 1)[1].split('"', 1)[0]
+        second = await client.get("/ui/invocations?status=completed")
+        cursor2 = second.text.split('rel="next" href="invocations?', 1)[1].split('"', 1)[0]
+        t_from = "created_after=2025-10-09T10:00&created_before=2025-10-09T12:00"
         views = [
             ("overview", "/ui/"),
             ("list, newest first (default)", "/ui/invocations"),
             ("list, next page (keyset)", "/ui/invocations?" + cursor.replace("&amp;", "&")),
             ("list, oldest first", "/ui/invocations?order=asc"),
-            ("list, status=suspended", "/ui/invocations?status=suspended"),
-            ("list, status=running + backing-off", "/ui/invocations?status=in-flight"),
-            ("list, status=completed", "/ui/invocations?status=completed"),
-            ("list, service=Greeter", "/ui/invocations?service=Greeter"),
-            ("list, key=k7 (Counter)", "/ui/invocations?service=Counter&key=k7"),
-            ("list, outcome=succeeded", "/ui/invocations?status=succeeded"),
+            ("list, by last modification", "/ui/invocations?sort=modified_at"),
+            *[(f"status={s}", f"/ui/invocations?status={s}") for s in QUICK_STATUSES],
+            ("status=completed, next page", "/ui/invocations?" + cursor2.replace("&amp;", "&")),
+            ("status=failed, by last modification",
+             "/ui/invocations?status=failed&sort=modified_at"),
+            ("service=Greeter", "/ui/invocations?service=Greeter"),
+            ("service=Greeter, by last modification",
+             "/ui/invocations?service=Greeter&sort=modified_at"),
+            ("service=Greeter + status=completed",
+             "/ui/invocations?service=Greeter&status=completed"),
+            ("service=Payments + status=failed",
+             "/ui/invocations?service=Payments&status=failed"),
+            ("handler=add", "/ui/invocations?handler=add"),
+            ("service=Counter + handler=add + status=in-flight",
+             "/ui/invocations?service=Counter&handler=add&status=in-flight"),
+            ("key=k1 (Counter)", "/ui/invocations?service=Counter&key=k1"),
+            ("key=k1 (any service)", "/ui/invocations?key=k1"),
+            ("invoked by inv_parent40", "/ui/invocations?invoked_by=inv_parent40"),
+            ("deployment=dp_a", "/ui/invocations?deployment=dp_a"),
+            ("deployment=dp_a + status=suspended",
+             "/ui/invocations?deployment=dp_a&status=suspended"),
+            ("idempotency key", "/ui/invocations?idempotency_key=idem-4203"),
+            ("created-time range (2 h)", f"/ui/invocations?{t_from}"),
+            ("created-time range, by last modification",
+             f"/ui/invocations?{t_from}&sort=modified_at"),
+            ("created-time range + status=killed", f"/ui/invocations?{t_from}&status=killed"),
         ]
         for name, url in views:
+            if only and not any(word in name for word in only):
+                continue
             times, cpu = [], []
             for _ in range(runs):
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -122,7 +171,11 @@ async def measure(db_path: Path, runs: int) -> list[tuple[str, float, float, flo
                 # page costs, whatever else the machine is doing
                 cpu.append((time.process_time() - c0) * 1000)
                 assert r.status_code == 200, (url, r.status_code, r.text[:300])
-            out.append((name, statistics.median(times), max(times),
+            # the exact total the page shows (the list's; the overview's "all" count)
+            found = re.search(r'id="count" role="status"><b>([\d,]+)</b>', r.text) or re.search(
+                r'href="invocations">all <b>(\d+)</b>', r.text)
+            matching = found.group(1).replace(",", "") if found else "?"
+            out.append((name, matching, statistics.median(times), max(times),
                         statistics.median(cpu)))
     introspector.close()
     return out
@@ -133,15 +186,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--only", action="append", default=None,
+                        help="measure only the views whose name contains this (repeatable)")
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="durably-ui-bench-"))
     t0 = time.perf_counter()
     db_path = generate(data_dir, args.rows)
     print(f"store: {db_path} ({args.rows:,} invocations, "
           f"{os.path.getsize(db_path) / 1e6:.0f} MB; ready in {time.perf_counter() - t0:.1f} s)")
-    print("| view | median ms | max ms | CPU ms (median) |\n|---|---:|---:|---:|")
-    for name, median, worst, cpu in asyncio.run(measure(db_path, args.runs)):
-        print(f"| {name} | {median:.1f} | {worst:.1f} | {cpu:.1f} |")
+    print("| view | matching | median ms | max ms | CPU ms (median) |\n|---|---:|---:|---:|---:|")
+    for name, matching, median, worst, cpu in asyncio.run(measure(db_path, args.runs, args.only)):
+        print(f"| {name} | {matching} | {median:.1f} | {worst:.1f} | {cpu:.1f} |")
 
 
 if __name__ == "__main__":

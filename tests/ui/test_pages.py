@@ -132,6 +132,29 @@ def test_detail_shows_journal_request_output_and_tree(world: World) -> None:
     assert "stack trace" in failed and "Traceback" in failed
 
 
+def test_detail_lists_every_failed_attempt(world: World) -> None:
+    """Earlier failures too, not only the last, each linked to the journal entry (the run
+    command the SDK names) it failed at."""
+    inv_id = world.ids["backing-off"]
+
+    def failed_twice() -> str:
+        html = get(world, f"invocations/{inv_id}").text
+        assert len(re.findall(r'<tr id="attempt-\d+">', html)) >= 2, html
+        return html
+
+    html = poll(failed_twice, timeout=60)
+    section = html.split('id="attempts-h"', 1)[1].split("</section>", 1)[0]
+    rows = re.findall(r'<tr id="attempt-(\d+)"><td>(\d+)</td>.*?</tr>', section, re.S)
+    assert [int(n) for n, _ in rows] == list(range(1, len(rows) + 1))
+    assert [int(r) for _, r in rows] == sorted(int(r) for _, r in rows)  # oldest first
+    assert section.count("flaky failure") == len(rows)
+    entries = set(re.findall(r'<a href="#entry-(\d+)">entry \d+</a>', section))
+    assert len(entries) == 1, section  # every attempt failed at the same run command
+    assert f'id="entry-{entries.pop()}"' in html
+    # a success keeps no failures, and its page has no such section
+    assert 'id="attempts-h"' not in get(world, f"invocations/{world.ids['succeeded']}").text
+
+
 def test_journal_download(world: World) -> None:
     r = get(world, f"journal/{world.ids['succeeded']}")
     assert r.status_code == 200 and "attachment" in r.headers["content-disposition"]

@@ -130,6 +130,9 @@ def test_detail_shows_journal_and_request_headers(page: Any, world: World) -> No
     page.goto(world.ui + f"invocations/{world.ids['backing-off']}")
     page.locator(".note.bad a[href^='#entry-']").click()
     assert re.search(r"#entry-\d+$", page.url)
+    # and so does each failed attempt
+    page.locator("table.attempts a[href^='#entry-']").first.click()
+    assert re.search(r"#entry-\d+$", page.url)
 
 
 def test_action_buttons_act(page: Any, world: World) -> None:

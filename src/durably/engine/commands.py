@@ -162,8 +162,10 @@ def _error(engine: Engine, inv: ActiveInvocation, attempt: Attempt, msg: object,
     text = msg.message
     if msg.HasField("related_command_name") and msg.related_command_name:
         text = f"{text} (command '{msg.related_command_name}')"
+    command = msg.related_command_index if msg.HasField("related_command_index") else None
     engine.attempt_failed(
-        attempt, msg.code or 500, text, next_retry_delay_ms=delay, behavior=int(msg.behavior)
+        attempt, msg.code or 500, text, next_retry_delay_ms=delay, behavior=int(msg.behavior),
+        command_index=command,
     )
     # what the web UI shows beside the last failure: the SDK's stack trace and the command
     # the attempt failed at (kept with the message they belong to, as the last failure is

@@ -14,6 +14,7 @@ creation, inbox and locks, attempts, suspension, retries, completion, cancel and
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
@@ -46,13 +47,17 @@ from durably.ids import InvocationId
 from durably.metrics import NULL_METRICS, Metrics
 from durably.protocol import version as protocol_version
 from durably.protocol.framing import encode_frame
-from durably.protocol.messages import MessageType, is_notification, pb
+from durably.protocol.messages import MessageType, is_command, is_notification, pb
 from durably.storage.base import InvocationRow, SubscriberRow, TimerRow
 from durably.storage.durability import DurabilityGate, EffectGate
 
 log = logging.getLogger("durably.engine")
 
 DAY_MS = 24 * 3600 * 1000
+# the failed attempts an invocation keeps (row.extra["attempts"], newest last) and how much
+# of each message: what the web UI lists on the invocation's page
+ATTEMPTS_KEPT = 20
+ATTEMPT_MESSAGE_CHARS = 2048
 
 
 class TargetError(Exception):
@@ -671,12 +676,15 @@ class Engine:
         *,
         next_retry_delay_ms: int | None = None,
         behavior: int = 0,
+        command_index: int | None = None,
     ) -> None:
+        """`command_index`: the command the SDK says the attempt failed at (its index
+        among the journal's commands)."""
         inv = self._current(attempt)
         if inv is None:
             return
         attempt.finished = True
-        self._fail_attempt(inv, code, message, next_retry_delay_ms, behavior)
+        self._fail_attempt(inv, code, message, next_retry_delay_ms, behavior, command_index)
 
     def _fail_attempt(
         self,
@@ -685,6 +693,7 @@ class Engine:
         message: str,
         next_retry_delay_ms: int | None = None,
         behavior: int = 0,
+        command_index: int | None = None,
     ) -> None:
         if inv.attempt is not None:
             self._attempt_ended(inv, inv.attempt, "failed", message)
@@ -693,6 +702,7 @@ class Engine:
         inv.retries_since_entry += 1
         inv.row.last_failure = message
         inv.row.last_failure_code = code
+        self._record_failure(inv, code, message, command_index)
         log.info("invocation %s attempt failed (%d): %s", inv.id, code, message)
         if behavior == 2:  # FAIL: terminal
             self._complete(inv, Result(failure=Failure(code, message)))
@@ -726,6 +736,28 @@ class Engine:
                 self._start_attempt(inv)
 
         inv.retry_handle = self._loop.call_later(delay / 1000.0, retry)
+
+    def _record_failure(
+        self, inv: ActiveInvocation, code: int, message: str, command_index: int | None
+    ) -> None:
+        """Keep the failure in the row's bounded history (only failures pay for it: a row
+        without failures has no "attempts"). It is written with the row, in the same batch
+        as the status it led to."""
+        entry = None
+        if command_index is not None and command_index >= 0:
+            journal = inv.journal if inv.journal is not None else self.store.load_journal(inv.id)
+            commands = (i for i, (t, _) in enumerate(journal) if is_command(t))
+            entry = next(itertools.islice(commands, command_index, None), None)
+        kept = inv.row.extra.get("attempts")
+        attempts = list(kept) if isinstance(kept, list) else []
+        attempts.append({
+            "at": now_ms(),
+            "code": code,
+            "message": message[:ATTEMPT_MESSAGE_CHARS],
+            "entry": entry,
+            "retry": inv.row.retry_count,
+        })
+        inv.row.extra["attempts"] = attempts[-ATTEMPTS_KEPT:]
 
     def suspend(self, inv: ActiveInvocation, attempt: Attempt, waiting: Waiting) -> None:
         attempt.finished = True

@@ -176,6 +176,7 @@ _RAW_STATUS = (
     + " ".join(f"WHEN '{ours}' THEN '{theirs}'" for ours, theirs in RESTATE_RAW_STATUS.items())
     + " ELSE i.status END"
 )
+_FAILURE_JSON = "CAST(substr(i.result, 2) AS TEXT)"
 _INVOCATION_EXPRS: dict[str, str] = {
     "partition_key": "i.partition_key",
     "id": "i.id",
@@ -244,7 +245,16 @@ _INVOCATION_EXPRS: dict[str, str] = {
         "CASE WHEN i.result IS NULL THEN NULL WHEN substr(i.result, 1, 1) = x'56' "
         "THEN 'success' ELSE 'failure' END"
     ),
-    "completion_failure": "durably_result(i.result, 'failure')",
+    # in SQL too (the same text as durably_result(i.result, 'failure') gives): the UI's
+    # status, which tells failed from cancelled and killed, is indexed, and an index may
+    # only use SQLite's own functions. A result that is not JSON gives NULL, never an error
+    # (an index expression that raises would fail the write).
+    "completion_failure": (
+        f"CASE WHEN i.result IS NULL OR substr(i.result, 1, 1) = x'56' "
+        f"OR NOT json_valid({_FAILURE_JSON}) THEN NULL "
+        f"ELSE '[' || json_extract({_FAILURE_JSON}, '$.code') || '] ' || "
+        f"json_extract({_FAILURE_JSON}, '$.message') END"
+    ),
 }
 
 _JF = "durably_journal(j.entry_type, j.body, '{}')"
@@ -323,19 +333,115 @@ _PROMISES = (
 )
 
 
-def introspection_indexes(table: str) -> str:
-    """Indexes on the very expressions `sys_invocation` computes for `created_at` and
-    `status`, so that SQLite answers the web UI's list (newest first, by status, with an exact
-    count) from an index at any size instead of computing the expression for every row.
-    SQLite matches an index on an expression only when the query's expression is identical,
-    hence built from the same strings as the view. Two index entries per invocation; status
-    changes update the second."""
-    created = _INVOCATION_EXPRS["created_at"].replace("i.", "")
-    status = _STATUS.replace("i.", "")
+# The web UI's status of an invocation (Restate's UI's): the status, and for a completed one
+# how it ended. Written over sys_invocation's columns, so that the UI's SQL stays plain SQL
+# over the view; indexed below (its one-click status filters and the overview's counts).
+UI_STATUS = (
+    "CASE WHEN status = 'completed' THEN CASE WHEN completion_result = 'success' "
+    "THEN 'succeeded' WHEN completion_failure IN ('[409] canceled', '[409] cancelled') "
+    "THEN 'cancelled' WHEN completion_failure = '[409] killed' THEN 'killed' "
+    "ELSE 'failed' END ELSE status END"
+)
+# every value UI_STATUS takes (the stored statuses under their sys_invocation names)
+UI_STATUSES = (
+    "pending", "scheduled", "running", "suspended", "backing-off", "paused",
+    "succeeded", "failed", "cancelled", "killed",
+)
+_PLAIN_COLUMN = re.compile(r"i\.[a-z_]+")
+_IDENT = re.compile(r"'(?:[^']|'')*'|\b[a-z_]+\b")
+
+
+def over_table(view_sql: str, row: str = "") -> str:
+    """An expression over sys_invocation's columns -> the same over the stored table, i.e.
+    exactly what SQLite makes of it when it flattens the view into a query (which is what
+    an index on an expression must match). `row`: a prefix for the table's columns (a
+    trigger's `NEW.`)."""
+
+    if view_sql in _INVOCATION_EXPRS:
+        return f"({_INVOCATION_EXPRS[view_sql]})".replace("i.", row)
+
+    def swap(m: re.Match[str]) -> str:
+        word = m.group(0)
+        expr = _INVOCATION_EXPRS.get(word)
+        if expr is None or word.startswith("'"):
+            return word
+        if _PLAIN_COLUMN.fullmatch(expr):
+            return expr
+        # the flattener marks a view's expression used inside another one with its
+        # collation (BINARY here); the index must say the same to be identical
+        return f"({expr}) COLLATE BINARY"
+
+    return _IDENT.sub(swap, view_sql).replace("i.", row)
+
+
+# (name, sys_invocation expressions, condition): an index per filter of the web UI's list,
+# each ending with the creation time so that a filtered page comes newest first straight from
+# it (keyset paging) and its exact count is a range of it (the totals of service, handler,
+# deployment and status filters come from ui_count_ddl's table). SQLite matches an index on an
+# expression only when the query's expression is identical, hence built from the view's own
+# expressions. The columns a row keeps from its creation on (service, handler, key, ...) are
+# never rewritten by the store's upsert (see storage.sqlite), so their indexes cost only the
+# insert; those on status and times move when the row does. Partial where most rows have
+# nothing to find.
+_INDEXES: list[tuple[str, tuple[str, ...], str]] = [
+    ("created_view", ("created_at",), ""),
+    ("ui_status_view", (UI_STATUS, "created_at"), ""),
+    ("modified_view", ("modified_at",), ""),
+    ("service_view", ("target_service_name", "created_at"), ""),
+    ("handler_view", ("target_handler_name", "target_service_name", "created_at"), ""),
+    ("key_view", ("target_service_key", "target_service_name", "created_at"),
+     "target_service_key IS NOT NULL"),
+    ("invoked_by_view", ("invoked_by_id", "created_at"), "invoked_by_id IS NOT NULL"),
+    ("deployment_view", ("pinned_deployment_id", "created_at"), ""),
+    ("idempotency_view", ("idempotency_key", "created_at"), "idempotency_key IS NOT NULL"),
+]
+# indexes of earlier schema versions, dropped when a store is opened
+_DROPPED_INDEXES = ("status_view",)
+
+
+def ui_count_ddl(table: str) -> str:
+    """A table of how many invocations each (service, handler, pinned deployment, UI status)
+    has: the overview's counts, and the exact total of a list filtered by those, without
+    counting up to a million index entries. The store keeps it up to date in the same
+    transaction as its writes of the invocation table `table` (storage.sqlite); this creates
+    it and fills it from the rows already there (run it in one transaction)."""
+    counts = f"{table}_ui_count"
     return (
-        f"CREATE INDEX IF NOT EXISTS {table}_created_view ON {table}({created});\n"
-        f"CREATE INDEX IF NOT EXISTS {table}_status_view ON {table}({status}, {created});\n"
+        f"CREATE TABLE {counts} (service TEXT NOT NULL, handler TEXT NOT NULL, "
+        "deployment TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL, "
+        "PRIMARY KEY (service, handler, deployment, status)) WITHOUT ROWID;\n"
+        f"INSERT INTO {counts}(service, handler, deployment, status, n) SELECT service, "
+        f"handler, coalesce({over_table('pinned_deployment_id')}, ''), {over_table(UI_STATUS)}, "
+        f"count(*) FROM {table} GROUP BY 1, 2, 3, 4;\n"
     )
+
+
+def ui_status(status: str, result: bytes | None) -> str:
+    """UI_STATUS of a stored row, in Python (the same value as the SQL)."""
+    if status != "completed":
+        return RESTATE_STATUS.get(status, status)
+    if result is not None and result[:1] == b"V":
+        return "succeeded"
+    if result is None:
+        return "failed"
+    try:
+        failure = orjson.loads(result[1:])
+        code, message = failure["code"], failure["message"]
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return "failed"
+    if code == 409 and message in ("canceled", "cancelled"):
+        return "cancelled"
+    return "killed" if code == 409 and message == "killed" else "failed"
+
+
+def introspection_indexes(table: str) -> str:
+    """The DDL of the list's indexes on the stored invocation table `table` (idempotent)."""
+    out = [f"DROP INDEX IF EXISTS {table}_{name};\n" for name in _DROPPED_INDEXES]
+    for name, exprs, where in _INDEXES:
+        cols = ", ".join(over_table(e) for e in exprs)
+        cond = f" WHERE {over_table(where)}" if where else ""
+        out.append(f"CREATE INDEX IF NOT EXISTS {table}_{name} ON {table}({cols}){cond};\n")
+    return "".join(out)
 
 
 def _view(name: str, exprs: dict[str, str], source: str) -> str:
@@ -801,6 +907,24 @@ class Introspector:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.db.close()
+
+    def ui_counts(self) -> list[tuple[str, str, str, str, int]] | None:
+        """(service, handler, pinned deployment or '', UI status, invocations) from the
+        table the store keeps (ui_count_ddl); None when the store keeps none."""
+        try:
+            conn = self._take()
+        except sqlite3.Error as e:
+            raise QueryError(f"cannot open the database for reading: {e}") from None
+        try:
+            rows = conn.db.execute(
+                f"SELECT service, handler, deployment, status, n "
+                f"FROM {conn.schema}.invocation_ui_count WHERE n > 0"
+            ).fetchall()
+        except sqlite3.Error:
+            conn.db.close()
+            return None
+        self._give_back(conn)
+        return [(str(s), str(h), str(d), str(st), int(n)) for s, h, d, st, n in rows]
 
     def query(self, sql: str) -> QueryResult:
         verb = _first_word(sql)

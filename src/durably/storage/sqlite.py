@@ -35,11 +35,13 @@ from typing import Any
 import orjson
 
 from durably.storage.base import InvocationRow, ParkedRecordRow, SubscriberRow, TimerRow
-from durably.storage.introspection import introspection_indexes
+from durably.storage.introspection import introspection_indexes, ui_count_ddl, ui_status
 
 log = logging.getLogger("durably.storage")
 
-SCHEMA_VERSION = 2  # 2: kafka_offset, kafka_parked (created on open of a version-1 file)
+# 2: kafka_offset, kafka_parked (created on open of a version-1 file)
+# 3: the web UI's indexes (introspection_indexes), built on open of an older file
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -150,6 +152,14 @@ CREATE TABLE IF NOT EXISTS kafka_parked (
 """
 
 _INVOCATION_FIELDS = [f.name for f in dataclasses.fields(InvocationRow)]
+# What a row keeps from its creation on (an invocation id is made from its target, and a row
+# is only ever created once under an id). The upsert does not set them again: SQLite then
+# leaves every index on them alone when the row changes (see introspection's indexes).
+_IMMUTABLE_FIELDS = frozenset({
+    "id", "partition_key", "service", "handler", "key", "service_ty", "handler_ty",
+    "created_at", "idempotency_key", "invoked_by", "invoked_by_id", "invoked_by_target",
+    "random_seed",
+})
 # An upsert, not INSERT OR REPLACE: a row is written several times in its life (created,
 # suspended, woken, completed), and REPLACE deletes the old row and inserts a new one,
 # touching the table and every index twice; the upsert updates the row where it is.
@@ -157,12 +167,43 @@ _INSERT_INVOCATION = (
     f"INSERT INTO invocation ({', '.join(_INVOCATION_FIELDS)}) "
     f"VALUES ({', '.join('?' for _ in _INVOCATION_FIELDS)}) "
     f"ON CONFLICT(id) DO UPDATE SET "
-    + ", ".join(f"{f} = excluded.{f}" for f in _INVOCATION_FIELDS if f != "id")
+    + ", ".join(f"{f} = excluded.{f}" for f in _INVOCATION_FIELDS if f not in _IMMUTABLE_FIELDS)
 )
 _invocation_values = operator.attrgetter(*_INVOCATION_FIELDS)
 _PARTITION_KEY_AT = _INVOCATION_FIELDS.index("partition_key")
 _EXTRA_AT = _INVOCATION_FIELDS.index("extra")
 _SELECT_INVOCATION = f"SELECT {', '.join(_INVOCATION_FIELDS)} FROM invocation"
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an older file's indexes up to SCHEMA_VERSION (tables are created above)."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    try:
+        version = int(row[0]) if row is not None else SCHEMA_VERSION
+    except (TypeError, ValueError):
+        version = 0
+    if version < 3:
+        (rows,) = db.execute("SELECT count(*) FROM invocation").fetchone()
+        if rows > 100_000:
+            log.warning("building the web UI's indexes over %d invocations (once)", rows)
+    # idempotent (IF [NOT] EXISTS): a new file gets them here too
+    db.executescript(introspection_indexes("invocation"))
+    if db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'invocation_ui_count'"
+    ).fetchone() is None:
+        # also how a store written by other means (a bulk load) gets its counts: drop the
+        # table, open the store
+        db.executescript("BEGIN IMMEDIATE;\n" + ui_count_ddl("invocation") + "COMMIT;")
+
+
+_CountKey = tuple[str, str, str, str]  # service, handler, pinned deployment or '', UI status
+
+
+def _count_key(service: str, handler: str, deployment: str | None, protocol: int | None,
+               status: str, result: bytes | None) -> _CountKey:
+    # sys_invocation.pinned_deployment_id: the deployment once an attempt has pinned it
+    pinned = deployment if protocol is not None and deployment is not None else ""
+    return service, handler, pinned, ui_status(status, result)
 
 
 class StorageError(Exception):
@@ -201,6 +242,13 @@ class _Writer:
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         try:
             return self._store._db.execute(sql, params)
+        except sqlite3.Error as e:
+            self._store._poison(e)
+            raise
+
+    def executemany(self, sql: str, params: Any) -> sqlite3.Cursor:
+        try:
+            return self._store._db.executemany(sql, params)
         except sqlite3.Error as e:
             self._store._poison(e)
             raise
@@ -307,7 +355,7 @@ class SqliteStore:
             db.execute("PRAGMA foreign_keys=OFF")
             db.execute("PRAGMA temp_store=MEMORY")
             db.executescript(SCHEMA)
-            db.executescript(introspection_indexes("invocation"))
+            _migrate(db)
             # the tables a newer version adds are created above (IF NOT EXISTS): an older
             # file is migrated by opening it
             db.execute(
@@ -337,6 +385,12 @@ class SqliteStore:
         self.on_sync: Callable[[float], None] | None = None
         self._wal_fd: int | None = None
         self._subscribed: set[str] | None = None  # see take_subscribers
+        # The counts table (ui_count_ddl), kept here rather than by triggers (which cost
+        # the writer a statement per change): the count key of each row this process wrote
+        # that has not completed (completed rows rarely change again: they are read back
+        # when they do), and the changes of the open batch, written just before COMMIT.
+        self._count_keys: dict[str, _CountKey] = {}
+        self._count_delta: dict[_CountKey, int] = {}
         self._checkpointer = _Checkpointer(
             self.path, synchronous=sync_level, on_io_error=self._disk_failed
         )
@@ -386,6 +440,8 @@ class SqliteStore:
             # the caller's in-memory state is ahead of the store: nothing may be acknowledged
             raise self._unusable()
         if self._in_tx:
+            if self._count_delta:
+                self._write_counts()  # poisons the store if it fails, like any write
             self._in_tx = False
             started = time.perf_counter()
             try:
@@ -433,13 +489,20 @@ class SqliteStore:
         on the lost one can reach the disk."""
         self._set_failed(error)
         self._subscribed = None
+        self._forget_counts()
         self._in_tx = False
         self._batch_ops = 0
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
 
+    def _forget_counts(self) -> None:
+        """After a rollback the rows are what the store holds: read them again."""
+        self._count_keys.clear()
+        self._count_delta.clear()
+
     def rollback(self) -> None:
         self._subscribed = None
+        self._forget_counts()
         if self._in_tx:
             self._in_tx = False
             self._batch_ops = 0
@@ -480,7 +543,38 @@ class SqliteStore:
         values = list(_invocation_values(row))
         values[_PARTITION_KEY_AT] = _to_i64(row.partition_key)
         values[_EXTRA_AT] = orjson.dumps(row.extra) if row.extra else None
-        self._begin().execute(_INSERT_INVOCATION, values)
+        db = self._begin()
+        old = self._count_keys.get(row.id) or self._stored_count_key(row.id)
+        db.execute(_INSERT_INVOCATION, values)
+        new = _count_key(row.service, row.handler, row.deployment_id, row.protocol_version,
+                         row.status, row.result)
+        if new != old:
+            delta = self._count_delta
+            if old is not None:
+                delta[old] = delta.get(old, 0) - 1
+            delta[new] = delta.get(new, 0) + 1
+        if row.status == "completed":
+            self._count_keys.pop(row.id, None)
+        else:
+            self._count_keys[row.id] = new
+
+    def _stored_count_key(self, invocation_id: str) -> _CountKey | None:
+        row = self._db.execute(
+            "SELECT service, handler, deployment_id, protocol_version, status, result "
+            "FROM invocation WHERE id = ?", (invocation_id,)
+        ).fetchone()
+        return None if row is None else _count_key(*row)
+
+    def _write_counts(self) -> None:
+        """The open batch's changes of the counts (one statement per changed key)."""
+        changes = [(*k, n) for k, n in self._count_delta.items() if n]
+        self._count_delta.clear()
+        if changes:
+            self._writer.executemany(
+                "INSERT INTO invocation_ui_count(service, handler, deployment, status, n) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                changes,
+            )
 
     def get_invocation(self, invocation_id: str) -> InvocationRow | None:
         row = self._db.execute(_SELECT_INVOCATION + " WHERE id = ?", (invocation_id,)).fetchone()
@@ -488,6 +582,9 @@ class SqliteStore:
 
     def delete_invocation(self, invocation_id: str) -> None:
         db = self._begin()
+        old = self._count_keys.pop(invocation_id, None) or self._stored_count_key(invocation_id)
+        if old is not None:
+            self._count_delta[old] = self._count_delta.get(old, 0) - 1
         db.execute("DELETE FROM invocation WHERE id = ?", (invocation_id,))
         db.execute("DELETE FROM journal WHERE invocation_id = ?", (invocation_id,))
 

@@ -35,8 +35,10 @@ from durably.admin.app import _PlainError, parse_modify_service
 from durably.admin.invocations import invocation_view, perform
 from durably.admin.render import service_json
 from durably.admin.services import modify_state, service_openapi
+from durably.engine.engine import ATTEMPTS_KEPT
 from durably.schema.errors import AdminError
 from durably.storage.introspection import (
+    UI_STATUS,
     Introspector,
     QueryError,
     QueryRefused,
@@ -45,10 +47,12 @@ from durably.storage.introspection import (
 from durably.ui import present
 from durably.ui.filters import (
     COLUMNS,
+    COUNTED_FILTERS,
     PAGE_SIZES,
     QUICK_STATUSES,
     SORTS,
     STATUS_FILTERS,
+    STATUS_SETS,
     TEXT_FILTERS,
     ListView,
     display_status,
@@ -74,9 +78,6 @@ _SECURITY_HEADERS = {
 }
 FILTER_COOKIE = "durably_ui_last_filter"
 BULK_CHUNK = 200
-# above this many completed invocations the overview shows them as one count (splitting them
-# by outcome decodes every row: ~1 s per million)
-OUTCOME_SPLIT_LIMIT = 200_000
 EXAMPLE_QUERIES = [
     ("Invocations by status",
      "SELECT status, count(*) AS n FROM sys_invocation GROUP BY status ORDER BY n DESC"),
@@ -191,6 +192,22 @@ def ui_routes(
                 for row in result.rows]
         return result.columns, rows, result.truncated, elapsed
 
+    async def kept_counts() -> list[tuple[str, str, str, str, int]]:
+        """Invocations per (service, handler, pinned deployment, UI status): the counts the
+        store keeps, else one GROUP BY (a store that keeps none)."""
+        kept = getattr(introspector, "ui_counts", None)
+        if kept is not None:
+            async with gate:
+                counts: list[tuple[str, str, str, str, int]] | None = await asyncio.to_thread(
+                    kept)
+            if counts is not None:
+                return counts
+        return [(str(r["s"]), str(r["h"]), str(r["d"] or ""), str(r["u"]), int(r["n"]))
+                for r in await sql(
+                    "SELECT target_service_name AS s, target_handler_name AS h, "
+                    f"pinned_deployment_id AS d, {UI_STATUS} AS u, count(*) AS n "
+                    "FROM sys_invocation GROUP BY 1, 2, 3, 4")]
+
     def page(request: Request, template: str, status: int = 200, **ctx: Any) -> Response:
         # the path below /ui (the mount's root_path), whatever prefix is in front of it
         path = request.scope["path"][len(request.scope.get("root_path", "")):] or "/"
@@ -225,27 +242,16 @@ def ui_routes(
     # -- overview --------------------------------------------------------------------------
 
     async def overview(request: Request) -> Response:
-        # per stored status from the status index; completed ones split by outcome only while
-        # that stays cheap (the outcome is decoded per row)
-        by_status = {str(r["status"]): int(r["n"]) for r in await sql(
-            "SELECT status, count(*) AS n FROM sys_invocation GROUP BY status")}
-        counts: dict[str, int] = {k: v for k, v in by_status.items() if k != "completed"}
-        completed = by_status.get("completed", 0)
-        split = completed <= OUTCOME_SPLIT_LIMIT
-        if completed and split:
-            for r in await sql(
-                "SELECT completion_result, completion_failure, count(*) AS n FROM "
-                "sys_invocation WHERE status = 'completed' "
-                "GROUP BY completion_result, completion_failure"
-            ):
-                s = display_status("completed", r.get("completion_result"),
-                                   r.get("completion_failure"))
-                counts[s] = counts.get(s, 0) + int(r["n"])
-        counts["completed"] = completed
+        counts: dict[str, int] = {}
+        for _, _, _, status, n in await kept_counts():
+            counts[status] = counts.get(status, 0) + n
+        total = sum(counts.values())
+        counts["completed"] = sum(counts.get(s, 0) for s in STATUS_SETS["completed"])
+        split = True
         services = [service_json(s) for s in registry.list_services()]
         deployments = registry.list_deployments()
         return page(request, "overview.html", nav="overview", title="Overview · durably",
-                    counts=counts, total=sum(by_status.values()), split=split,
+                    counts=counts, total=total, split=split,
                     services=services,
                     deployments=deployments, message=request.query_params.get("message"),
                     error=request.query_params.get("error"))
@@ -305,9 +311,13 @@ def ui_routes(
         has_more = False
         if error is None:
             try:
-                total_rows, rows = await asyncio.gather(
-                    sql(view.count_sql()), sql(view.page_sql()))
-                total = int(total_rows[0]["n"]) if total_rows else 0
+                # the count first: the page's query shape depends on it (see page_sql)
+                total = view.total_from_counts(await kept_counts()) if (
+                    set(view.text) <= set(COUNTED_FILTERS) and not view.where) else None
+                if total is None:
+                    total_rows = await sql(view.count_sql())
+                    total = int(total_rows[0]["n"]) if total_rows else 0
+                rows = await sql(view.page_sql(total=total))
             except UIError as e:
                 error = e.message
         has_more = len(rows) > view.limit
@@ -403,6 +413,8 @@ def ui_routes(
             output=output, children=children, child_status=child_status, parent=parent,
             deadlock=deadlock, deadlock_text=deadlock_text, actions=actions,
             stacktrace=failure_detail.get("stacktrace"), failed_entry=failed_entry, live=not completed,
+            attempts=present.failed_attempts(live_row.extra) if live_row is not None else [],
+            attempts_kept=ATTEMPTS_KEPT,
             message=request.query_params.get("message"),
             error=request.query_params.get("error"),
             last_entry=entries[-1].index if entries else None)

@@ -278,6 +278,34 @@ def _failure_of(d: dict[str, Any]) -> str | None:
     return None
 
 
+@dataclass(slots=True)
+class FailedAttempt:
+    retry: int  # the attempt's number (the retry count once it failed)
+    at: str  # RFC 3339
+    code: int | None
+    message: str
+    entry: int | None  # journal index of the entry it failed at, when the SDK named one
+
+
+def failed_attempts(extra: dict[str, object]) -> list[FailedAttempt]:
+    """The failures an invocation's row keeps (engine: row.extra["attempts"]), oldest
+    first; entries that do not have the expected shape are left out."""
+    kept = extra.get("attempts")
+    out: list[FailedAttempt] = []
+    for a in kept if isinstance(kept, list) else []:
+        if not isinstance(a, dict) or not isinstance(a.get("at"), int):
+            continue
+        entry, code, retry = a.get("entry"), a.get("code"), a.get("retry")
+        out.append(FailedAttempt(
+            retry=retry if isinstance(retry, int) else 0,
+            at=ts_ms(a["at"]),
+            code=code if isinstance(code, int) else None,
+            message=str(a.get("message") or ""),
+            entry=entry if isinstance(entry, int) else None,
+        ))
+    return out
+
+
 def command_entry(entries: list[Entry], command_index: object) -> int | None:
     """The journal index of the `command_index`-th command (what an SDK's error names), or
     None when it is not in the journal (the attempt failed before writing it)."""

@@ -42,7 +42,7 @@ def test_creates_the_data_dir(tmp_path: Path) -> None:
     s = SqliteStore(target)
     try:
         assert (target / "durably.sqlite3").exists()
-        assert s.load_meta("schema_version") == b"2"
+        assert s.load_meta("schema_version") == b"3"
     finally:
         s.close()
 

@@ -57,7 +57,7 @@ def test_a_version_1_file_is_migrated_on_open(tmp_path: Path) -> None:
     db.commit()
     db.close()
     s = SqliteStore(tmp_path)
-    assert s.load_meta("schema_version") == b"2"
+    assert s.load_meta("schema_version") == b"3"
     s.put_kafka_offset("sub_a", "g", "t", 0, 1)
     s.commit()
     assert s.kafka_offsets("sub_a", "g") == {("t", 0): 1}

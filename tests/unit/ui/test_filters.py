@@ -40,7 +40,8 @@ def test_literals_are_quoted() -> None:
 def test_keyset_conditions_follow_the_order() -> None:
     view = ListView.from_query(QueryParams("after=T%7Cinv_9"))
     sql = view.page_sql()
-    assert "created_at < 'T' OR (created_at = 'T' AND id < 'inv_9')" in sql
+    # the first term bounds a range of the sort index; the second breaks ties by id
+    assert "created_at <= 'T' AND (created_at < 'T' OR id < 'inv_9')" in sql
     assert sql.endswith("ORDER BY created_at DESC, id DESC LIMIT 51")
     back = ListView.from_query(QueryParams("before=T%7Cinv_9"))
     assert "created_at > 'T'" in back.page_sql() and "ASC" in back.page_sql()
@@ -96,8 +97,29 @@ def test_indexes_match_the_view(tmp_path: Path) -> None:
         plans = {
             "SELECT id FROM sys_invocation ORDER BY created_at DESC, id DESC LIMIT 51":
                 "invocation_created_view",
-            "SELECT count(*) FROM sys_invocation WHERE status = 'suspended'":
-                "invocation_status_view",
+            ListView.from_query(QueryParams("status=suspended")).count_sql():
+                "invocation_ui_status_view",
+            ListView.from_query(QueryParams("status=failed")).page_sql():
+                "invocation_ui_status_view",
+            ListView.from_query(QueryParams("service=S")).count_sql():
+                "invocation_service_view",
+            ListView.from_query(QueryParams("deployment=dp_1&status=completed")).page_sql():
+                "invocation_deployment_view",
+            ListView.from_query(QueryParams("handler=h")).count_sql():
+                "invocation_handler_view",
+            ListView.from_query(QueryParams("key=k")).page_sql():
+                "invocation_key_view",
+            ListView.from_query(QueryParams("invoked_by=inv_1")).count_sql():
+                "invocation_invoked_by_view",
+            ListView.from_query(QueryParams("deployment=dp_1")).count_sql():
+                "invocation_deployment_view",
+            ListView.from_query(QueryParams("idempotency_key=i")).count_sql():
+                "invocation_idempotency_view",
+            ListView.from_query(QueryParams("sort=modified_at")).page_sql():
+                "invocation_modified_view",
+            # a large match walks the sort index instead of sorting the matches
+            ListView.from_query(QueryParams("service=S")).page_sql(total=10**6):
+                "invocation_created_view",
         }
         for sql, index in plans.items():
             plan = " ".join(str(r) for r in introspector.query("EXPLAIN QUERY PLAN " + sql).rows)
@@ -115,3 +137,19 @@ def test_command_entry_maps_command_index_to_journal_index() -> None:
     assert command_entry(entries, 0) == 0
     assert command_entry(entries, 2) == 3
     assert command_entry(entries, 3) is None and command_entry(entries, None) is None
+
+
+def test_failed_attempts_read_from_the_row() -> None:
+    from durably.ui.present import failed_attempts
+
+    extra: dict[str, object] = {"attempts": [
+        {"at": 1_764_000_000_000, "code": 500, "message": "<b>boom</b>", "entry": 2, "retry": 1},
+        {"at": 1_764_000_001_500, "code": 503, "message": "later", "entry": None, "retry": 2},
+        "not an attempt", {"code": 1},  # left out
+    ]}
+    got = failed_attempts(extra)
+    assert [(a.retry, a.at, a.code, a.message, a.entry) for a in got] == [
+        (1, "2025-11-24T16:00:00.000Z", 500, "<b>boom</b>", 2),
+        (2, "2025-11-24T16:00:01.500Z", 503, "later", None),
+    ]
+    assert failed_attempts({}) == [] and failed_attempts({"attempts": "x"}) == []
