@@ -29,11 +29,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=defaults.seed)
     ap.add_argument("--history", type=Path, default=Path("checker-history.json"),
                     help="where to write the recorded history and the final state")
+    ap.add_argument("--actions", default=",".join(defaults.actions),
+                    help="what the nemesis does, comma list of kill,pause,cut")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep the nodes' logs in this directory (default: a temporary one)")
     args = ap.parse_args(argv)
     settings = Settings(duration=args.duration, workers=args.workers, ttl=args.ttl,
-                        interval=args.interval, placement=args.placement, seed=args.seed)
-    with tempfile.TemporaryDirectory(prefix="durably-checker-") as tmp:
-        result = run(Path(tmp), settings, history=args.history)
+                        interval=args.interval, placement=args.placement, seed=args.seed,
+                        actions=tuple(a for a in args.actions.split(",") if a))
+    if args.keep is not None:
+        result = run(args.keep, settings, history=args.history)
+    else:
+        with tempfile.TemporaryDirectory(prefix="durably-checker-") as tmp:
+            result = run(Path(tmp), settings, history=args.history)
     print(result.summary())
     for v in result.report.violations[:50]:
         print("VIOLATION", v)

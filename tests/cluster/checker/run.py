@@ -50,6 +50,7 @@ class Settings:
     relay_keys: int = 12
     op_budget: float = 20.0  # seconds a worker retries one operation under the nemesis
     heal_timeout: float = 120.0  # seconds to get every operation acknowledged after healing
+    actions: tuple[str, ...] = ACTIONS  # what the nemesis does
 
 
 @dataclass
@@ -141,7 +142,16 @@ class CheckerCluster:
                 code = node.proc.returncode
                 found.append(f"{name} exit {code}")
                 node.kill()  # closes its log, reaps what is left of its group
-                self._start(node)
+                for attempt in range(3):
+                    try:
+                        self._start(node)
+                        break
+                    except HarnessError:
+                        # it may lose the leases it just took on a starved machine (exit 1,
+                        # by design) before it answers: start it once more
+                        node.kill()
+                        if attempt == 2:
+                            raise
         return found
 
     def holders(self) -> list[str]:
@@ -158,7 +168,7 @@ class CheckerCluster:
         todo: list[str] = []
         while not stop.wait(rng.uniform(0.5, 1.5) * self.s.interval):
             if not todo:
-                todo = list(ACTIONS)
+                todo = list(self.s.actions)
                 rng.shuffle(todo)
             action = todo.pop()
             try:
@@ -181,11 +191,9 @@ class CheckerCluster:
                 self._note_exits(event, exited)
 
     def _note_exits(self, event: Event | None, exited: list[str]) -> None:
-        expected = set()
-        if event is not None:
-            # kill -9 is ours; a paused or cut-off holder stops with 1 by design
-            expected = {f"{event.node} exit -9", f"{event.node} exit 1"}
-        unexpected = [x for x in exited if x not in expected]
+        # kill -9 is ours; a node that lost its leases (paused, cut off, or starved of CPU
+        # past its TTL) stops with 1 by design; anything else is worth a look
+        unexpected = [x for x in exited if not x.endswith((" exit 1", " exit -9"))]
         if event is not None and exited:
             event.note = (event.note + " " if event.note else "") + "restarted: " + ", ".join(exited)
         self.exits.extend(unexpected)
@@ -286,6 +294,15 @@ class CheckerCluster:
             if r.status_code in (404, 470):  # unknown or not finished
                 return None
         raise RuntimeError(f"no node answered the output of workflow {wid}")
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Invocations not completed at the end (for the history: what a hang looks like)."""
+        with httpx.Client(timeout=30) as client:
+            return self.query(
+                client, "SELECT id, target, status, idempotency_key, created_at, modified_at, "
+                        "scheduled_start_at, retry_count, last_failure FROM sys_invocation "
+                        "WHERE status <> 'completed' ORDER BY created_at LIMIT 500",
+            )
 
     def wait_quiet(self, ops: list[Op], timeout: float) -> None:
         """Until no invocation is unfinished and every acknowledged workflow has output."""
@@ -432,6 +449,7 @@ def run(base: Path, settings: Settings, history: Path | None = None) -> Result:
         cluster.wait_quiet(load.ops, settings.heal_timeout)
         final = cluster.final(load.ops)
         report = check(load.ops, final)
+        unfinished = cluster.unfinished()
         result = Result(report, events, settings, time.time() - started, cluster.exits)
         if history is not None:
             history.write_text(json.dumps({
@@ -440,6 +458,7 @@ def run(base: Path, settings: Settings, history: Path | None = None) -> Result:
                 "report": report.as_dict(),
                 "events": [asdict(e) for e in events],
                 "exits": cluster.exits,
+                "unfinished": unfinished,
                 "ops": [asdict(op) for op in load.ops],
                 "final": {"sets": final.sets, "relays": final.relays, "flows": final.flows,
                           "runs": [[n, t, c] for (n, t), c in sorted(final.runs.items())]},
