@@ -391,11 +391,19 @@ class Load:
                 return
             await asyncio.sleep(rng.uniform(0.05, 0.3))
 
-    async def run(self, stop_at: float, rng: random.Random) -> None:
+    async def run(self, stop_at: float, rng: random.Random, events: list[Event]) -> None:
+        # on a slow machine a round of the nemesis may take longer than the load: go on
+        # until every action happened once (at most three times as long)
+        cap = time.time() + 3 * (stop_at - time.time())
+
+        def going() -> bool:
+            now = time.time()
+            return now < stop_at or (len(events) < len(self.s.actions) and now < cap)
+
         async def worker(i: int) -> None:
             wrng = random.Random(rng.random())
             n = 0
-            while time.time() < stop_at:
+            while going():
                 op = self.new_op(i, n, wrng)
                 n += 1
                 self.ops.append(op)
@@ -440,7 +448,7 @@ def run(base: Path, settings: Settings, history: Path | None = None) -> Result:
         )
         nemesis.start()
         try:
-            asyncio.run(load.run(time.time() + settings.duration, rng))
+            asyncio.run(load.run(time.time() + settings.duration, rng, events))
         finally:
             stop.set()
             nemesis.join()
