@@ -245,3 +245,31 @@ async def test_timer_ids_of_two_nodes_never_collide(dsn: str, db: asyncpg.Connec
     store_b.close()
     await a.stop()
     await b.stop()
+
+
+async def test_a_retired_leader_never_takes_the_leases_again(
+    dsn: str, db: asyncpg.Connection
+) -> None:
+    """Found by the checker (tests/cluster/checker, nemesis `cut`): a leader cut off from
+    PostgreSQL dropped its leases and began to stop; its shutdown took seconds, and when
+    the next leader was cut off in turn the stopping one took every partition back, so
+    batches its stale engine still held passed the fence with the new epochs. A keeper told
+    to `retire` (what the node does when it loses its leases) takes nothing any more."""
+    a = keeper(dsn, "a", spread=False)
+    a.on_lost = lambda pids: a.retire()
+    b = keeper(dsn, "b", spread=False)
+    await a.start()
+    await expire(db, "a")
+    await b.start()  # b leads; a wakes and finds its leases gone
+    await a.tick()
+    assert a.held == {} and a.retired
+    await b.stop()  # b hands everything back: all partitions free
+    await a.tick()
+    assert a.held == {}
+    assert {o for o, _ in (await owners(db)).values()} == {""}
+    # a keeper that was not retired takes them (what the test above guards against)
+    c = keeper(dsn, "c", spread=False)
+    await c.start()
+    assert len(c.held) == P
+    await a.stop()
+    await c.stop()

@@ -73,6 +73,8 @@ class LeaseKeeper:
         self.live: list[str] = []
         self.nodes: dict[str, leases.NodeInfo] = {}
         self.leader: str | None = None
+        # set by `retire`: the node is stopping and must never hold a lease again
+        self.retired = False
 
     @property
     def held(self) -> dict[int, int]:
@@ -150,6 +152,8 @@ class LeaseKeeper:
             self._lose(lost)
         self.nodes = {n.name: n for n in await leases.live_nodes(conn, self.ttl_s)}
         self.live = list(self.nodes)
+        if self.retired:
+            return
         if not self.spread:
             if not self.held:
                 got = await leases.acquire_all(conn, self.node, self.ttl_s)
@@ -185,6 +189,15 @@ class LeaseKeeper:
             self.held.pop(pid, None)
         await leases.release(conn, self.node, which)
         log.info("released partitions %s", sorted(which))
+
+    def retire(self) -> None:
+        """Take no partition from now on (renewals and the heartbeat go on until `stop`).
+
+        For a node that stops because it lost its leases: its engine's memory is stale, and
+        until the process is gone it may still have batches to commit. Had it taken the
+        leases again meanwhile (they expire while it shuts down), those batches would pass
+        the fence with the new epochs and overwrite what the next owner committed."""
+        self.retired = True
 
     def _lose(self, pids: set[int]) -> None:
         for pid in pids:

@@ -315,6 +315,7 @@ class ClusterNode:
     def _lost(self, pids: set[int]) -> None:
         if self._promotion is None:
             return
+        self.keeper.retire()  # never lead again with this process's memory
         self.server._on_fatal(
             RuntimeError(
                 f"node {self.name} lost the leases of {len(pids)} partitions; it stops so that "

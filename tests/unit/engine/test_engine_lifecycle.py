@@ -205,3 +205,17 @@ async def test_no_deployment_backs_off(h: Harness) -> None:
     # the deployment shows up: the next retry starts an attempt
     h.schema.override("Greeter", "greet", deployment_id=BIDI)
     await h.until(lambda: h.attempts_of(sub.invocation_id))
+
+
+async def test_after_shutdown_nothing_is_acknowledged_before_its_commit(h: Harness) -> None:
+    """A request the ingress still answers while the server stops must not be acknowledged
+    at once: its commit may never come (a cluster node that lost its leases stops, and the
+    fence refuses its last batches; found by tests/cluster/checker)."""
+    import asyncio
+
+    assert h.store.deferred_sync  # effects pass the durability gate
+    h.engine.shutdown()
+    h.submit("Greeter", "greet")
+    acknowledged = h.engine.committed()
+    await asyncio.sleep(0.2)
+    assert not acknowledged.done()

@@ -1,0 +1,179 @@
+"""Benchmark: one durably cluster of 1, 2 and 3 nodes, the same workload, in turns.
+
+    flock /tmp/durably-bench.lock python -m bench.cluster_nodes [--duration 20] [--rounds 2]
+        [--concurrency 32] [--nodes 1,2,3] [--placement spread]
+
+Three clusters stay up for the whole run, each with a PostgreSQL cluster of its own (fsync
+and synchronous_commit on, `tests/support/postgres.py`), its own services process
+(`bench/services.py`, restate-sdk under hypercorn, one worker) and 1, 2 or 3
+`durably serve --node-name` processes. They are measured point by point in turns (the
+order alternating each round), because this machine's speed drifts over minutes; the idle
+clusters only renew their leases meanwhile.
+
+The load (asyncio + aiohttp, HTTP/1.1 keep-alive, `--concurrency` connections) alternates
+a stateless call (`BenchGreeter/greet`) and an object add over 100 keys
+(`BenchCounter/k{n}/add`), request n going to node n mod N's ingress. Per point: throughput,
+p50/p99 latency, and CPU per invocation (user + system seconds, measured as `bench/run.py`
+does) of all durably nodes together, of PostgreSQL (all its processes, reaped backends
+included) and of the SDK process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.support.harness import DurablyServer, ServicesProcess, register  # noqa: E402
+from tests.support.postgres import PostgresCluster  # noqa: E402
+
+from bench.run import _post, cpu_seconds, drive_for, pct, postgres_cpu_seconds  # noqa: E402
+
+
+@dataclass
+class Point:
+    nodes: int
+    round: int
+    completed: int
+    errors: int
+    throughput: float
+    p50_ms: float
+    p99_ms: float
+    nodes_cpu_ms: float  # per invocation, all durably nodes together
+    db_cpu_ms: float
+    sdk_cpu_ms: float
+
+    @property
+    def cost_ms(self) -> float:
+        return self.nodes_cpu_ms + self.db_cpu_ms
+
+
+class Rig:
+    """A cluster of `n` nodes on a PostgreSQL of its own, registered, with its load."""
+
+    def __init__(self, n: int, base: Path, ttl: str, placement: str | None) -> None:
+        self.n = n
+        self.pg = PostgresCluster()
+        self.pg.start()
+        self.services = ServicesProcess([], base / "services", app="bench.services:app")
+        dsn = self.pg.new_database()
+        args = ["--lease-ttl", ttl] + (["--placement", placement] if placement else [])
+        self.nodes = [
+            DurablyServer(base / f"n{i + 1}", store=dsn,
+                          extra_args=["--node-name", f"n{i + 1}", *args])
+            for i in range(n)
+        ]
+        try:
+            self.services.start()
+            for node in self.nodes:
+                node.start()
+            register(self.nodes[0].admin_url, self.services.url, use_http_11=False)
+        except BaseException:
+            self.close()
+            raise
+        self.ingresses = [node.ingress_url for node in self.nodes]
+        self.count = 0
+
+    async def one(self, session: aiohttp.ClientSession, n: int) -> None:
+        ingress = self.ingresses[n % self.n]
+        if (n // self.n) % 2:
+            await _post(session, f"{ingress}/BenchGreeter/greet", b'"bench"', 200)
+        else:
+            await _post(session, f"{ingress}/BenchCounter/k{n % 100}/add", b"1", 200)
+
+    def _cpu(self) -> tuple[float, float, float]:
+        nodes = 0.0
+        for node in self.nodes:
+            assert node.proc is not None
+            nodes += cpu_seconds(node.proc.pid)
+        assert self.services.proc is not None
+        return nodes, postgres_cpu_seconds(self.pg), cpu_seconds(self.services.proc.pid)
+
+    def measure(self, rnd: int, duration: float, warmup: float, c: int) -> Point:
+        _, lat, _ = asyncio.run(drive_for(self.one, warmup, c, self.count))
+        self.count += len(lat) + c + 1
+        time.sleep(0.2)
+        before = self._cpu()
+        elapsed, lat, errors = asyncio.run(drive_for(self.one, duration, c, self.count))
+        after = self._cpu()
+        self.count += len(lat) + errors + c + 1
+        done = max(1, len(lat))
+        lat.sort()
+        nodes, db, sdk = ((a - b) * 1000 / done for a, b in zip(after, before, strict=True))
+        p = Point(self.n, rnd, len(lat), errors, len(lat) / elapsed, pct(lat, 0.5),
+                  pct(lat, 0.99), nodes, db, sdk)
+        print(f"round {rnd} nodes {self.n}: {p.throughput:7.1f}/s p50 {p.p50_ms:6.1f} "
+              f"p99 {p.p99_ms:7.1f} ms  cpu ms/inv: nodes {p.nodes_cpu_ms:5.2f} "
+              f"db {p.db_cpu_ms:5.2f} sdk {p.sdk_cpu_ms:5.2f}"
+              + (f"  errors {errors}" if errors else ""), flush=True)
+        return p
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+        self.services.close()
+        self.pg.destroy()
+
+
+def table(points: list[Point]) -> str:
+    by_n: dict[int, list[Point]] = {}
+    for p in points:
+        by_n.setdefault(p.nodes, []).append(p)
+    rows = ["| nodes | req/s | p50 ms | p99 ms | nodes CPU ms/inv | PostgreSQL CPU ms/inv | "
+            "nodes + PG ms/inv | SDK CPU ms/inv | errors |", "|---|---|---|---|---|---|---|---|---|"]
+    for n, ps in sorted(by_n.items()):
+        def med(attr: str, ps: list[Point] = ps) -> float:
+            return statistics.median(getattr(p, attr) for p in ps)
+        rows.append(
+            f"| {n} | {med('throughput'):.0f} | {med('p50_ms'):.1f} | {med('p99_ms'):.1f} | "
+            f"{med('nodes_cpu_ms'):.2f} | {med('db_cpu_ms'):.2f} | {med('cost_ms'):.2f} | "
+            f"{med('sdk_cpu_ms'):.2f} | {sum(p.errors for p in ps)} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.cluster_nodes",
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds per point (20)")
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--nodes", default="1,2,3", help="comma list of cluster sizes")
+    ap.add_argument("--ttl", default="6s", help="the nodes' --lease-ttl")
+    ap.add_argument("--placement", default=None, help="the nodes' --placement, if set")
+    args = ap.parse_args(argv)
+    sizes = [int(x) for x in args.nodes.split(",") if x.strip()]
+    rigs: list[Rig] = []
+    points: list[Point] = []
+    with tempfile.TemporaryDirectory(prefix="durably-cluster-bench-") as tmp:
+        try:
+            for n in sizes:
+                rigs.append(Rig(n, Path(tmp) / f"c{n}", args.ttl, args.placement))
+            for rnd in range(1, args.rounds + 1):
+                order = rigs if rnd % 2 else list(reversed(rigs))
+                for rig in order:
+                    points.append(rig.measure(rnd, args.duration, args.warmup, args.concurrency))
+        finally:
+            for rig in rigs:
+                rig.close()
+    print()
+    print(f"medians over {args.rounds} rounds of {args.duration:g} s, concurrency "
+          f"{args.concurrency}, placement {args.placement or 'default'}:")
+    print(table(points))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
