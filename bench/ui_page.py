@@ -1,9 +1,10 @@
 """How fast the web UI's invocation list answers with a million retained invocations.
 
     python -m bench.ui_page --rows 1000000 [--data-dir DIR]
+    python -m bench.ui_page --rows 100000 --store postgresql://USER:PASSWORD@HOST:PORT/DB
 
 Generates the rows straight into a SQLite store (same schema as `durably serve`: the store
-creates it), then times the UI's list page (through the ASGI app, as a browser would get it):
+creates it), or into a PostgreSQL database (migrated as `durably serve` would), then times the UI's list page (through the ASGI app, as a browser would get it):
 the default view, a status filter, a service filter, the next page (keyset) and the
 overview. Prints a table: per view the median and worst wall time of several runs, and the
 median CPU time the process spent (which a loaded machine does not inflate).
@@ -78,7 +79,52 @@ _INSERT = (
 )
 
 
-def _ui_app(db_path: Path):  # type: ignore[no-untyped-def]
+async def generate_postgres(dsn: str, rows: int) -> int:
+    """The same rows in a PostgreSQL database (COPY); returns how many it holds."""
+    import asyncpg
+
+    from durably.storage.postgres_schema import migrate
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+        have = await conn.fetchval("SELECT count(*) FROM durably.invocation")
+        if have >= rows:
+            return int(have)
+        rnd = random.Random(7)
+        t0 = 1_760_000_000_000
+        batch = []
+        columns = [c.strip() for c in _INSERT.split("(", 1)[1].split(")", 1)[0].split(",")]
+        for n in range(have, rows):
+            service, handler, key, ty = _SERVICES[n % len(_SERVICES)]
+            k = None if key is None else f"{key}{n % 1000}"
+            status = rnd.choice(_STATUSES)
+            iid = InvocationId(rnd.getrandbits(64), rnd.getrandbits(128).to_bytes(16, "big"))
+            created = t0 + n * 10
+            done = status == "completed"
+            pk = iid.partition_key
+            batch.append((
+                str(iid), pk - (1 << 64) if pk >= 1 << 63 else pk, service, handler, k, ty,
+                None if ty == "service" else "exclusive", status, created, created + 5,
+                "ingress", created + 5 if done else None, b"V\"ok\"" if done else None,
+                created + 86_400_000 if done else None, 2, created + 1,
+            ))
+            if len(batch) == 50_000:
+                await conn.copy_records_to_table(
+                    "invocation", schema_name="durably", records=batch, columns=columns)
+                batch.clear()
+        if batch:
+            await conn.copy_records_to_table(
+                "invocation", schema_name="durably", records=batch, columns=columns)
+        await conn.execute("ANALYZE durably.invocation")
+        return rows
+    finally:
+        await conn.close()
+
+
+def _ui_app(db_path: Path | None, dsn: str | None):  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
     from starlette.applications import Starlette
 
     from durably.schema.registry import SchemaRegistry
@@ -86,15 +132,35 @@ def _ui_app(db_path: Path):  # type: ignore[no-untyped-def]
     from durably.ui import ui_routes
 
     registry = SchemaRegistry(lambda: None, lambda doc: None)
-    introspector = Introspector(str(db_path))
+    introspector: Introspector
+    if dsn is not None:
+        from durably.storage.postgres_query import PostgresIntrospector
+
+        introspector = PostgresIntrospector(SimpleNamespace(dsn=dsn))  # type: ignore[assignment]
+    else:
+        introspector = Introspector(str(db_path))
     # the list and overview pages read only SQL and the registry (no engine needed)
     return Starlette(routes=ui_routes(None, registry, introspector)), introspector  # type: ignore[arg-type]
 
 
-async def measure(db_path: Path, runs: int) -> list[tuple[str, float, float, float]]:
+# POST /query's own examples (Restate's docs), timed through the introspector
+QUERIES = [
+    ("query: SELECT id, status ... WHERE status = 'running'",
+     "SELECT id, status FROM sys_invocation WHERE status = 'running'"),
+    ("query: count(*) GROUP BY status",
+     "SELECT status, count(*) AS n FROM sys_invocation GROUP BY status"),
+    ("query: LIKE, ORDER BY, LIMIT 20",
+     "SELECT id, target FROM sys_invocation WHERE target LIKE 'Counter/k7%' "
+     "ORDER BY created_at DESC LIMIT 20"),
+]
+
+
+async def measure(
+    db_path: Path | None, runs: int, dsn: str | None = None
+) -> list[tuple[str, float, float, float]]:
     import httpx
 
-    app, introspector = _ui_app(db_path)
+    app, introspector = _ui_app(db_path, dsn)
     transport = httpx.ASGITransport(app=app)
     out = []
     async with httpx.AsyncClient(transport=transport, base_url="http://ui") as client:
@@ -124,6 +190,14 @@ async def measure(db_path: Path, runs: int) -> list[tuple[str, float, float, flo
                 assert r.status_code == 200, (url, r.status_code, r.text[:300])
             out.append((name, statistics.median(times), max(times),
                         statistics.median(cpu)))
+    for name, sql in QUERIES:
+        times, cpu = [], []
+        for _ in range(runs):
+            t0, c0 = time.perf_counter(), time.process_time()
+            await asyncio.to_thread(introspector.query, sql)
+            times.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.process_time() - c0) * 1000)
+        out.append((name, statistics.median(times), max(times), statistics.median(cpu)))
     introspector.close()
     return out
 
@@ -133,7 +207,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--store", default=None,
+                        help="a postgresql:// DSN: generate into and query that database")
     args = parser.parse_args()
+    if args.store:
+        t0 = time.perf_counter()
+        have = asyncio.run(generate_postgres(args.store, args.rows))
+        print(f"store: PostgreSQL ({have:,} invocations; ready in "
+              f"{time.perf_counter() - t0:.1f} s)")
+        print("| view | median ms | max ms | CPU ms (median) |\n|---|---:|---:|---:|")
+        for name, median, worst, cpu in asyncio.run(measure(None, args.runs, args.store)):
+            print(f"| {name} | {median:.1f} | {worst:.1f} | {cpu:.1f} |")
+        return
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="durably-ui-bench-"))
     t0 = time.perf_counter()
     db_path = generate(data_dir, args.rows)

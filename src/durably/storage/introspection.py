@@ -457,8 +457,9 @@ def view_definitions(d: Dialect) -> list[tuple[str, dict[str, str], str]]:
         (
             "durably_kafka_parked_record",
             {
-                **{c: f"k.{c}" for c in ("id", "subscription_id", "topic", "partition",
-                                         "offset", "key", "value", "error")},
+                # quoted: `offset` is a reserved word in PostgreSQL
+                **{c: f'k."{c}"' for c in ("id", "subscription_id", "topic", "partition",
+                                           "offset", "key", "value", "error")},
                 "key_utf8": "durably_utf8(k.key)",
                 "value_utf8": "durably_utf8(k.value)",
                 "timestamp": d.ts("k.timestamp"),

@@ -73,6 +73,13 @@ _AFTER_DERIVED = {
     "JOIN", "INNER", "LEFT", "RIGHT", "FULL", "CROSS", "NATURAL", "WINDOW", "FETCH", ")", ";",
     ",",
 }
+_RESERVED_COLUMNS = {"offset", "timestamp"}
+# what follows a column name (and never the OFFSET clause's count or a timestamp literal)
+_AFTER_NAME = {
+    "", ",", ")", ";", "FROM", "AS", "=", "<", ">", "!", "IS", "IN", "NOT", "LIKE", "ILIKE",
+    "BETWEEN", "ASC", "DESC", "AND", "OR", "WHERE", "GROUP", "ORDER", "LIMIT", "HAVING", "+",
+    "-", "*", "/", "|", "%", "NULLS", "UNION", ":",
+}
 _REGISTRY_LOCK = 0x64757261626C7A  # the advisory lock of a registry rows refresh
 
 
@@ -87,7 +94,8 @@ def _information_schema(sql: str) -> str:
 
 def _alias_derived_tables(sql: str) -> str:
     """PostgreSQL 15 wants an alias on every derived table (`FROM (SELECT ...) AS x`);
-    DataFusion, SQLite and PostgreSQL 16 do not."""
+    DataFusion, SQLite and PostgreSQL 16 do not. And two columns of Restate's tables are
+    reserved words to PostgreSQL (`offset`, `timestamp`): quoted where they are names."""
     lexemes = _LEXEME.findall(sql)
     significant = [
         i for i, t in enumerate(lexemes)
@@ -97,6 +105,11 @@ def _alias_derived_tables(sql: str) -> str:
     opened: list[tuple[int, bool]] = []  # (lexeme index of "(", is a derived table)
     for pos, i in enumerate(significant):
         t = lexemes[i]
+        if t.lower() in _RESERVED_COLUMNS:
+            before = lexemes[significant[pos - 1]] if pos else ""
+            after = lexemes[significant[pos + 1]].upper() if pos + 1 < len(significant) else ""
+            if before == "." or after in _AFTER_NAME:
+                lexemes[i] = f'"{t.lower()}"'
         if t == "(":
             before = lexemes[significant[pos - 1]].upper() if pos else ""
             after = lexemes[significant[pos + 1]].upper() if pos + 1 < len(significant) else ""
@@ -108,8 +121,6 @@ def _alias_derived_tables(sql: str) -> str:
                 nxt = lexemes[significant[pos + 1]].upper() if pos + 1 < len(significant) else ""
                 if nxt == "" or nxt in _AFTER_DERIVED:
                     inserts[i] = f" AS durably_derived_{len(inserts) + 1}"
-    if not inserts:
-        return sql
     return "".join(t + inserts.get(i, "") for i, t in enumerate(lexemes))
 
 
