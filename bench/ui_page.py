@@ -20,6 +20,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from durably.ids import InvocationId
@@ -45,10 +46,21 @@ def generate(data_dir: Path, rows: int) -> Path:
     if have >= rows:
         db.close()
         return path
-    rnd = random.Random(7)
-    t0 = 1_760_000_000_000
-    batch = []
     db.execute("BEGIN")
+    for batch in _batches(have, rows):
+        db.executemany(_INSERT, batch)
+    db.execute("COMMIT")
+    db.close()
+    return path
+
+
+def _batches(have: int, rows: int) -> Iterator[list[tuple[object, ...]]]:
+    """Rows have..rows of the invocation table (the same on every run), 50,000 at a time."""
+    rnd = random.Random(7)
+    for _ in range(have):  # the same ids as a run that generated them all at once
+        rnd.choice(_STATUSES), rnd.getrandbits(64), rnd.getrandbits(128)
+    t0 = 1_760_000_000_000
+    batch: list[tuple[object, ...]] = []
     for n in range(have, rows):
         service, handler, key, ty = _SERVICES[n % len(_SERVICES)]
         k = None if key is None else f"{key}{n % 1000}"
@@ -63,13 +75,10 @@ def generate(data_dir: Path, rows: int) -> Path:
             created + 86_400_000 if done else None, 2, created + 1,
         ))
         if len(batch) == 50_000:
-            db.executemany(_INSERT, batch)
-            batch.clear()
+            yield batch
+            batch = []
     if batch:
-        db.executemany(_INSERT, batch)
-    db.execute("COMMIT")
-    db.close()
-    return path
+        yield batch
 
 
 _INSERT = (
@@ -91,29 +100,8 @@ async def generate_postgres(dsn: str, rows: int) -> int:
         have = await conn.fetchval("SELECT count(*) FROM durably.invocation")
         if have >= rows:
             return int(have)
-        rnd = random.Random(7)
-        t0 = 1_760_000_000_000
-        batch = []
         columns = [c.strip() for c in _INSERT.split("(", 1)[1].split(")", 1)[0].split(",")]
-        for n in range(have, rows):
-            service, handler, key, ty = _SERVICES[n % len(_SERVICES)]
-            k = None if key is None else f"{key}{n % 1000}"
-            status = rnd.choice(_STATUSES)
-            iid = InvocationId(rnd.getrandbits(64), rnd.getrandbits(128).to_bytes(16, "big"))
-            created = t0 + n * 10
-            done = status == "completed"
-            pk = iid.partition_key
-            batch.append((
-                str(iid), pk - (1 << 64) if pk >= 1 << 63 else pk, service, handler, k, ty,
-                None if ty == "service" else "exclusive", status, created, created + 5,
-                "ingress", created + 5 if done else None, b"V\"ok\"" if done else None,
-                created + 86_400_000 if done else None, 2, created + 1,
-            ))
-            if len(batch) == 50_000:
-                await conn.copy_records_to_table(
-                    "invocation", schema_name="durably", records=batch, columns=columns)
-                batch.clear()
-        if batch:
+        for batch in _batches(have, rows):
             await conn.copy_records_to_table(
                 "invocation", schema_name="durably", records=batch, columns=columns)
         await conn.execute("ANALYZE durably.invocation")
@@ -190,6 +178,7 @@ async def measure(
                 assert r.status_code == 200, (url, r.status_code, r.text[:300])
             out.append((name, statistics.median(times), max(times),
                         statistics.median(cpu)))
+            _print_row(*out[-1])
     for name, sql in QUERIES:
         times, cpu = [], []
         for _ in range(runs):
@@ -198,6 +187,7 @@ async def measure(
             times.append((time.perf_counter() - t0) * 1000)
             cpu.append((time.process_time() - c0) * 1000)
         out.append((name, statistics.median(times), max(times), statistics.median(cpu)))
+        _print_row(*out[-1])
     introspector.close()
     return out
 
@@ -216,8 +206,7 @@ def main() -> None:
         print(f"store: PostgreSQL ({have:,} invocations; ready in "
               f"{time.perf_counter() - t0:.1f} s)")
         print("| view | median ms | max ms | CPU ms (median) |\n|---|---:|---:|---:|")
-        for name, median, worst, cpu in asyncio.run(measure(None, args.runs, args.store)):
-            print(f"| {name} | {median:.1f} | {worst:.1f} | {cpu:.1f} |")
+        asyncio.run(measure(None, args.runs, args.store))
         return
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="durably-ui-bench-"))
     t0 = time.perf_counter()
@@ -225,8 +214,12 @@ def main() -> None:
     print(f"store: {db_path} ({args.rows:,} invocations, "
           f"{os.path.getsize(db_path) / 1e6:.0f} MB; ready in {time.perf_counter() - t0:.1f} s)")
     print("| view | median ms | max ms | CPU ms (median) |\n|---|---:|---:|---:|")
-    for name, median, worst, cpu in asyncio.run(measure(db_path, args.runs)):
-        print(f"| {name} | {median:.1f} | {worst:.1f} | {cpu:.1f} |")
+    asyncio.run(measure(db_path, args.runs))
+
+
+def _print_row(name: str, median: float, worst: float, cpu: float) -> None:
+    # as each view is measured, so a long run shows its progress
+    print(f"| {name} | {median:.1f} | {worst:.1f} | {cpu:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
