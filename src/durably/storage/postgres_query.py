@@ -191,6 +191,7 @@ class PostgresIntrospector:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: Any = None
+        self._pool_lock: asyncio.Lock | None = None
         self._start_lock = threading.Lock()
         self._role: str | None = None  # the query role, once found set up
         self._missing_role_logged = False
@@ -226,15 +227,18 @@ class PostgresIntrospector:
     async def _get_pool(self) -> Any:
         import asyncpg
 
-        if self._pool is None:
-            self._pool = await asyncpg.create_pool(
-                self.dsn,
-                min_size=0,
-                max_size=self.pool_size,
-                timeout=10,
-                statement_cache_size=0,
-                server_settings={"application_name": "durably-query"},
-            )
+        if self._pool_lock is None:
+            self._pool_lock = asyncio.Lock()  # on the query thread's loop
+        async with self._pool_lock:  # two first queries at once make one pool
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self.dsn,
+                    min_size=0,
+                    max_size=self.pool_size,
+                    timeout=10,
+                    statement_cache_size=0,
+                    server_settings={"application_name": "durably-query"},
+                )
         return self._pool
 
     # -- a query -----------------------------------------------------------------------
