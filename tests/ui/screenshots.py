@@ -54,6 +54,24 @@ def durably_shots(browser: Any, base: Path) -> None:
         _shoot(p, ui + f"invocations/{ids['backing-off']}", "durably-invocation-failing")
         _shoot(p, ui + "state/Cart?key=alice", "durably-state")
         _shoot(p, ui + "services/Greeter", "durably-playground")
+        _shoot(p, ui + f"invocations/{ids['shop']}", "durably-invocation-timeline")
+        _shoot(d, ui + f"invocations/{ids['backing-off']}", "durably-invocation-failing-dark")
+        # the schema form of Shop/order, and the service's options
+        p.goto(ui + "services/Shop")
+        p.locator("details.panel").filter(
+            has=p.locator('input[name="handler"][value="order"]')).locator("summary").first.click()
+        p.get_by_label("item").fill("tea")
+        p.get_by_label("quantity").fill("2")
+        p.wait_for_timeout(300)
+        p.screenshot(path=str(OUT / "durably-playground-form.png"), full_page=True)
+        print("wrote", OUT / "durably-playground-form.png", flush=True)
+        p.goto(ui + "services/Shop")
+        p.get_by_label("journal retention").fill("7d")
+        p.get_by_label("abort timeout").fill("15m")
+        p.get_by_role("button", name="Save options…").click()
+        p.wait_for_load_state("load")
+        p.screenshot(path=str(OUT / "durably-service-options-confirm.png"), full_page=False)
+        print("wrote", OUT / "durably-service-options-confirm.png", flush=True)
         _shoot(p, ui + "sql?query=SELECT+status%2C+count(*)+AS+n+FROM+sys_invocation+GROUP+BY"
                "+status+ORDER+BY+n+DESC", "durably-sql")
         # a bulk dry run: select the suspended Waiter invocations, ask for Kill
@@ -67,6 +85,8 @@ def durably_shots(browser: Any, base: Path) -> None:
         _shoot(m, ui + "invocations", "durably-invocations-375px", full=False)
         _shoot(m, ui + f"invocations/{ids['succeeded']}", "durably-invocation-375px",
                full=False)
+        _shoot(m, ui + f"invocations/{ids['shop']}", "durably-invocation-timeline-375px",
+               full=True)
         for c in (light, dark, phone):
             c.close()
     finally:
@@ -89,7 +109,9 @@ def restate_shots(browser: Any, base: Path) -> None:
             env.send(service, handler, body, idem=False)
         env.send("Cart", "call", ["b", "a"], key="a", idem=False)
         time.sleep(3)
+        env.call("Shop", "order", {"item": "tea", "quantity": 2}, idem=False)
         greet = env.query("SELECT id FROM sys_invocation WHERE target = 'Greeter/greet'")
+        shop = env.query("SELECT id FROM sys_invocation WHERE target = 'Shop/order'")
         flaky = env.query("SELECT id FROM sys_invocation WHERE target = 'Flaky/fail'")
         ui = server.admin_url + "/ui/"
         ctx = browser.new_context(viewport={"width": 1280, "height": 860}, color_scheme="light")
@@ -100,6 +122,13 @@ def restate_shots(browser: Any, base: Path) -> None:
         _shoot(p, ui + f"invocations/{greet[0]['id']}", "restate-invocation", wait_ms=wait, full=False)
         _shoot(p, ui + f"invocations/{flaky[0]['id']}", "restate-invocation-failing",
                wait_ms=wait, full=False)
+        _shoot(p, ui + f"invocations/{shop[0]['id']}", "restate-invocation-timeline",
+               wait_ms=wait, full=False)
+        # its service panel (options) and its playground, as its overview links them
+        _shoot(p, ui + "overview?service=Shop&panel=service&handler=",
+               "restate-service-options", wait_ms=wait, full=False)
+        _shoot(p, ui + "overview?servicePlayground=Shop#/operations/order",
+               "restate-playground", wait_ms=wait, full=False)
         _shoot(p, ui + "state/Cart", "restate-state", wait_ms=wait, full=False)
         _shoot(p, ui + "introspection", "restate-sql", wait_ms=wait, full=False)
         ctx.close()

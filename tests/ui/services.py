@@ -11,15 +11,20 @@
 - ``Cart`` (virtual object): ``add`` keeps state; ``call`` calls another key (a call tree,
   and with two keys calling each other, a deadlock).
 - ``Signup`` (workflow): waits for a promise.
+- ``Shop/order``: takes a pydantic model (the playground draws a form from its JSON schema),
+  sleeps a moment and prices it in a ``ctx.run`` (bars on the invocation's timeline).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import restate
+from pydantic import BaseModel, Field
 from restate import (
     Context,
     ObjectContext,
@@ -36,6 +41,22 @@ flaky = restate.Service("Flaky")
 boom = restate.Service("Boom")
 cart = restate.VirtualObject("Cart")
 signup = restate.Workflow("Signup")
+shop = restate.Service("Shop")
+
+
+class Order(BaseModel):
+    item: str = Field(description="What to order")
+    quantity: int = Field(1, ge=1, le=10)
+    size: Literal["S", "M", "L"] = "M"
+    gift: bool = False
+    note: str | None = None
+
+
+@shop.handler()
+async def order(ctx: Context, req: Order) -> dict:
+    await ctx.sleep(timedelta(milliseconds=30))
+    total = await ctx.run("price", lambda: req.quantity * 3)
+    return {**req.model_dump(), "total": total}
 
 
 @greeter.handler()
@@ -114,4 +135,4 @@ def _json(value: object) -> bytes:
     return json.dumps(value).encode()
 
 
-app = restate.app(services=[greeter, slow, waiter, flaky, boom, cart, signup])
+app = restate.app(services=[greeter, slow, waiter, flaky, boom, cart, signup, shop])

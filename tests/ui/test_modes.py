@@ -32,16 +32,23 @@ def test_read_only(tmp_path: Path) -> None:
             assert 'name="action"' not in html and "<form method=\"post\"" not in html
             assert 'action="bulk"' not in client.get(ui + "invocations").text
             assert "Register a deployment" not in client.get(ui).text
+            shop = client.get(ui + "services/Shop").text
+            assert 'name="op" value="options"' not in shop and 'name="f:item"' not in shop
+            assert "<dt>journal retention</dt><dd>1d</dd>" in shop
             same = {"sec-fetch-site": "same-origin"}
             for path, data in ((f"invocations/{inv}", {"action": "kill", "confirm": "yes"}),
                                ("bulk", {"action": "kill", "confirm": "yes"}),
                                ("state/Cart", {"key": "k", "entry": "a", "value": "1"}),
                                ("services/Greeter", {"handler": "greet", "body": "{}"}),
+                               ("services/Shop", {"op": "options", "journal_retention": "1h",
+                                                  "confirm": "yes"}),
                                ("deployments", {"uri": services.url})):
                 r = client.post(ui + path, data=data, headers=same)
                 assert r.status_code == 403, (path, r.status_code)
             status = client.get(f"{server.admin_url}/invocations/{inv}").json()["status"]
             assert status == "suspended"
+            shop_options = client.get(f"{server.admin_url}/services/Shop").json()
+            assert shop_options["journal_retention"] == "1d"
     finally:
         server.close()
         services.close()

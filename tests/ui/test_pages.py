@@ -62,7 +62,7 @@ def test_root_and_ui_redirect_relatively(world: World) -> None:
 @pytest.mark.parametrize("path", [
     "", "invocations", "invocations?status=running", "state", "state/Cart",
     "state/Cart?key=alice", "state/Signup?key=ada", "services/Greeter", "services/Cart",
-    "sql", "sql?query=SELECT+1", "static/ui.css", "static/ui.js",
+    "services/Shop", "services/Signup", "sql", "sql?query=SELECT+1", "static/ui.css", "static/ui.js",
 ])
 def test_pages_answer(world: World, path: str) -> None:
     r = get(world, path)
@@ -327,3 +327,155 @@ def test_register_and_remove_deployment_form(world: World) -> None:
                                     "use_http_11": "1", "force": "1"},
              headers=same, follow_redirects=True)
     assert "registered" in r.text.lower()
+
+
+# -- service options, relative times, the timeline, the schema-driven playground ------------
+
+SAME = {"sec-fetch-site": "same-origin"}
+
+
+def _options(world: World, service: str) -> dict:
+    r = world.env.client.get(f"{world.env.admin}/services/{service}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_service_options_form_confirms_then_patches(world: World) -> None:
+    html = get(world, "services/Shop").text
+    assert 'name="op" value="options"' in html
+    assert re.search(r'id="opt-journal_retention" name="journal_retention" value="1d"', html)
+    assert 'name="workflow_completion_retention"' not in html  # not a workflow
+    before = _options(world, "Shop")
+    current = {k: before[k] for k in ("idempotency_retention", "journal_retention",
+                                      "inactivity_timeout", "abort_timeout")}
+    # first step: a confirmation listing the one change; nothing changed yet
+    r = post(world, "services/Shop", {"op": "options", "public": "true",
+                                      **current, "journal_retention": "2h"}, headers=SAME)
+    assert r.status_code == 200 and "Change the options of Shop?" in r.text
+    assert "journal retention: 1d → 2h" in r.text and "abort timeout" not in r.text
+    assert 'name="journal_retention" value="2h"' in r.text and 'name="confirm"' in r.text
+    assert _options(world, "Shop")["journal_retention"] == "1d"
+    # confirmed: applied, and the page says what the API now answers
+    r = post(world, "services/Shop", {"op": "options", "journal_retention": "2h",
+                                      "confirm": "yes"}, headers=SAME, follow_redirects=True)
+    assert r.status_code == 200 and "Saved. journal retention: 2h." in r.text
+    assert _options(world, "Shop")["journal_retention"] == "2h"
+    # the API's own refusal, shown
+    r = post(world, "services/Shop", {"op": "options", "abort_timeout": "soon",
+                                      "confirm": "yes"}, headers=SAME, follow_redirects=True)
+    assert 'role="alert"' in r.text and "abort_timeout: failed to parse" in r.text
+    assert _options(world, "Shop")["abort_timeout"] == before["abort_timeout"]
+    # request/response deployment: the timeout is kept but not applied, and the page says so
+    r = post(world, "services/Shop", {"op": "options", "inactivity_timeout": "90s",
+                                      "confirm": "yes"}, headers=SAME, follow_redirects=True)
+    assert "will not be applied" in r.text and "RT0021" in r.text
+    assert _options(world, "Shop")["inactivity_timeout"] == "0s"
+    r = post(world, "services/Shop", {"op": "options", "journal_retention": "2h"},
+             headers=SAME, follow_redirects=True)
+    assert "Nothing to change." in r.text
+    r = post(world, "services/Shop", {"op": "options", "public": "false", "confirm": "yes"},
+             headers={"sec-fetch-site": "cross-site"})
+    assert r.status_code == 403 and _options(world, "Shop")["public"] is True
+    r = post(world, "services/Shop", {"op": "options", "journal_retention": "1d",
+                                      "confirm": "yes"}, headers=SAME)
+    assert r.status_code == 303 and _options(world, "Shop")["journal_retention"] == "1d"
+
+
+def test_workflow_options_include_completion_retention(world: World) -> None:
+    assert 'name="workflow_completion_retention"' in get(world, "services/Signup").text
+
+
+TIME = re.compile(r'<time datetime="(\d{4}-\d\d-\d\dT[\d:.]+Z)" title="\1" data-rel>([^<]+)</time>')
+
+
+def test_times_are_relative_with_the_absolute_time_kept(world: World) -> None:
+    listed = TIME.findall(get(world, "invocations").text)
+    assert listed and all(re.fullmatch(r"just now|\d+ (s|min|h|d) ago", t) for _, t in listed)
+    html = get(world, "invocations/" + world.ids["scheduled"]).text
+    times = dict((t, iso) for iso, t in TIME.findall(html))
+    assert any(re.fullmatch(r"in (59|60) min|in 1 h", t) for t in times), times
+    # the absolute time is written out beside it on the detail page
+    iso = next(iso for iso, t in TIME.findall(html) if t.startswith("in "))
+    assert f'<small class="abs">{iso}</small>' in html
+
+
+def test_timeline_shows_durations_and_retries(world: World) -> None:
+    html = get(world, "invocations/" + world.ids["shop"]).text
+    # its retention: how long, and when it ends (relative, the absolute time kept)
+    assert re.search(r'<dd>1 d, ends <time datetime="[^"]+" title="[^"]+" data-rel>in 23 h'
+                     r'</time></dd>', html)
+    # CSP-clean: the bars are placed by SVG attributes, never by an inline style or script
+    assert " style=" not in html and "<script>" not in html
+    section = html[html.index('id="timeline-h"'):].split("</section>")[0]
+    assert "invocation" in section and "took" in section
+    sleep = re.search(r'<a href="#entry-(\d+)">#\1 Sleep</a>.*?class="tl-note">([^<]*)<', section)
+    assert sleep and "took" in sleep.group(2), section
+    run = re.search(r'#\d+ Run “price”</a>.*?class="tl-note">([^<]*)<', section)
+    assert run and "took" in run.group(1)
+    for x, w in re.findall(r'class="tl-bar[^"]*" x="([\d.]+)" y="1" width="([\d.]+)"', section):
+        assert 0 <= float(x) <= 1000 and 0 < float(w) <= 1000
+    # a retrying invocation: its last attempt and the back-off before the next one
+    html = get(world, "invocations/" + world.ids["backing-off"]).text
+    section = html[html.index('id="timeline-h"'):].split("</section>")[0]
+    assert "last attempt" in section and "backing off" in section
+    assert re.search(r"next attempt (in \d+ (s|min)|just now|\d+ s ago)", section), section
+    assert "so far" in section  # not completed: the axis ends now
+    # before it starts: a delayed one, and one queued behind its key's lock
+    html = get(world, "invocations/" + world.ids["scheduled"]).text
+    section = html[html.index('id="timeline-h"'):].split("</section>")[0]
+    assert re.search(r"scheduled</span>.*?starts in (59|60) min", section, re.S), section
+    html = get(world, "invocations/" + world.ids["pending"]).text
+    section = html[html.index('id="timeline-h"'):].split("</section>")[0]
+    assert "in the inbox" in section
+
+
+def test_playground_form_from_the_input_schema(world: World) -> None:
+    html = get(world, "services/Shop").text
+    assert 'name="f:item"' in html and 'data-kind="string"' in html
+    assert re.search(r'name="f:quantity" type="number" data-kind="integer" step="1" '
+                     r'min="1" max="10" value="1"', html)
+    assert '<option value="M" selected>M</option>' in html  # the enum, its default chosen
+    assert 'name="f:gift" data-kind="boolean"' in html
+    assert "What to order" in html  # the field's description
+    assert "Raw JSON instead" in html and 'value="call-json" formnovalidate' in html
+    curl = re.search(r"<summary>as curl</summary><pre tabindex=\"0\">(.*?)</pre>", html, re.S)
+    assert curl and curl.group(1).startswith("curl -X POST &#39;http://127.0.0.1:")
+    assert "/Shop/order&#39;" in curl.group(1) and "--data &#39;{&#34;item&#34;:" in curl.group(1)
+    assert "/Cart/&lt;key&gt;/add&#39;" in get(world, "services/Cart").text
+    # Greeter's input is any object: no form, the JSON text only
+    assert 'name="f:' not in get(world, "services/Greeter").text
+
+    def orders() -> int:
+        return len(world.env.query(
+            "SELECT id FROM sys_invocation WHERE target = 'Shop/order'"))
+
+    n = orders()
+    fields = {"handler": "order", "f:item": "<b>cake</b>", "f:quantity": "3", "f:size": "L",
+              "f:gift": "true", "f:note": ""}
+    r = post(world, "services/Shop", {**fields, "mode": "call"}, headers=SAME)
+    assert r.status_code == 200 and "HTTP <b>200</b>" in r.text, r.text
+    assert "&lt;b&gt;cake&lt;/b&gt;" in r.text and "<b>cake</b>" not in r.text
+    shown = r.text.replace("&#34;", '"')
+    assert '"total": 9' in shown and '"gift": true' in shown and '"note": null' in shown
+    assert orders() == n + 1
+    # refused before any call: the server checks what the browser checked
+    for bad, message in [({"f:item": ""}, "item: required"),
+                         ({"f:quantity": "11"}, "quantity: must be at most 10"),
+                         ({"f:quantity": "1.5"}, "quantity: expected an integer"),
+                         ({"f:size": "XL"}, "size: must be one of S, M, L")]:
+        r = post(world, "services/Shop", {**fields, **bad, "mode": "call"}, headers=SAME)
+        assert r.status_code == 400 and message in r.text, (bad, r.text[-2000:])
+        # what was typed stays in the form
+        assert 'name="f:item" data-kind="string" value="' + (
+            "" if bad.get("f:item") == "" else "&lt;b&gt;cake&lt;/b&gt;") + '"' in r.text
+    for body, message in [("{nope", "The body is not JSON"),
+                          ('{"quantity": 2}', "item: required"),
+                          ('["tea"]', "the body must be a JSON object")]:
+        r = post(world, "services/Shop", {"handler": "order", "body": body,
+                                          "mode": "call-json"}, headers=SAME)
+        assert r.status_code == 400 and message in r.text, (body, r.text[-2000:])
+    assert orders() == n + 1
+    r = post(world, "services/Shop", {"handler": "order", "body": '{"item": "raw"}',
+                                      "mode": "send-json"}, headers=SAME)
+    assert r.status_code == 200 and "HTTP <b>202</b>" in r.text
+    assert orders() == n + 2

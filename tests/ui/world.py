@@ -96,6 +96,10 @@ def populate(w: World) -> None:
     env.call("Cart", "add", SCRIPT, key="alice", idem=False)
     ids["cart"] = env.query(
         "SELECT id FROM sys_invocation WHERE target = 'Cart/alice/add' LIMIT 1")[0]["id"]
+    # a sleep and a run: bars with durations on its timeline
+    r = env.call("Shop", "order", {"item": "tea", "quantity": 2}, idem=False)
+    assert r.status_code == 200, r.text
+    ids["shop"] = env.query("SELECT id FROM sys_invocation WHERE target = 'Shop/order'")[0]["id"]
     ids["running"] = w.send("Slow", "hold", "running")
     ids["suspended"] = w.send("Waiter", "wait", "suspended")
     ids["to-cancel"] = w.send("Waiter", "wait", "to cancel")

@@ -23,7 +23,8 @@ def _pages(world: World) -> list[str]:
         f"invocations/{ids['succeeded']}", f"invocations/{ids['deadlock']}",
         f"invocations/{ids['backing-off']}", f"invocations/{ids['to-kill']}",
         f"invocations/{ids['workflow']}", "state", "state/Cart", "state/Cart?key=alice",
-        "state/Signup?key=ada", "services/Greeter", "services/Cart",
+        "state/Signup?key=ada", "services/Greeter", "services/Cart", "services/Shop",
+        "services/Signup", f"invocations/{ids['shop']}", f"invocations/{ids['running']}",
         "sql?query=SELECT+id%2C+status+FROM+sys_invocation+LIMIT+5", "sql?query=SELEC",
         "nope",
     ]
@@ -38,6 +39,27 @@ def page(browser: Any) -> Any:
     context.close()
 
 
+def _open_playground(page: Any, world: World, service: str, handler: str) -> Any:
+    page.goto(world.ui + f"services/{service}")
+    panel = page.locator("details.panel").filter(
+        has=page.locator(f'input[name="handler"][value="{handler}"]'))
+    panel.locator("summary").first.click()
+    return panel
+
+
+def _axe(page: Any, axe_source: str) -> list[str]:
+    """axe-core's violations on the page as it is now (folded <details> opened first)."""
+    for details in page.locator("details").all():  # check what is folded away too
+        details.evaluate("d => d.open = true")
+    page.evaluate(axe_source)
+    violations: list[str] = page.evaluate(
+        """async (tags) => (await axe.run(document, {runOnly: {type: 'tag', values: tags}}))
+            .violations.map(v => v.id + ': ' + v.help + ' @ ' +
+                            v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))""",
+        AXE_TAGS)
+    return violations
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_axe_finds_no_violations(browser: Any, world: World, axe_source: str,
                                  scheme: str) -> None:
@@ -49,16 +71,23 @@ def test_axe_finds_no_violations(browser: Any, world: World, axe_source: str,
     try:
         for path in _pages(world):
             page.goto(world.ui + path)
-            for details in page.locator("details").all():  # check what is folded away too
-                details.evaluate("d => d.open = true")
-            page.evaluate(axe_source)
-            violations = page.evaluate(
-                """async (tags) => (await axe.run(document, {runOnly: {type: 'tag', values: tags}}))
-                    .violations.map(v => v.id + ': ' + v.help + ' @ ' +
-                                    v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))""",
-                AXE_TAGS)
+            violations = _axe(page, axe_source)
             if violations:
                 found[path] = violations
+        # pages that only a POST shows: the options' confirmation, a refused playground call
+        page.goto(world.ui + "services/Shop")
+        page.get_by_label("abort timeout").fill("11m")
+        page.get_by_role("button", name="Save options…").click()
+        page.get_by_role("heading", name="Change the options of Shop?").wait_for()
+        found["options confirmation"] = _axe(page, axe_source)
+        panel = _open_playground(page, world, "Shop", "order")
+        panel.get_by_label("item").fill("x")
+        panel.get_by_label("quantity").fill("99")  # past the schema's maximum
+        panel.get_by_text("Raw JSON instead").click()
+        panel.get_by_role("button", name="Call with this JSON").click()  # no browser check
+        page.get_by_role("alert").wait_for()
+        found["refused playground call"] = _axe(page, axe_source)
+        found = {k: v for k, v in found.items() if v}
     finally:
         context.close()
     assert not found, found
@@ -99,7 +128,7 @@ def test_detail_shows_journal_and_request_headers(page: Any, world: World) -> No
     assert '"Input"' in raw.locator("pre").inner_text()
     # the failure banner jumps to the journal
     page.goto(world.ui + f"invocations/{world.ids['backing-off']}")
-    page.locator("a[href^='#entry-']").click()
+    page.locator(".note.bad a[href^='#entry-']").click()
     assert re.search(r"#entry-\d+$", page.url)
 
 
@@ -219,3 +248,95 @@ def test_works_without_javascript(browser: Any, world: World) -> None:
         poll(killed, timeout=10)
     finally:
         context.close()
+
+
+def test_service_options_edited_with_a_confirmation(page: Any, world: World) -> None:
+    admin = f"{world.env.admin}/services/Shop"
+    before = world.env.client.get(admin).json()["idempotency_retention"]
+    page.goto(world.ui + "services/Shop")
+    field = page.get_by_label("idempotency retention")
+    field.fill("3h")
+    field.press("Enter")  # submits, from the keyboard
+    page.get_by_role("heading", name="Change the options of Shop?").wait_for()
+    assert f"idempotency retention: {before} → 3h" in page.locator("main").inner_text()
+    assert world.env.client.get(admin).json()["idempotency_retention"] == before
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("Saved. idempotency retention: 3h.")
+    assert world.env.client.get(admin).json()["idempotency_retention"] == "3h"
+    assert page.get_by_label("idempotency retention").input_value() == "3h"
+    # a value the API refuses is refused before the confirmation, in the API's words
+    page.get_by_label("abort timeout").fill("later")
+    page.get_by_role("button", name="Save options…").click()
+    expect(page.get_by_role("alert")).to_contain_text("abort_timeout: failed to parse")
+    world.env.client.patch(admin, json={"idempotency_retention": before})
+
+
+def test_playground_form_checks_then_calls(page: Any, world: World) -> None:
+    panel = _open_playground(page, world, "Shop", "order")
+    raw = panel.locator("textarea[name=body]")
+    panel.get_by_label("item").fill("scone")
+    panel.get_by_label("quantity").fill("4")
+    panel.get_by_label("size").select_option("S")
+    # the raw JSON follows the fields as they are typed
+    assert '"item": "scone"' in raw.input_value() and '"quantity": 4' in raw.input_value()
+    # the browser refuses what the schema refuses, before any request
+    panel.get_by_label("quantity").fill("11")
+    panel.get_by_role("button", name="Call", exact=True).click()
+    assert panel.get_by_label("quantity").evaluate("e => e.validity.rangeOverflow") is True
+    assert page.get_by_role("status").count() == 0
+    panel.get_by_label("quantity").fill("4")
+    panel.get_by_role("button", name="Call", exact=True).click()
+    result = page.locator(".result")
+    expect(result).to_contain_text("HTTP 200")
+    assert '"total": 12' in result.inner_text() and '"size": "S"' in result.inner_text()
+    # raw JSON that is not JSON is stopped by the script
+    panel = _open_playground(page, world, "Shop", "order")
+    panel.get_by_text("Raw JSON instead").click()
+    panel.locator("textarea[name=body]").fill("{not json")
+    url = page.url
+    panel.get_by_role("button", name="Call with this JSON").click()
+    assert panel.locator("textarea[name=body]").evaluate("e => e.validationMessage").startswith(
+        "Not JSON")
+    assert page.url == url and page.locator(".result").count() == 0
+
+
+def test_timeline_and_relative_times(page: Any, world: World) -> None:
+    page.goto(world.ui + f"invocations/{world.ids['shop']}")
+    rows = page.locator(".tl .tl-row:not(.tl-axis)")
+    labels = rows.locator(".tl-label").all_inner_texts()
+    assert labels[0] == "invocation" and any(t.endswith("Sleep") for t in labels)
+    # a bar's label is a link to its journal entry
+    page.locator(".tl-label a", has_text="Run").first.click()
+    assert re.search(r"#entry-\d+$", page.url)
+    # times are relative, the absolute time in the tooltip, and the script keeps them fresh
+    created = page.locator("dd time").first
+    assert re.fullmatch(r"just now|\d+ (s|min|h) ago", created.inner_text())
+    assert created.get_attribute("title") == created.get_attribute("datetime")
+    created.evaluate("t => t.setAttribute('datetime', new Date(Date.now() - 7000).toISOString())")
+    expect(created).to_have_text(re.compile(r"^(7|8|9) s ago$"))
+
+
+def test_new_views_without_javascript(browser: Any, world: World) -> None:
+    """The options form, the playground's schema form and relative times need no script."""
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    admin = f"{world.env.admin}/services/Shop"
+    before = world.env.client.get(admin).json()["journal_retention"]
+    try:
+        page.goto(world.ui + "services/Shop")
+        page.get_by_label("journal retention").fill("5h")
+        page.get_by_role("button", name="Save options…").click()
+        page.get_by_role("heading", name="Change the options of Shop?").wait_for()
+        page.get_by_role("button", name="Save", exact=True).click()
+        expect(page.get_by_role("status")).to_contain_text("journal retention: 5h")
+        assert world.env.client.get(admin).json()["journal_retention"] == "5h"
+        panel = _open_playground(page, world, "Shop", "order")
+        panel.get_by_label("item").fill("muffin")
+        panel.get_by_role("button", name="Call", exact=True).click()
+        expect(page.locator(".result")).to_contain_text('"item": "muffin"')
+        page.goto(world.ui + f"invocations/{world.ids['shop']}")
+        assert re.fullmatch(r"\d+ (s|min) ago", page.locator("dd time").first.inner_text())
+        assert page.locator(".tl .tl-row").count() >= 4
+    finally:
+        context.close()
+        world.env.client.patch(admin, json={"journal_retention": before})

@@ -131,6 +131,36 @@ def _deserialize_error(detail: str) -> _PlainError:
     return _PlainError(422, f"Failed to deserialize the JSON body into the target type: {detail}")
 
 
+def parse_modify_service(body: Any) -> dict[str, Any]:
+    """A `PATCH /services/{service}` body -> the registry's keyword arguments (durations in
+    ms); a 422 `_PlainError` worded as Restate's for a body of the wrong shape."""
+    if not isinstance(body, dict):
+        raise _deserialize_error(
+            f"invalid type: {_describe_json_type(body)}, expected struct ModifyServiceRequest"
+        )
+    changes: dict[str, Any] = {}
+    public = body.get("public")
+    if public is not None:
+        if not isinstance(public, bool):
+            raise _deserialize_error(
+                f"public: invalid type: {_describe_json_type(public)}, expected a boolean"
+            )
+        changes["public"] = public
+    for key in _DURATION_FIELDS:
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise _deserialize_error(
+                f"{key}: invalid type: {_describe_json_type(value)}, expected a duration string"
+            )
+        try:
+            changes[key] = parse_duration_ms(value)
+        except DurationError as e:
+            raise _deserialize_error(f"{key}: {e}") from None
+    return changes
+
+
 def _check_deployment_param(value: str) -> None:
     reason = check_deployment_id(value)
     if reason is not None:
@@ -265,31 +295,7 @@ def create_admin_app(
 
     async def modify_service(request: Request) -> Response:
         name = request.path_params["service"]
-        body = await _json_body(request)
-        if not isinstance(body, dict):
-            raise _deserialize_error(
-                f"invalid type: {_describe_json_type(body)}, expected struct ModifyServiceRequest"
-            )
-        changes: dict[str, Any] = {}
-        public = body.get("public")
-        if public is not None:
-            if not isinstance(public, bool):
-                raise _deserialize_error(
-                    f"public: invalid type: {_describe_json_type(public)}, expected a boolean"
-                )
-            changes["public"] = public
-        for key in _DURATION_FIELDS:
-            value = body.get(key)
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                raise _deserialize_error(
-                    f"{key}: invalid type: {_describe_json_type(value)}, expected a duration string"
-                )
-            try:
-                changes[key] = parse_duration_ms(value)
-            except DurationError as e:
-                raise _deserialize_error(f"{key}: {e}") from None
+        changes = parse_modify_service(await _json_body(request))
         if not changes:
             return JSONResponse(render.service_json(registry.get_service(name)))
         return JSONResponse(render.service_json(registry.modify_service(name, **changes)))

@@ -171,8 +171,11 @@ def service_json(service: Service) -> dict[str, Any]:
     out["abort_timeout"] = format_duration(service.abort_timeout_ms)
     out["enable_lazy_state"] = service.enable_lazy_state
     out["retry_policy"] = _service_retry(service.retry_policy)
-    if service.request_response and sm.inactivity_timeout_ms is not None:
-        out["info"] = [_not_applied("service", sm.inactivity_timeout_ms)]
+    configured = service.inactivity_timeout_configured_ms
+    if configured is None:
+        configured = sm.inactivity_timeout_ms
+    if service.request_response and configured is not None:
+        out["info"] = [_not_applied("service", configured)]
     return out
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from durably.storage.postgres_schema import apply_migrations
+
 _V1 = """
 CREATE TABLE durably.cluster (
     id integer PRIMARY KEY CHECK (id = 1),
@@ -77,6 +79,13 @@ class ClusterMismatch(Exception):
     """The database was set up for a different cluster (partition count, newer schema)."""
 
 
+def _too_new(current: int, latest: int) -> Exception:
+    return ClusterMismatch(
+        f"the database's cluster tables are version {current}, newer than this "
+        f"durably's {latest}: upgrade durably"
+    )
+
+
 async def migrate(conn: Any, num_partitions: int) -> int:
     """Create or upgrade the cluster tables; returns the partition count of the cluster.
 
@@ -88,17 +97,7 @@ async def migrate(conn: Any, num_partitions: int) -> int:
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS durably.cluster_version (version integer NOT NULL)"
         )
-        current = int(await conn.fetchval("SELECT max(version) FROM durably.cluster_version") or 0)
-        if current > LATEST:
-            raise ClusterMismatch(
-                f"the database's cluster tables are version {current}, newer than this "
-                f"durably's {LATEST}: upgrade durably"
-            )
-        for version, sql in MIGRATIONS:
-            if version > current:
-                await conn.execute(sql)
-                await conn.execute("DELETE FROM durably.cluster_version")
-                await conn.execute("INSERT INTO durably.cluster_version VALUES ($1)", version)
+        await apply_migrations(conn, "durably.cluster_version", MIGRATIONS, _too_new)
         existing = await conn.fetchval("SELECT num_partitions FROM durably.cluster WHERE id = 1")
         if existing is None:
             await conn.execute(

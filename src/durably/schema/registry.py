@@ -170,6 +170,9 @@ class Service:
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     # The deployment speaks request/response: Restate ignores inactivity timeouts there.
     request_response: bool = False
+    # An inactivity timeout set through PATCH /services on such a deployment: kept (Restate
+    # reports it as "will not be applied", RT0021) but never applied.
+    inactivity_timeout_configured_ms: int | None = None
 
     @property
     def type_name(self) -> str:
@@ -559,6 +562,8 @@ class SchemaRegistry:
         ):
             if value is not None:
                 changes[_MODIFIABLE[key]] = _to_ms(key, value)
+        if s.request_response and "inactivity_timeout_ms" in changes:
+            changes["inactivity_timeout_configured_ms"] = changes.pop("inactivity_timeout_ms")
         if "workflow_completion_retention_ms" in changes and s.ty != "workflow":
             raise AdminError(
                 400, f"modifying retention time for service type {s.type_name} is unsupported"

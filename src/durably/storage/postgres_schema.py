@@ -25,6 +25,9 @@ whole; `writer` then gets a row per node instead of the single row 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from durably.storage import postgres_introspection
 
 SCHEMA = "durably"
@@ -312,6 +315,39 @@ class SchemaTooNew(Exception):
     """The database was migrated by a newer durably than this one."""
 
 
+async def apply_migrations(
+    conn: Any,
+    version_table: str,
+    migrations: list[tuple[int, str]],
+    too_new: Callable[[int, int], Exception],
+) -> int:
+    """Apply the steps of `migrations` newer than the version recorded in `version_table`.
+
+    Runs inside the caller's transaction, after it took its migration lock. A database
+    recorded at a version newer than the last step raises `too_new(current, latest)`.
+    Returns the version the database was at before."""
+    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", version_table)
+    current = 0
+    if exists:
+        current = int(await conn.fetchval(f"SELECT max(version) FROM {version_table}") or 0)
+    latest = migrations[-1][0]
+    if current > latest:
+        raise too_new(current, latest)
+    for version, sql in migrations:
+        if version > current:
+            await conn.execute(sql)
+            await conn.execute(f"DELETE FROM {version_table}")
+            await conn.execute(f"INSERT INTO {version_table} VALUES ($1)", version)
+    return current
+
+
+def _store_too_new(current: int, latest: int) -> Exception:
+    return SchemaTooNew(
+        f"the database's durably schema is version {current}, newer than this "
+        f"durably's {latest}: upgrade durably"
+    )
+
+
 async def migrate(conn: object) -> int:
     """Bring the database to `LATEST`; returns the version it was at before."""
     import asyncpg
@@ -319,20 +355,4 @@ async def migrate(conn: object) -> int:
     assert isinstance(conn, asyncpg.Connection)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-        exists = await conn.fetchval(
-            "SELECT to_regclass('durably.schema_version') IS NOT NULL"
-        )
-        current = 0
-        if exists:
-            current = int(await conn.fetchval("SELECT max(version) FROM durably.schema_version") or 0)
-        if current > LATEST:
-            raise SchemaTooNew(
-                f"the database's durably schema is version {current}, newer than this "
-                f"durably's {LATEST}: upgrade durably"
-            )
-        for version, sql in MIGRATIONS:
-            if version > current:
-                await conn.execute(sql)
-                await conn.execute("DELETE FROM durably.schema_version")
-                await conn.execute("INSERT INTO durably.schema_version VALUES ($1)", version)
-    return current
+        return await apply_migrations(conn, "durably.schema_version", MIGRATIONS, _store_too_new)

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import httpx
 import jinja2
 import orjson
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
@@ -30,6 +31,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from durably.admin.app import _PlainError, parse_modify_service
 from durably.admin.invocations import invocation_view, perform
 from durably.admin.render import service_json
 from durably.admin.services import modify_state, service_openapi
@@ -116,9 +118,13 @@ def _environment() -> jinja2.Environment:
     env.filters["human_ms"] = present.human_ms
     env.filters["ts_ms"] = present.ts_ms
     env.filters["iso_duration"] = present.iso_duration
+    env.filters["when"] = _when
+    env.filters["when_full"] = lambda v: _when(v, full=True)
     env.globals.update(
         ACTION_LABELS=present.ACTION_LABELS,
         ACTION_HELP=present.ACTION_HELP,
+        OPTION_FIELDS=present.OPTION_FIELDS,
+        OPTION_HELP=present.OPTION_HELP,
         COLUMNS=COLUMNS,
         QUICK_STATUSES=QUICK_STATUSES,
         STATUS_FILTERS=STATUS_FILTERS,
@@ -387,9 +393,13 @@ def ui_routes(
         actions = [] if read_only else present.actions_for(
             status, journal_kept=bool(entries), workflow=workflow)
         completed = status in ("succeeded", "failed", "cancelled", "killed")
+        attempts = live_row.extra.get("attempts") if live_row is not None else None
+        tl = present.timeline(inv, entries, int(time.time() * 1000), attempts)
+        retained_until = present.retained_until(inv)
         return page(
             request, "invocation.html", nav="invocations", title=f"{inv_id} · durably",
-            inv=inv, shown_status=status, entries=entries, request_entry=request_entry,
+            inv=inv, shown_status=status, entries=entries, request_entry=request_entry, tl=tl,
+            retained_until=retained_until,
             output=output, children=children, child_status=child_status, parent=parent,
             deadlock=deadlock, deadlock_text=deadlock_text, actions=actions,
             stacktrace=failure_detail.get("stacktrace"), failed_entry=failed_entry, live=not completed,
@@ -525,10 +535,18 @@ def ui_routes(
         except AdminError as e:
             raise UIError(404, e.message) from None
 
+    def input_forms(service: Service) -> dict[str, list[present.FormField] | None]:
+        """Per handler, the playground's form from its input JSON schema (None: raw JSON)."""
+        return {h.name: present.form_fields(h.input.json_schema)
+                if h.input.present and h.input.json_schema is not None else None
+                for h in service.manifest.handlers}
+
     async def service_view(request: Request, service: Service, *, call: dict[str, str] | None
-                           = None, body: str = "", result: dict[str, Any] | None = None
-                           ) -> Response:
-        """The service page; after a playground call, with its result and the body sent."""
+                           = None, body: str = "", result: dict[str, Any] | None = None,
+                           values: dict[str, str] | None = None,
+                           invalid: list[str] | None = None) -> Response:
+        """The service page; after a playground call, with its result, the body sent and
+        the form's values (or why the body was not sent)."""
         keys: list[dict[str, Any]] = []
         if service.ty != "service" and result is None:
             keys = await sql(
@@ -541,30 +559,107 @@ def ui_routes(
             examples[h.name] = _example(schema) if h.input.present else None
         if call is not None:
             examples[call["handler"]] = body
-        return page(request, "service.html", nav="services", title=f"{service.name} · durably",
+        curls = {h.name: _curl(ingress_url, service, h.name, examples[h.name])
+                 for h in service.manifest.handlers} if ingress_url else {}
+        return page(request, "service.html", status=400 if invalid else 200, nav="services",
+                    title=f"{service.name} · durably",
                     service=service_json(service), ty=service.ty, keys=keys,
-                    examples=examples, result=result, call=call,
+                    message=request.query_params.get("message"),
+                    error=request.query_params.get("error"),
+                    examples=examples, result=result, call=call, forms=input_forms(service),
+                    values=values or {}, invalid=invalid or [], curls=curls,
                     openapi=orjson.dumps(service_openapi(service),
                                          option=orjson.OPT_INDENT_2).decode())
 
     async def service_page(request: Request) -> Response:
         return await service_view(request, known_service(request.path_params["service"]))
 
-    async def playground_call(request: Request) -> Response:
+    async def service_post(request: Request) -> Response:
         guard(request)
         service = known_service(request.path_params["service"])
         f = await form(request)
+        if f.get("op") == "options":
+            return await edit_options(request, service, f)
+        return await playground_call(request, service, f)
+
+    async def edit_options(request: Request, service: Service, f: FormData) -> Response:
+        """The options form: the fields that differ from the service's current options
+        become a `PATCH /services/{service}` body, checked as the API checks it; a
+        confirmation page lists the changes; confirmed, the registry applies them as the
+        route does and the page shows the answer."""
+        back = quote(service.name, safe="")
+        current = service_json(service)
+        body: dict[str, Any] = {}
+        for name, _label in present.OPTION_FIELDS:
+            if name not in f or name not in current:
+                continue
+            value = str(f.get(name, "")).strip()
+            if name == "public":
+                if value in ("true", "false") and (value == "true") != current["public"]:
+                    body["public"] = value == "true"
+            elif value != str(current[name]):
+                body[name] = value
+        if not body:
+            return _redirect(back + "?" + urlencode({"message": "Nothing to change."}))
+        try:
+            changes = parse_modify_service(body)
+        except _PlainError as e:
+            return _redirect(back + "?" + urlencode({"error": e.text}))
+        labels = dict(present.OPTION_FIELDS)
+        listed = [f"{labels[k]}: {current[k]} → {str(v).lower() if k == 'public' else v}"
+                  for k, v in body.items()]
+        if f.get("confirm") != "yes":
+            fields = {"op": "options", **{k: str(v).lower() if k == "public" else str(v)
+                                          for k, v in body.items()}}
+            return page(request, "confirm.html", title="Change options · durably",
+                        heading=f"Change the options of {service.name}?",
+                        text=f"PATCH /services/{service.name} with these changes:",
+                        items=listed,
+                        action_label="Save", back=back, fields=fields)
+        try:
+            updated = service_json(registry.modify_service(service.name, **changes))
+        except AdminError as e:
+            return _redirect(back + "?" + urlencode({"error": e.message}))
+        saved = "; ".join(f"{labels[k]}: {updated[k] if k != 'public' else str(updated[k]).lower()}"
+                          for k in body)
+        notes = " ".join(str(i.get("message", "")) for i in updated.get("info") or [])
+        return _redirect(back + "?" + urlencode(
+            {"message": f"Saved. {saved}." + (f" {notes}" if notes else "")}))
+
+    async def playground_call(request: Request, service: Service, f: FormData) -> Response:
         handler = str(f.get("handler", ""))
         key = str(f.get("key", ""))
         body = str(f.get("body", ""))
-        send = f.get("mode") == "send"
+        mode = str(f.get("mode", "call"))
+        send = mode.startswith("send")
         idem = str(f.get("idempotency_key", "")).strip()
         if ingress_url is None:
             raise UIError(503, "The ingress address is unknown; the playground cannot call it.")
-        path = f"{quote(service.name, safe='')}/"
-        if service.ty != "service":
-            path += f"{quote(key, safe='')}/"
-        path += quote(handler, safe="") + ("/send" if send else "")
+        # the body: from the form's fields, unless a "... JSON" button sent the raw text;
+        # checked here as the browser checked it (types, required, enums, bounds)
+        fields = input_forms(service).get(handler)
+        values = ({fl.name: str(f.get("f:" + fl.name, "")) for fl in fields}
+                  if fields else {})
+        invalid: list[str] = []
+        # (a post without any field, from a script say, sends its body as it is)
+        from_form = any(k.startswith("f:") for k in f) and not mode.endswith("-json")
+        if fields and from_form:
+            value, invalid = present.body_from_form(fields, values)
+            if not invalid:
+                body = orjson.dumps(value).decode()
+        elif body.strip():
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError as e:
+                invalid = [f"The body is not JSON: {e}"]
+            else:
+                invalid = present.check_value(fields, parsed) if fields else []
+        call = {"handler": handler, "key": key, "mode": "send" if send else "call",
+                "source": "form" if fields and from_form else "json"}
+        if invalid:
+            return await service_view(request, service, body=body, call=call, values=values,
+                                      invalid=invalid)
+        path = _ingress_path(service, quote(key, safe=""), handler) + ("/send" if send else "")
         headers = {"content-type": "application/json"} if body.strip() else {}
         if idem:
             headers["idempotency-key"] = idem
@@ -583,9 +678,8 @@ def ui_routes(
         except httpx.HTTPError as e:
             result = {"status": 0, "body": f"The ingress did not answer: {e}", "json": False,
                       "ms": int((time.perf_counter() - t0) * 1000), "invocation_id": None}
-        return await service_view(
-            request, service, body=body, result=result,
-            call={"handler": handler, "key": key, "mode": "send" if send else "call"})
+        return await service_view(request, service, body=body, result=result, call=call,
+                                  values=values)
 
     async def state_index(request: Request) -> Response:
         keyed = [s for s in registry.list_services() if s.ty != "service"]
@@ -724,7 +818,7 @@ def ui_routes(
             Route("/journal/{invocation_id}", journal_json, methods=["GET"]),
             Route("/bulk", bulk, methods=["POST"]),
             Route("/services/{service}", service_page, methods=["GET"]),
-            Route("/services/{service}", playground_call, methods=["POST"]),
+            Route("/services/{service}", service_post, methods=["POST"]),
             Route("/state", state_index, methods=["GET"]),
             Route("/state/{service}", state_page, methods=["GET"]),
             Route("/state/{service}", state_edit, methods=["POST"]),
@@ -744,6 +838,21 @@ def ui_routes(
         Route("/ui", to_ui, methods=["GET", "HEAD"]),
         Mount("/ui", app=ui),
     ]
+
+
+def _when(value: Any, *, full: bool = False) -> Markup | str:
+    """A time as `<time>`: relative ("3 min ago", "in 2 s") as text, the absolute time in its
+    `datetime` and tooltip (and, `full`, written out beside it); ui.js keeps the text fresh.
+    Anything that is not a time is shown as it is (escaped)."""
+    ms = present.time_ms(value)
+    if ms is None:
+        return "" if value is None else str(value)
+    absolute = present.ts_ms(ms)
+    text = present.relative(ms, int(time.time() * 1000))
+    out = Markup('<time datetime="{0}" title="{0}" data-rel>{1}</time>').format(absolute, text)
+    if full:
+        out += Markup(' <small class="abs">{0}</small>').format(absolute)
+    return out
 
 
 def _int(value: object) -> int:
@@ -781,6 +890,26 @@ def _applicable_sql(action: str) -> str:
         "restart-as-new": "status = 'completed' AND journal_size > 0 "
                           "AND target_service_ty <> 'workflow'",
     }[action]
+
+
+def _ingress_path(service: Service, quoted_key: str, handler: str) -> str:
+    """`Service/handler`, or `Service/key/handler` for objects and workflows."""
+    key = f"{quoted_key}/" if service.ty != "service" else ""
+    return f"{quote(service.name, safe='')}/{key}{quote(handler, safe='')}"
+
+
+def _curl(ingress_url: str, service: Service, handler: str, body: str | None) -> str:
+    """The playground's call as a shell command (the body as the form's JSON, one line)."""
+    path = _ingress_path(service, "<key>", handler)
+    lines = [f"curl -X POST '{ingress_url.rstrip('/')}/{path}'"]
+    if body is not None and body.strip():
+        try:
+            one_line = orjson.dumps(orjson.loads(body)).decode()
+        except orjson.JSONDecodeError:
+            one_line = body
+        quoted = one_line.replace("'", "'\\''")
+        lines += ["-H 'content-type: application/json'", f"--data '{quoted}'"]
+    return " \\\n  ".join(lines)
 
 
 def _example(schema: dict[str, Any]) -> str:

@@ -5,13 +5,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-__all__ = ["Entry", "actions_for", "decode_entry", "pretty_bytes", "relative_ms"]
+__all__ = [
+    "Entry",
+    "Span",
+    "Timeline",
+    "actions_for",
+    "decode_entry",
+    "pretty_bytes",
+    "relative",
+    "relative_ms",
+    "timeline",
+    "FormField",
+    "body_from_form",
+    "check_value",
+    "form_fields",
+]
 
 # When each action applies, as Restate's UI offers them (its Actions.tsx), by the status
 # the page shows (completed ones already split into succeeded/failed/cancelled/killed):
@@ -60,6 +75,24 @@ ACTION_HELP = {
     "restart-as-new": "Starts a new invocation with the same input (and, optionally, the "
     "journal up to a chosen entry).",
     "purge": "Removes it and its journal from the store. This cannot be undone.",
+}
+# The options `PATCH /services/{service}` changes, in the order the service page lists them
+OPTION_FIELDS = [
+    ("public", "public"),
+    ("idempotency_retention", "idempotency retention"),
+    ("journal_retention", "journal retention"),
+    ("workflow_completion_retention", "workflow completion retention"),
+    ("inactivity_timeout", "inactivity timeout"),
+    ("abort_timeout", "abort timeout"),
+]
+OPTION_HELP = {
+    "public": "Callable through the ingress; a private service only from other services.",
+    "idempotency_retention": "How long a completed call with an idempotency key is kept.",
+    "journal_retention": "How long a completed invocation's journal is kept (0s: not at all).",
+    "workflow_completion_retention": "How long a workflow's result and promises are kept.",
+    "inactivity_timeout": "How long a handler may go without progress before it is asked "
+    "to suspend.",
+    "abort_timeout": "How long after the inactivity timeout an attempt is aborted.",
 }
 # UI action -> admin API action (`PATCH /invocations/{id}/{action}`)
 ADMIN_ACTION = {"retry-now": "resume"}
@@ -114,14 +147,64 @@ def ts_ms(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def relative(at_ms: int, now_ms: int) -> str:
+    """`3 min ago`, `in 2 s`, `just now`: how far `at_ms` is from `now_ms`, to one unit
+    (ui.js words it the same way when it refreshes the text in the browser)."""
+    delta = (at_ms - now_ms) / 1000
+    ahead = delta > 0
+    seconds = abs(delta)
+    if seconds < 1:
+        return "just now"
+    for size, unit in ((86_400, "d"), (3_600, "h"), (60, "min"), (1, "s")):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"in {n} {unit}" if ahead else f"{n} {unit} ago"
+    return "just now"  # unreachable: seconds >= 1 matches the last unit
+
+
+def time_ms(value: Any) -> int | None:
+    """A time as the views print it (RFC 3339 text, UTC) or epoch ms -> epoch ms."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        parsed = parse_time(value)
+        if parsed is None:
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                return None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp() * 1000)
+    return None
+
+
+def duration_ms(text: str | None) -> int | None:
+    """`PT86400S` (how the views print durations) -> ms."""
+    if not text or not text.startswith("PT") or not text.endswith("S"):
+        return None
+    try:
+        return int(float(text[2:-1]) * 1000)
+    except ValueError:
+        return None
+
+
+def retained_until(inv: dict[str, Any]) -> int | None:
+    """When a completed invocation's retention ends (completed_at + completion_retention)."""
+    completed = time_ms(inv.get("completed_at"))
+    retention = duration_ms(inv.get("completion_retention"))
+    if completed is None or retention is None:
+        return None
+    return completed + retention
+
+
 def iso_duration(text: str | None) -> str:
     """`PT86400S` (how the views print durations) -> `1 d`."""
-    if not text or not text.startswith("PT") or not text.endswith("S"):
+    ms = duration_ms(text)
+    if ms is None:
         return text or ""
-    try:
-        ms = int(float(text[2:-1]) * 1000)
-    except ValueError:
-        return text
     if ms >= 86_400_000 and ms % 3_600_000 == 0:
         hours = ms // 3_600_000
         return f"{hours // 24} d" + (f" {hours % 24} h" if hours % 24 else "")
@@ -161,6 +244,10 @@ class Entry:
     wakeup_at: str | None = None
     failure: str | None = None
     raw_json: str = ""
+    # a command's result_completion_id / a notification's completion_id: pairs the two, so
+    # the timeline can draw how long the command waited for its result
+    awaits: int | None = None
+    completes: int | None = None
 
 
 def _state_key(v: Any) -> str:
@@ -230,6 +317,10 @@ def decode_entry(row: dict[str, Any], created_at: str | None) -> Entry:
             body = {}
     if not isinstance(body, dict):
         body = {}
+    if isinstance(body.get("result_completion_id"), int):
+        entry.awaits = body["result_completion_id"]
+    if kind == "Notification" and isinstance(body.get("completion_id"), int):
+        entry.completes = body["completion_id"]
     if "key" in body and short in ("SetState", "GetLazyState", "GetEagerState", "ClearState",
                                   "GetLazyStateKeys"):
         entry.summary = f"key {_state_key(body['key'])}"
@@ -260,3 +351,350 @@ def decode_entry(row: dict[str, Any], created_at: str | None) -> Entry:
     if failure is not None:
         entry.failure = failure
     return entry
+
+
+# -- the timeline: the invocation, its attempts and its journal on one time axis -------------
+
+AXIS = 1000  # the bars' SVG viewBox width
+MAX_SPANS = 300
+
+
+@dataclass
+class Span:
+    """One row of the timeline: a bar from `start_ms` to `end_ms` (a point when they are
+    equal), placed on the axis as `x` and `width` in 0..AXIS."""
+
+    label: str
+    start_ms: int
+    end_ms: int
+    css: str
+    note: str = ""
+    href: str | None = None
+    marks: list[tuple[float, str]] = field(default_factory=list)  # (x, tooltip): failures
+    x: float = 0.0
+    width: float = 0.0
+
+
+@dataclass
+class Timeline:
+    start_ms: int
+    end_ms: int
+    spans: list[Span]
+    ticks: list[str]
+    truncated: int = 0
+
+
+def _attempt_failures(raw: Any) -> list[dict[str, Any]]:
+    """The attempts history (`{"at": ms, "code", "message", "entry", "retry"}`, newest
+    last) as far as it is well formed; absent or malformed -> []."""
+    if not isinstance(raw, list):
+        return []
+    return [a for a in raw if isinstance(a, dict) and isinstance(a.get("at"), int)
+            and not isinstance(a.get("at"), bool)]
+
+
+def timeline(inv: dict[str, Any], entries: list[Entry], now_ms: int,
+             attempts: Any = None) -> Timeline | None:
+    """The invocation's life on one axis, from its creation to its completion (or now):
+    the whole invocation, the last attempt, the failed attempts and the back-off before the
+    next one, and each journal command, as a bar from when it was written to when its
+    result arrived (run, sleep, call, promise) or as a point."""
+    created = time_ms(inv.get("created_at"))
+    if created is None:
+        return None
+    completed = time_ms(inv.get("completed_at"))
+    end = completed if completed is not None else max(now_ms, created)
+    at = {e.index: time_ms(e.appended_at) for e in entries}
+    results = {e.completes: e for e in entries if e.completes is not None}
+    spans: list[Span] = []
+
+    whole = Span("invocation", created, end, "inv" if completed else "inv open",
+                 note=(f"took {human_ms(end - created)}" if completed
+                       else f"{human_ms(end - created)} so far"))
+    spans.append(whole)
+    status = inv.get("status")
+    scheduled = time_ms(inv.get("scheduled_start_at"))
+    if scheduled is not None and status == "scheduled":
+        spans.append(Span("scheduled", created, max(scheduled, created), "wait pending",
+                          note=f"starts {relative(scheduled, now_ms)}"))
+    inboxed = time_ms(inv.get("inboxed_at"))
+    if status == "pending":
+        since = inboxed if inboxed is not None else created
+        spans.append(Span("in the inbox", since, max(end, since), "wait pending",
+                          note=f"{human_ms(max(end - since, 0))} so far"))
+    last_start = time_ms(inv.get("last_start_at"))
+    if last_start is not None and last_start >= created:
+        stop = completed if completed is not None else (
+            now_ms if inv.get("status") == "running" else time_ms(inv.get("modified_at")))
+        stop = max(stop or last_start, last_start)
+        n = inv.get("retry_count")
+        spans.append(Span("last attempt" + (f" (attempt {n})" if n else ""), last_start, stop,
+                          "attempt" + (" open" if inv.get("status") == "running" else ""),
+                          note=f"started +{human_ms(last_start - created)}, "
+                               f"{human_ms(stop - last_start)}"))
+    failures = _attempt_failures(attempts)
+    if failures:
+        last = failures[-1]["at"]
+        row = Span(f"failed attempts ({len(failures)})", failures[0]["at"], last, "failures",
+                   note=f"last +{human_ms(last - created)}",
+                   href="#attempts-h")  # the list of failed attempts on the same page
+        for a in failures:
+            row.marks.append((float(a["at"]), f"attempt {a.get('retry', '?')} failed "
+                              f"+{human_ms(a['at'] - created)}: [{a.get('code', '?')}] "
+                              f"{str(a.get('message', ''))[:200]}"))
+        spans.append(row)
+    next_retry = time_ms(inv.get("next_retry_at"))
+    if next_retry is not None and inv.get("status") == "backing-off":
+        since = failures[-1]["at"] if failures else time_ms(inv.get("modified_at")) or created
+        spans.append(Span("backing off", since, max(next_retry, since), "backoff",
+                          note=f"next attempt {relative(next_retry, now_ms)}"))
+
+    commands = [e for e in entries if e.kind == "Command"]
+    truncated = max(0, len(commands) - MAX_SPANS)
+    for e in commands[:MAX_SPANS]:
+        start = at.get(e.index)
+        if start is None:
+            continue
+        label = f"#{e.index} {e.type}" + (f" “{e.name}”" if e.name else "")
+        if e.awaits is None:
+            spans.append(Span(label, start, start, "point", href=f"#entry-{e.index}",
+                              note=f"+{human_ms(start - created)}"))
+            continue
+        done = results.get(e.awaits)
+        done_at = at.get(done.index) if done is not None else None
+        if done_at is not None:
+            spans.append(Span(label, start, max(done_at, start), "wait " + e.type.lower(),
+                              href=f"#entry-{e.index}",
+                              note=f"+{human_ms(start - created)}, took "
+                                   f"{human_ms(max(done_at, start) - start)}"))
+            continue
+        wake = time_ms(e.wakeup_at)
+        stop = end if wake is None else min(max(wake, start), max(end, start))
+        note = f"+{human_ms(start - created)}, " + (
+            f"wakes up {relative(wake, now_ms)}" if wake is not None and completed is None
+            else "no result yet" if completed is None else "never completed")
+        spans.append(Span(label, start, stop, "wait pending " + e.type.lower(),
+                          href=f"#entry-{e.index}", note=note))
+
+    lo = created
+    hi = max([end] + [s.end_ms for s in spans])
+    width = max(hi - lo, 1)
+    for s in spans:
+        s.x = round((s.start_ms - lo) * AXIS / width, 2)
+        s.width = round(max((s.end_ms - s.start_ms) * AXIS / width, 0.0), 2)
+        s.marks = [(round((m - lo) * AXIS / width, 2), text) for m, text in s.marks]
+    ticks = [("+" + human_ms(int(width * i / 4))) if i else "0" for i in range(5)]
+    return Timeline(lo, hi, spans, ticks, truncated)
+
+
+# -- the playground's form: fields from a handler's input JSON schema --------------------------
+
+_SIMPLE = ("string", "integer", "number", "boolean")
+
+
+@dataclass
+class FormField:
+    """One input of the playground's form. `name` is "" when the body is the value itself
+    (a schema of a simple type, not an object)."""
+
+    name: str
+    kind: str  # string | integer | number | boolean | enum
+    required: bool
+    nullable: bool = False
+    options: list[str] = field(default_factory=list)
+    default: str = ""
+    description: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or "value"
+
+
+def _resolve(schema: Any, root: Any, depth: int = 0) -> Any:
+    """Follows a local `$ref` ("#/$defs/Order", as pydantic writes one) in `root`."""
+    while isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and depth < 8:
+        ref = schema["$ref"]
+        if not ref.startswith("#/"):
+            return None
+        node: Any = root
+        for part in ref[2:].split("/"):
+            node = node.get(part) if isinstance(node, dict) else None
+        schema, depth = node, depth + 1
+    return schema
+
+
+def _field(name: str, schema: Any, required: bool, root: Any) -> FormField | None:
+    """The field for one property, or None when it is not of a simple type."""
+    s = _resolve(schema, root)
+    if not isinstance(s, dict):
+        return None
+    nullable = False
+    for combinator in ("anyOf", "oneOf"):
+        if isinstance(s.get(combinator), list):
+            options = [_resolve(o, root) for o in s[combinator]]
+            rest = [o for o in options if not (isinstance(o, dict) and o.get("type") == "null")]
+            if len(rest) != 1 or len(rest) == len(options):
+                return None
+            merged = {k: v for k, v in s.items() if k != combinator}
+            s, nullable = {**rest[0], **merged}, True
+    ty = s.get("type")
+    if isinstance(ty, list):
+        types = [t for t in ty if t != "null"]
+        nullable = nullable or len(types) < len(ty)
+        ty = types[0] if len(types) == 1 else None
+    enum = s.get("enum")
+    if isinstance(enum, list) and enum and all(isinstance(v, str) for v in enum):
+        kind = "enum"
+    elif ty in _SIMPLE:
+        kind = str(ty)
+    else:
+        return None
+    f = FormField(name=name, kind=kind, required=required, nullable=nullable)
+    if kind == "enum":
+        f.options = [str(v) for v in enum]  # type: ignore[union-attr]
+    default = s.get("default")
+    if default is not None:
+        f.default = ("true" if default else "false") if isinstance(default, bool) else str(default)
+    if isinstance(s.get("description"), str):
+        f.description = s["description"]
+    for key, attr in (("minimum", "minimum"), ("maximum", "maximum")):
+        if isinstance(s.get(key), int | float) and not isinstance(s.get(key), bool):
+            setattr(f, attr, s[key])
+    for key, attr in (("minLength", "min_length"), ("maxLength", "max_length")):
+        if isinstance(s.get(key), int):
+            setattr(f, attr, s[key])
+    if isinstance(s.get("pattern"), str):
+        f.pattern = s["pattern"]
+    return f
+
+
+def form_fields(schema: Any) -> list[FormField] | None:
+    """The form for a handler's input schema: one field per property of an object whose
+    properties are all of simple types (string, integer, number, boolean, a string enum,
+    each possibly nullable), or one field for a body of a simple type. None when the schema
+    is anything else (the raw JSON then is the only way in)."""
+    root = schema
+    s = _resolve(schema, root)
+    if not isinstance(s, dict) or not s:
+        return None
+    props = s.get("properties")
+    if s.get("type") == "object" or isinstance(props, dict):
+        if not isinstance(props, dict) or not props:
+            return None
+        raw_required = s.get("required")
+        required: list[Any] = raw_required if isinstance(raw_required, list) else []
+        fields = [_field(str(k), v, k in required, root) for k, v in props.items()]
+        if any(f is None for f in fields):
+            return None
+        return [f for f in fields if f is not None]
+    single = _field("", s, True, root)
+    return [single] if single is not None else None
+
+
+def _convert(f: FormField, text: str) -> tuple[Any, str | None]:
+    if f.kind in ("string", "enum"):
+        return text, None
+    if f.kind == "boolean":
+        if text in ("true", "false"):
+            return text == "true", None
+        return None, f"{f.label}: expected true or false"
+    try:
+        if f.kind == "integer":
+            return int(text), None
+        number = float(text)
+        return (int(number) if number.is_integer() and "." not in text else number), None
+    except ValueError:
+        return None, f"{f.label}: expected {'an integer' if f.kind == 'integer' else 'a number'}"
+
+
+def body_from_form(fields: list[FormField], values: dict[str, str]) -> tuple[Any, list[str]]:
+    """The JSON body the form's fields make (`values`: field name -> text as typed) and what
+    is wrong with it. An empty optional field is left out, an empty required one refused
+    (for a body of one value: null when nullable); the result is checked as `check_value`
+    checks a raw body."""
+    errors: list[str] = []
+    if len(fields) == 1 and fields[0].name == "":
+        f = fields[0]
+        text = values.get("", "")
+        if text == "":
+            return None, ([] if f.nullable else [f"{f.label}: required"])
+        value, error = _convert(f, text)
+        if error:
+            return None, [error]
+        return value, check_value(fields, value)
+    body: dict[str, Any] = {}
+    for f in fields:
+        text = values.get(f.name, "")
+        if text == "":
+            # (an empty required string too: the raw JSON can still send "")
+            if f.required:
+                errors.append(f"{f.name}: required")
+            continue
+        value, error = _convert(f, text)
+        if error:
+            errors.append(error)
+        else:
+            body[f.name] = value
+    if errors:
+        return None, errors
+    return body, check_value(fields, body)
+
+
+def _check(f: FormField, value: Any) -> str | None:
+    if value is None:
+        return None if f.nullable else f"{f.label}: must not be null"
+    kind_ok = {
+        "string": isinstance(value, str), "enum": isinstance(value, str),
+        "boolean": isinstance(value, bool),
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "number": isinstance(value, int | float) and not isinstance(value, bool),
+    }[f.kind]
+    if not kind_ok:
+        expected = {"string": "a string", "enum": "one of " + ", ".join(f.options),
+                    "boolean": "true or false", "integer": "an integer",
+                    "number": "a number"}[f.kind]
+        return f"{f.label}: expected {expected}"
+    if f.kind == "enum" and value not in f.options:
+        return f"{f.label}: must be one of {', '.join(f.options)}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if f.minimum is not None and value < f.minimum:
+            return f"{f.label}: must be at least {f.minimum:g}"
+        if f.maximum is not None and value > f.maximum:
+            return f"{f.label}: must be at most {f.maximum:g}"
+    if isinstance(value, str):
+        if f.min_length is not None and len(value) < f.min_length:
+            return f"{f.label}: at least {f.min_length} characters"
+        if f.max_length is not None and len(value) > f.max_length:
+            return f"{f.label}: at most {f.max_length} characters"
+        if f.pattern is not None:
+            try:
+                if re.search(f.pattern, value) is None:
+                    return f"{f.label}: must match {f.pattern}"
+            except re.error:
+                pass  # a pattern Python cannot read (JSON schema uses ECMA regexes)
+    return None
+
+
+def check_value(fields: list[FormField], value: Any) -> list[str]:
+    """What is wrong with a body for the form's schema: types, required properties, enums,
+    bounds, lengths and patterns (the subset of JSON schema the form itself draws)."""
+    if len(fields) == 1 and fields[0].name == "":
+        error = _check(fields[0], value)
+        return [error] if error else []
+    if not isinstance(value, dict):
+        return ["the body must be a JSON object"]
+    errors = []
+    for f in fields:
+        if f.name not in value:
+            if f.required:
+                errors.append(f"{f.name}: required")
+            continue
+        error = _check(f, value[f.name])
+        if error:
+            errors.append(error)
+    return errors

@@ -83,5 +83,29 @@ const tsObject = restate.object({
   },
 });
 
-const port = await restate.serve({ services: [tsObject], port: Number(process.env.PORT ?? 9080) });
+// A handler whose input declares a JSON schema: the web UI's playground draws a form from it
+// (tests/ui/test_playground_typescript.py).
+const tsShop = restate.service({
+  name: "TsShop",
+  handlers: {
+    order: restate.handlers.handler(
+      {
+        input: new restate.serde.JsonSerde({
+          type: "object",
+          properties: {
+            item: { type: "string", minLength: 1, description: "What to order" },
+            quantity: { type: "integer", minimum: 1, maximum: 10 },
+            express: { type: "boolean" },
+            size: { enum: ["S", "M", "L"] },
+          },
+          required: ["item"],
+          additionalProperties: false,
+        }),
+      },
+      async (ctx, req) => ({ ...req, total: (req.quantity ?? 1) * 3 }),
+    ),
+  },
+});
+
+const port = await restate.serve({ services: [tsObject, tsShop], port: Number(process.env.PORT ?? 9080) });
 console.log(`listening on ${port}`);

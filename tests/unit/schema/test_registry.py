@@ -340,6 +340,10 @@ async def test_request_response_ignores_inactivity(
     c = registry.get_service("Counter")
     assert c.inactivity_timeout_ms == 0
     assert c.handler_options("get").inactivity_timeout_ms == 0
+    # set through PATCH /services: kept (and reported), never applied, as Restate does
+    c = registry.modify_service("Counter", inactivity_timeout="90s")
+    assert c.inactivity_timeout_ms == 0 and c.inactivity_timeout_configured_ms == 90_000
+    assert c.handler_options("get").inactivity_timeout_ms == 0
 
 
 async def test_workflow_retention_only_on_run(
@@ -419,12 +423,15 @@ async def test_persistence_round_trip(fake: FakeDeployments, store: Store) -> No
     await reg.register(A, additional_headers={"authorization": "Bearer x"})
     await reg.register(B, use_http_11=True)
     reg.modify_service("Counter", public=False, idempotency_retention="3h")
+    reg.modify_service("Greeter", inactivity_timeout="2m")  # Greeter is B's: request/response
 
     again = SchemaRegistry(store.load, store.save, discover_fn=fake)
     assert again.list_deployments() == reg.list_deployments()
     assert again.list_services() == reg.list_services()
     c = again.get_service("Counter")
     assert not c.public and c.idempotency_retention_ms == 10_800_000
+    g = again.get_service("Greeter")
+    assert g.inactivity_timeout_ms == 0 and g.inactivity_timeout_configured_ms == 120_000
     # And what is restored keeps working: a further PATCH, a removal.
     again.modify_service("Counter", abort_timeout="1m")
     assert again.get_service("Counter").idempotency_retention_ms == 10_800_000

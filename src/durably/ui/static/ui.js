@@ -45,6 +45,9 @@ async function refreshRegion(selector) {
   const region = document.querySelector(selector);
   if (!next || !region) return null;
   const open = [...region.querySelectorAll("details")].map((d) => d.open);
+  // relative times worded for the same instant on both sides, so that only real changes count
+  const now = Date.now();
+  refreshTimes(region, now); refreshTimes(next, now);
   if (region.innerHTML !== next.innerHTML) {
     region.innerHTML = next.innerHTML;
     region.querySelectorAll("details").forEach((d, i) => { if (open[i]) d.open = true; });
@@ -65,7 +68,35 @@ function every(ms, tick) {
   return () => { if (timer) clearTimeout(timer); };
 }
 
+// Relative times ("3 min ago", "in 2 s"): the server writes them; this keeps them fresh,
+// worded as present.relative words them. The absolute time stays in datetime and the tooltip.
+function relative(atMs, nowMs) {
+  const delta = (atMs - nowMs) / 1000;
+  const seconds = Math.abs(delta);
+  if (seconds < 1) return "just now";
+  for (const [size, unit] of [[86400, "d"], [3600, "h"], [60, "min"], [1, "s"]]) {
+    if (seconds >= size) {
+      const n = Math.floor(seconds / size);
+      return delta > 0 ? "in " + n + " " + unit : n + " " + unit + " ago";
+    }
+  }
+  return "just now";
+}
+
+function refreshTimes(root = document, now = Date.now()) {
+  root.querySelectorAll("time[data-rel]").forEach((el) => {
+    const at = Date.parse(el.getAttribute("datetime"));
+    if (!Number.isNaN(at)) {
+      const text = relative(at, now);
+      if (el.textContent !== text) el.textContent = text;
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  refreshTimes();
+  every(1000, () => { refreshTimes(); return true; });  // a text update, no request
+
   const interval = Number(document.body.dataset.liveInterval) || 2000;
 
   // The detail page follows a running invocation until it completes.
@@ -152,6 +183,47 @@ document.addEventListener("DOMContentLoaded", () => {
       });
     });
   }
+
+  // The playground's schema forms: the raw JSON follows the fields as they are typed, and
+  // a raw body is checked to be JSON before it is sent (the server checks both again).
+  document.querySelectorAll("form[data-schema-form]").forEach((form) => {
+    const raw = form.querySelector("[data-json-body]");
+    const inputs = [...form.querySelectorAll("[data-kind]")];
+    const value = (input) => {
+      const text = input.value;
+      if (input.dataset.kind === "integer" || input.dataset.kind === "number") return Number(text);
+      if (input.dataset.kind === "boolean") return text === "true";
+      return text;
+    };
+    const fromFields = () => {
+      if (!raw) return;
+      if (inputs.length === 1 && inputs[0].name === "f:") {
+        raw.value = JSON.stringify(inputs[0].value === "" && inputs[0].dataset.kind !== "string"
+          ? null : value(inputs[0]), null, 2);
+        return;
+      }
+      const body = {};
+      inputs.forEach((input) => {
+        if (input.value !== "") {
+          body[input.name.slice(2)] = value(input);
+        }
+      });
+      raw.value = JSON.stringify(body, null, 2);
+    };
+    inputs.forEach((input) => input.addEventListener("input", fromFields));
+    if (raw) {
+      raw.addEventListener("input", () => raw.setCustomValidity(""));
+      form.addEventListener("submit", (event) => {
+        const mode = event.submitter && event.submitter.value;
+        if (!mode || !mode.endsWith("-json") || raw.value.trim() === "") return;
+        try { JSON.parse(raw.value); } catch (e) {
+          event.preventDefault();
+          raw.setCustomValidity("Not JSON: " + e.message);
+          raw.reportValidity();
+        }
+      });
+    }
+  });
 
   const query = document.getElementById("query");
   if (query) {
