@@ -96,6 +96,24 @@ def _descriptor_rows() -> tuple[list[str], list[str]]:
 # protobuf's MessageToDict lists them; 64-bit integers as strings, bytes as base64, enums by
 # name; proto3 scalars at their default value left out unless they belong to a oneof).
 _PB_JSON = r"""
+CREATE FUNCTION durably_query.pb_varint(b bytea, pos integer, OUT v numeric, OUT next integer)
+LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+DECLARE
+    byte integer;
+    mul numeric := 1;
+BEGIN
+    v := 0;
+    next := pos;
+    LOOP
+        byte := get_byte(b, next);
+        next := next + 1;
+        v := v + (byte & 127) * mul;
+        mul := mul * 128;
+        EXIT WHEN byte < 128;
+    END LOOP;
+END
+$$;
+
 CREATE FUNCTION durably_query.pb_json(b bytea, msg text, lite boolean DEFAULT false)
 RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT AS $$
 DECLARE
@@ -119,22 +137,12 @@ DECLARE
     spos integer;
 BEGIN
     WHILE pos < n LOOP
-        v := 0; mul := 1;
-        LOOP
-            byte := get_byte(b, pos); pos := pos + 1;
-            v := v + (byte & 127) * mul; mul := mul * 128;
-            EXIT WHEN byte < 128;
-        END LOOP;
+        SELECT r.v, r.next INTO v, pos FROM durably_query.pb_varint(b, pos) AS r;
         wt := (v % 8)::integer;
         nums := nums || (trunc(v / 8))::integer;
         wts := wts || wt;
         IF wt = 0 THEN
-            v := 0; mul := 1;
-            LOOP
-                byte := get_byte(b, pos); pos := pos + 1;
-                v := v + (byte & 127) * mul; mul := mul * 128;
-                EXIT WHEN byte < 128;
-            END LOOP;
+            SELECT r.v, r.next INTO v, pos FROM durably_query.pb_varint(b, pos) AS r;
             ivals := ivals || v; bvals := bvals || NULL::bytea;
         ELSIF wt = 1 OR wt = 5 THEN
             len := CASE WHEN wt = 1 THEN 8 ELSE 4 END;
@@ -145,12 +153,7 @@ BEGIN
             pos := pos + len;
             ivals := ivals || v; bvals := bvals || NULL::bytea;
         ELSIF wt = 2 THEN
-            v := 0; mul := 1;
-            LOOP
-                byte := get_byte(b, pos); pos := pos + 1;
-                v := v + (byte & 127) * mul; mul := mul * 128;
-                EXIT WHEN byte < 128;
-            END LOOP;
+            SELECT r.v, r.next INTO v, pos FROM durably_query.pb_varint(b, pos) AS r;
             len := v::integer;
             IF pos + len > n THEN
                 RAISE EXCEPTION 'truncated protobuf field';
@@ -179,11 +182,8 @@ BEGIN
                         END LOOP;
                         spos := spos + len;
                     ELSE
-                        LOOP
-                            byte := get_byte(sub, spos); spos := spos + 1;
-                            v := v + (byte & 127) * mul; mul := mul * 128;
-                            EXIT WHEN byte < 128;
-                        END LOOP;
+                        SELECT r.v, r.next INTO v, spos
+                            FROM durably_query.pb_varint(sub, spos) AS r;
                     END IF;
                     pieces := pieces || durably_query.pb_scalar(v, f.kind, f.enum_names);
                 END LOOP;
