@@ -1,9 +1,11 @@
 """How fast the web UI's invocation list answers with a million retained invocations.
 
     python -m bench.ui_page --rows 1000000 [--data-dir DIR]
+    python -m bench.ui_page --rows 100000 --store postgresql://USER:PASSWORD@HOST:PORT/DB
 
 Generates the rows straight into a SQLite store (same schema as `durably serve`: the store
-creates it), then times the UI's list page (through the ASGI app, as a browser would get it):
+creates it), or into a PostgreSQL database (migrated as `durably serve` would), then
+times the UI's list page (through the ASGI app, as a browser would get it):
 the overview, and the list under every filter (each one-click status, service, handler,
 key, invoked by, deployment, idempotency key, created-time range; some combined, sorted by
 last modification, and next pages by keyset). Prints a table: per view the median and worst wall time of several runs, and the
@@ -21,6 +23,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from durably.ids import InvocationId
@@ -51,10 +54,24 @@ def generate(data_dir: Path, rows: int) -> Path:
     if have >= rows:
         db.close()
         return path
-    rnd = random.Random(7)
-    t0 = 1_760_000_000_000
-    batch = []
     db.execute("BEGIN")
+    for batch in _batches(have, rows):
+        db.executemany(_INSERT, batch)
+    # rows written around the store: it counts them again when it is opened next
+    db.execute("DROP TABLE IF EXISTS invocation_ui_count")
+    db.execute("COMMIT")
+    db.close()
+    SqliteStore(data_dir, synchronous="OFF").close()
+    return path
+
+
+def _batches(have: int, rows: int) -> Iterator[list[tuple[object, ...]]]:
+    """Rows have..rows of the invocation table (the same on every run), 50,000 at a time."""
+    rnd = random.Random(7)
+    for _ in range(have):  # the same ids as a run that generated them all at once
+        rnd.choice(_STATUSES), rnd.getrandbits(64), rnd.getrandbits(128)
+    t0 = 1_760_000_000_000
+    batch: list[tuple[object, ...]] = []
     for n in range(have, rows):
         service, handler, key, ty = _SERVICES[n % len(_SERVICES)]
         k = None if key is None else f"{key}{n % 1000}"
@@ -78,16 +95,10 @@ def generate(data_dir: Path, rows: int) -> Path:
             created + 86_400_000 if done else None, 2, created + 1,
         ))
         if len(batch) == 50_000:
-            db.executemany(_INSERT, batch)
-            batch.clear()
+            yield batch
+            batch = []
     if batch:
-        db.executemany(_INSERT, batch)
-    # rows written around the store: it counts them again when it is opened next
-    db.execute("DROP TABLE IF EXISTS invocation_ui_count")
-    db.execute("COMMIT")
-    db.close()
-    SqliteStore(data_dir, synchronous="OFF").close()
-    return path
+        yield batch
 
 
 _INSERT = (
@@ -98,7 +109,33 @@ _INSERT = (
 )
 
 
-def _ui_app(db_path: Path):  # type: ignore[no-untyped-def]
+async def generate_postgres(dsn: str, rows: int) -> int:
+    """The same rows in a PostgreSQL database (COPY); returns how many it holds."""
+    import asyncpg
+
+    from durably.storage.postgres_schema import migrate
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+        have = await conn.fetchval("SELECT count(*) FROM durably.invocation")
+        if have >= rows:
+            return int(have)
+        columns = [c.strip() for c in _INSERT.split("(", 1)[1].split(")", 1)[0].split(",")]
+        for batch in _batches(have, rows):
+            await conn.copy_records_to_table(
+                "invocation", schema_name="durably", records=batch, columns=columns)
+        # as autovacuum would have by then: statistics, and the visibility map that lets
+        # counts by status be index-only scans
+        await conn.execute("VACUUM ANALYZE durably.invocation")
+        return rows
+    finally:
+        await conn.close()
+
+
+def _ui_app(db_path: Path | None, dsn: str | None):  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
     from starlette.applications import Starlette
 
     from durably.schema.registry import SchemaRegistry
@@ -106,19 +143,37 @@ def _ui_app(db_path: Path):  # type: ignore[no-untyped-def]
     from durably.ui import ui_routes
 
     registry = SchemaRegistry(lambda: None, lambda doc: None)
-    introspector = Introspector(str(db_path))
+    introspector: Introspector
+    if dsn is not None:
+        from durably.storage.postgres_query import PostgresIntrospector
+
+        introspector = PostgresIntrospector(SimpleNamespace(dsn=dsn))  # type: ignore[assignment]
+    else:
+        introspector = Introspector(str(db_path))
     # the list and overview pages read only SQL and the registry (no engine needed)
     return Starlette(routes=ui_routes(None, registry, introspector)), introspector  # type: ignore[arg-type]
 
 
+# POST /query's own examples (Restate's docs), timed through the introspector
+QUERIES = [
+    ("query: SELECT id, status ... WHERE status = 'running'",
+     "SELECT id, status FROM sys_invocation WHERE status = 'running'"),
+    ("query: count(*) GROUP BY status",
+     "SELECT status, count(*) AS n FROM sys_invocation GROUP BY status"),
+    ("query: LIKE, ORDER BY, LIMIT 20",
+     "SELECT id, target FROM sys_invocation WHERE target LIKE 'Counter/k7%' "
+     "ORDER BY created_at DESC LIMIT 20"),
+]
+
+
 async def measure(
-    db_path: Path, runs: int, only: list[str] | None = None
+    db_path: Path | None, runs: int, dsn: str | None = None, only: list[str] | None = None
 ) -> list[tuple[str, str, float, float, float]]:
     import httpx
 
     from durably.ui.filters import QUICK_STATUSES
 
-    app, introspector = _ui_app(db_path)
+    app, introspector = _ui_app(db_path, dsn)
     transport = httpx.ASGITransport(app=app)
     out = []
     async with httpx.AsyncClient(transport=transport, base_url="http://ui") as client:
@@ -177,6 +232,16 @@ async def measure(
             matching = found.group(1).replace(",", "") if found else "?"
             out.append((name, matching, statistics.median(times), max(times),
                         statistics.median(cpu)))
+            _print_row(*out[-1])
+    for name, sql in QUERIES:
+        times, cpu = [], []
+        for _ in range(runs):
+            t0, c0 = time.perf_counter(), time.process_time()
+            await asyncio.to_thread(introspector.query, sql)
+            times.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.process_time() - c0) * 1000)
+        out.append((name, "", statistics.median(times), max(times), statistics.median(cpu)))
+        _print_row(*out[-1])
     introspector.close()
     return out
 
@@ -188,15 +253,32 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--only", action="append", default=None,
                         help="measure only the views whose name contains this (repeatable)")
+    parser.add_argument("--store", default=None,
+                        help="a postgresql:// DSN: generate into and query that database")
     args = parser.parse_args()
+    if args.store:
+        t0 = time.perf_counter()
+        have = asyncio.run(generate_postgres(args.store, args.rows))
+        print(f"store: PostgreSQL ({have:,} invocations; ready in "
+              f"{time.perf_counter() - t0:.1f} s)")
+        print(HEADER)
+        asyncio.run(measure(None, args.runs, args.store, args.only))
+        return
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="durably-ui-bench-"))
     t0 = time.perf_counter()
     db_path = generate(data_dir, args.rows)
     print(f"store: {db_path} ({args.rows:,} invocations, "
           f"{os.path.getsize(db_path) / 1e6:.0f} MB; ready in {time.perf_counter() - t0:.1f} s)")
-    print("| view | matching | median ms | max ms | CPU ms (median) |\n|---|---:|---:|---:|---:|")
-    for name, matching, median, worst, cpu in asyncio.run(measure(db_path, args.runs, args.only)):
-        print(f"| {name} | {matching} | {median:.1f} | {worst:.1f} | {cpu:.1f} |")
+    print(HEADER)
+    asyncio.run(measure(db_path, args.runs, None, args.only))
+
+
+HEADER = "| view | matching | median ms | max ms | CPU ms (median) |\n|---|---:|---:|---:|---:|"
+
+
+def _print_row(name: str, matching: str, median: float, worst: float, cpu: float) -> None:
+    # as each view is measured, so a long run shows its progress
+    print(f"| {name} | {matching} | {median:.1f} | {worst:.1f} | {cpu:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

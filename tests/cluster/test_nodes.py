@@ -94,6 +94,18 @@ def test_any_node_answers_for_the_cluster(cluster: Cluster) -> None:
             r = _add(client, node, "shared", f"any-{i}")
             assert r.status_code == 200, r.text
             assert r.json()["newValue"] == i + 1
+        # SQL introspection reads the database: the same rows through every node
+        answers = [
+            client.post(
+                f"{n.admin_url}/query",
+                json={"query": "SELECT id, target, status FROM sys_invocation "
+                               "WHERE target_service_name = 'Counter' ORDER BY id"},
+                headers={"accept": "application/json"},
+            ).json()["rows"]
+            for n in cluster.nodes.values()
+        ]
+        assert len(answers[0]) == 3 and answers[0] == answers[1] == answers[2], answers
+        assert {r["target"] for r in answers[0]} == {"Counter/shared/add"}
         # each node's own view (GET /cluster is answered locally, as of its last round)
         deadline = time.monotonic() + 30
         while True:

@@ -62,6 +62,30 @@ def test_f1_internal_tables_stay_out_of_reach(durably: DurablyServer, sql: str) 
     assert "schema_registry" not in r.text and "rows" not in r.json()
 
 
+# the same probes in PostgreSQL's terms: durably's schema named, a function that runs SQL of
+# its own, a role change, the server's files, the catalogs (storage.postgres_query). On
+# SQLite they name nothing that exists: an error there, never rows.
+F1_POSTGRESQL = [
+    "SELECT count(*) FROM durably/**/.meta",
+    'WITH "sys_inbox"AS(SELECT * FROM "durably"."journal") SELECT * FROM sys_inbox',
+    "SELECT query_to_xml('SELECT * FROM durably.meta', true, false, '') AS x",
+    "SELECT set_config('role', session_user, true) AS r, "
+    "(SELECT count(*) FROM durably.meta) AS n",
+    "SELECT pg_read_file('postgresql.conf') AS f",
+    "SELECT * FROM pg_catalog.pg_authid",
+    "SELECT * FROM durably_query.registry_service",
+]
+
+
+@pytest.mark.parametrize("sql", F1_POSTGRESQL)
+def test_f1_postgresql_probes(durably: DurablyServer, sql: str) -> None:
+    r = query(durably, sql)
+    assert r.status_code == 400, r.text
+    assert "schema_registry" not in r.text and "rows" not in r.json()
+    if durably.store == "postgresql":
+        assert r.json()["message"].startswith("Query refused: "), r.text
+
+
 def test_f1_the_views_still_answer(durably: DurablyServer) -> None:
     r = query(durably, "SELECT count(*) AS n FROM sys_journal")
     assert r.status_code == 200 and r.json()["rows"][0]["n"] > 0
@@ -70,16 +94,23 @@ def test_f1_the_views_still_answer(durably: DurablyServer) -> None:
 # -- F2: what one query may produce -------------------------------------------------------
 
 
+def _blob(durably: DurablyServer, n: int) -> str:
+    """A value of n bytes in the store's SQL (PostgreSQL has no zeroblob)."""
+    return f"repeat('x', {n})" if durably.store == "postgresql" else f"zeroblob({n})"
+
+
 def test_f2_a_huge_answer_is_refused(durably: DurablyServer) -> None:
-    r = query(durably, "SELECT zeroblob(4000000) AS b FROM sys_service a, sys_service b, "
-                       "sys_service c, sys_service d, sys_service e")
+    r = query(durably, f"SELECT {_blob(durably, 4000000)} AS b FROM sys_service a, "
+                       "sys_service b, sys_service c, sys_service d, sys_service e")
     assert r.status_code == 400, r.text[:300]
     assert "exceeds the limit" in r.json()["message"]
     assert len(r.content) < 1000
 
 
 def test_f2_a_huge_value_is_refused(durably: DurablyServer) -> None:
-    r = query(durably, "SELECT zeroblob(1000000000) AS b")
+    # PostgreSQL caps one value at 1 GB itself; 100 MB is beyond the answer's limit
+    size = 100_000_000 if durably.store == "postgresql" else 1_000_000_000
+    r = query(durably, f"SELECT {_blob(durably, size)} AS b")
     assert r.status_code == 400, r.text[:300]
     assert "exceeds the limit" in r.json()["message"]
 

@@ -151,9 +151,64 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
 TABLES = tuple(COLUMNS)
 
 
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The few SQL spellings the views' expressions need that differ by store: the views are
+    described once (the `*_exprs` functions below) and rendered for SQLite here and for
+    PostgreSQL by `storage.postgres_introspection`."""
+
+    name: str
+
+    def ts(self, expr: str) -> str:
+        """Epoch milliseconds -> RFC 3339 text with milliseconds, as Restate prints them."""
+        if self.name == "sqlite":
+            return f"strftime('%Y-%m-%dT%H:%M:%fZ', ({expr}) / 1000.0, 'unixepoch')"
+        return f"durably_ts(({expr})::bigint)"
+
+    def before_slash(self, expr: str) -> str:
+        if self.name == "sqlite":
+            return f"substr({expr}, 1, instr({expr}, '/') - 1)"
+        return f"split_part({expr}, '/', 1)"
+
+    def json_item(self, expr: str, index: int) -> str:
+        if self.name == "sqlite":
+            return f"json_extract({expr}, '$[{index}]')"
+        return f"(({expr})::json -> {index})::text"
+
+    def result(self, expr: str, what: str) -> str:
+        # PostgreSQL functions have one result type: the value (bytes) has its own function
+        if self.name != "sqlite" and what == "value":
+            return f"durably_result_value({expr})"
+        return f"durably_result({expr}, '{what}')"
+
+    def is_success(self, expr: str) -> str:
+        """A stored result starts with 'V' for a value (see engine.model.Result.encode)."""
+        if self.name == "sqlite":
+            return f"substr({expr}, 1, 1) = x'56'"
+        return f"substr({expr}, 1, 1) = '\\x56'::bytea"
+
+    def is_distinct(self, expr: str, literal: str) -> str:
+        if self.name == "sqlite":
+            return f"{expr} IS NOT {literal}"
+        return f"{expr} IS DISTINCT FROM {literal}"
+
+    @property
+    def null_bytes(self) -> str:
+        return "NULL" if self.name == "sqlite" else "NULL::bytea"
+
+    @property
+    def stored_partition_keys(self) -> bool:
+        """PostgreSQL rows carry their partition key; SQLite's state, promise and journal
+        rows do not, so the views compute it."""
+        return self.name != "sqlite"
+
+
+SQLITE = Dialect("sqlite")
+POSTGRESQL = Dialect("postgresql")
+
+
 def _ts(expr: str) -> str:
-    """Epoch milliseconds -> RFC 3339 text with milliseconds, as Restate prints timestamps."""
-    return f"strftime('%Y-%m-%dT%H:%M:%fZ', ({expr}) / 1000.0, 'unixepoch')"
+    return SQLITE.ts(expr)
 
 
 _IN_FLIGHT = "i.status IN ('invoked', 'backing-off', 'paused')"
@@ -177,133 +232,169 @@ _RAW_STATUS = (
     + " ELSE i.status END"
 )
 _FAILURE_JSON = "CAST(substr(i.result, 2) AS TEXT)"
-_INVOCATION_EXPRS: dict[str, str] = {
-    "partition_key": "i.partition_key",
-    "id": "i.id",
-    "target": _TARGET,
-    "target_service_name": "i.service",
-    "target_service_key": "i.key",
-    "target_handler_name": "i.handler",
-    "target_service_ty": "i.service_ty",
-    "idempotency_key": "i.idempotency_key",
-    "invoked_by": "i.invoked_by",
-    "invoked_by_service_name": (
-        "CASE WHEN i.invoked_by_target IS NULL THEN NULL ELSE "
-        "substr(i.invoked_by_target, 1, instr(i.invoked_by_target, '/') - 1) END"
-    ),
-    # a subscription's invocations keep the subscription's id in invoked_by_id
-    "invoked_by_id": "CASE WHEN i.invoked_by = 'subscription' THEN NULL ELSE i.invoked_by_id END",
-    "invoked_by_subscription_id": (
-        "CASE WHEN i.invoked_by = 'subscription' THEN i.invoked_by_id END"
-    ),
-    "invoked_by_target": "i.invoked_by_target",
-    # Restate pins the deployment (and protocol version) when the first attempt starts.
-    "pinned_deployment_id": "CASE WHEN i.protocol_version IS NULL THEN NULL ELSE i.deployment_id END",
-    "pinned_service_protocol_version": "i.protocol_version",
-    "journal_size": "i.journal_length",
-    "journal_commands_size": (
-        "(SELECT count(*) FROM main.journal j WHERE j.invocation_id = i.id "
-        "AND j.entry_type BETWEEN 1024 AND 32767)"
-    ),
-    "created_at": _ts("i.created_at"),
-    "modified_at": _ts("i.modified_at"),
-    "inboxed_at": _ts("i.inboxed_at"),
-    "scheduled_at": _ts("CASE WHEN i.execution_time IS NULL THEN NULL ELSE i.created_at END"),
-    "scheduled_start_at": _ts("i.execution_time"),
-    "running_at": _ts("i.running_at"),
-    "completed_at": _ts("i.completed_at"),
-    "completion_retention": "durably_duration(i.expires_at - i.completed_at)",
-    "journal_retention": "durably_duration(i.expires_at - i.completed_at)",
-    "suspended_waiting_for_completions": (
-        "CASE WHEN i.waiting IS NULL THEN NULL ELSE json_extract(i.waiting, '$[0]') END"
-    ),
-    "suspended_waiting_for_signals": (
-        "CASE WHEN i.waiting IS NULL THEN NULL ELSE json_extract(i.waiting, '$[1]') END"
-    ),
-    "in_flight": "i.status = 'invoked'",
-    # Restate counts attempts (the running one included); we count failed attempts.
-    "retry_count": (
-        "CASE i.status WHEN 'invoked' THEN i.retry_count + 1 "
-        "WHEN 'backing-off' THEN i.retry_count WHEN 'paused' THEN i.retry_count END"
-    ),
-    "last_start_at": _ts(f"CASE WHEN {_IN_FLIGHT} THEN i.running_at END"),
-    "next_retry_at": _ts("CASE WHEN i.status = 'backing-off' THEN i.next_retry_at END"),
-    "last_attempt_deployment_id": (
-        f"CASE WHEN {_IN_FLIGHT} AND i.protocol_version IS NOT NULL THEN i.deployment_id END"
-    ),
-    "last_failure": (
-        f"CASE WHEN {_IN_FLIGHT} AND i.last_failure IS NOT NULL THEN "
-        "'[' || i.last_failure_code || '] ' || i.last_failure END"
-    ),
-    "last_failure_error_code": (
-        f"CASE WHEN {_IN_FLIGHT} THEN CAST(i.last_failure_code AS TEXT) END"
-    ),
-    "status": _STATUS,
-    # in SQL rather than through durably_result: the web UI filters a million rows by it
-    # (a stored result starts with 'V' for a value; see engine.model.Result.encode)
-    "completion_result": (
-        "CASE WHEN i.result IS NULL THEN NULL WHEN substr(i.result, 1, 1) = x'56' "
-        "THEN 'success' ELSE 'failure' END"
-    ),
-    # in SQL too (the same text as durably_result(i.result, 'failure') gives): the UI's
-    # status, which tells failed from cancelled and killed, is indexed, and an index may
-    # only use SQLite's own functions. A result that is not JSON gives NULL, never an error
-    # (an index expression that raises would fail the write).
-    "completion_failure": (
-        f"CASE WHEN i.result IS NULL OR substr(i.result, 1, 1) = x'56' "
+
+
+def invocation_exprs(d: Dialect) -> dict[str, str]:
+    """sys_invocation's columns over durably's `invocation` table (alias `i`)."""
+    return {
+        "partition_key": "i.partition_key",
+        "id": "i.id",
+        "target": _TARGET,
+        "target_service_name": "i.service",
+        "target_service_key": "i.key",
+        "target_handler_name": "i.handler",
+        "target_service_ty": "i.service_ty",
+        "idempotency_key": "i.idempotency_key",
+        "invoked_by": "i.invoked_by",
+        "invoked_by_service_name": (
+            "CASE WHEN i.invoked_by_target IS NULL THEN NULL ELSE "
+            f"{d.before_slash('i.invoked_by_target')} END"
+        ),
+        # a subscription's invocations keep the subscription's id in invoked_by_id
+        "invoked_by_id": (
+            "CASE WHEN i.invoked_by = 'subscription' THEN NULL ELSE i.invoked_by_id END"
+        ),
+        "invoked_by_subscription_id": (
+            "CASE WHEN i.invoked_by = 'subscription' THEN i.invoked_by_id END"
+        ),
+        "invoked_by_target": "i.invoked_by_target",
+        # Restate pins the deployment (and protocol version) when the first attempt starts.
+        "pinned_deployment_id": (
+            "CASE WHEN i.protocol_version IS NULL THEN NULL ELSE i.deployment_id END"
+        ),
+        "pinned_service_protocol_version": "i.protocol_version",
+        "journal_size": "i.journal_length",
+        "journal_commands_size": (
+            "(SELECT count(*) FROM main.journal j WHERE j.invocation_id = i.id "
+            "AND j.entry_type BETWEEN 1024 AND 32767)"
+        ),
+        "created_at": d.ts("i.created_at"),
+        "modified_at": d.ts("i.modified_at"),
+        "inboxed_at": d.ts("i.inboxed_at"),
+        "scheduled_at": d.ts(
+            "CASE WHEN i.execution_time IS NULL THEN NULL ELSE i.created_at END"
+        ),
+        "scheduled_start_at": d.ts("i.execution_time"),
+        "running_at": d.ts("i.running_at"),
+        "completed_at": d.ts("i.completed_at"),
+        "completion_retention": "durably_duration(i.expires_at - i.completed_at)",
+        "journal_retention": "durably_duration(i.expires_at - i.completed_at)",
+        "suspended_waiting_for_completions": (
+            f"CASE WHEN i.waiting IS NULL THEN NULL ELSE {d.json_item('i.waiting', 0)} END"
+        ),
+        "suspended_waiting_for_signals": (
+            f"CASE WHEN i.waiting IS NULL THEN NULL ELSE {d.json_item('i.waiting', 1)} END"
+        ),
+        "in_flight": "i.status = 'invoked'",
+        # Restate counts attempts (the running one included); we count failed attempts.
+        "retry_count": (
+            "CASE i.status WHEN 'invoked' THEN i.retry_count + 1 "
+            "WHEN 'backing-off' THEN i.retry_count WHEN 'paused' THEN i.retry_count END"
+        ),
+        "last_start_at": d.ts(f"CASE WHEN {_IN_FLIGHT} THEN i.running_at END"),
+        "next_retry_at": d.ts("CASE WHEN i.status = 'backing-off' THEN i.next_retry_at END"),
+        "last_attempt_deployment_id": (
+            f"CASE WHEN {_IN_FLIGHT} AND i.protocol_version IS NOT NULL THEN i.deployment_id END"
+        ),
+        "last_failure": (
+            f"CASE WHEN {_IN_FLIGHT} AND i.last_failure IS NOT NULL THEN "
+            "'[' || i.last_failure_code || '] ' || i.last_failure END"
+        ),
+        "last_failure_error_code": (
+            f"CASE WHEN {_IN_FLIGHT} THEN CAST(i.last_failure_code AS TEXT) END"
+        ),
+        "status": _STATUS,
+        # in SQL rather than through durably_result: the web UI filters a million rows by it
+        "completion_result": (
+            f"CASE WHEN i.result IS NULL THEN NULL WHEN {d.is_success('i.result')} "
+            "THEN 'success' ELSE 'failure' END"
+        ),
+        "completion_failure": _failure_text(d),
+    }
+
+
+def _failure_text(d: Dialect) -> str:
+    """sys_invocation.completion_failure. On SQLite in plain SQL (the same text as
+    durably_result(i.result, 'failure') gives): the web UI's status, which tells failed from
+    cancelled and killed, is indexed, and an index may only use SQLite's own functions. A
+    result that is not JSON gives NULL, never an error (an index expression that raises would
+    fail the write)."""
+    if d.name != "sqlite":
+        return d.result("i.result", "failure")
+    return (
+        f"CASE WHEN i.result IS NULL OR {d.is_success('i.result')} "
         f"OR NOT json_valid({_FAILURE_JSON}) THEN NULL "
         f"ELSE '[' || json_extract({_FAILURE_JSON}, '$.code') || '] ' || "
         f"json_extract({_FAILURE_JSON}, '$.message') END"
-    ),
-}
+    )
 
-_JF = "durably_journal(j.entry_type, j.body, '{}')"
-_JOURNAL_EXPRS: dict[str, str] = {
-    "partition_key": "(SELECT i.partition_key FROM main.invocation i WHERE i.id = j.invocation_id)",
-    "id": "j.invocation_id",
-    "index": "j.idx",
-    "entry_type": _JF.format("entry_type"),
-    "name": _JF.format("name"),
-    # the callee's id is in the CallInvocationId notification the call command points at
-    "invoked_id": (
-        "CASE WHEN j.entry_type IN (1037, 1038) THEN (SELECT "
-        "durably_journal(n.entry_type, n.body, 'invocation_id') FROM main.journal n "
-        "WHERE n.invocation_id = j.invocation_id AND n.entry_type = 32782 AND "
-        "durably_journal(n.entry_type, n.body, 'completion_id') = "
-        + _JF.format("invocation_id_idx")
-        + " LIMIT 1) END"
-    ),
-    "invoked_target": _JF.format("invoked_target"),
-    "sleep_wakeup_at": _ts(_JF.format("sleep_wakeup_at")),
-    "promise_name": _JF.format("promise_name"),
-    "raw": "j.body",
-    "raw_length": "length(j.body)",
-    "version": "2",
-    "entry_json": _JF.format("entry_json"),
-    "entry_lite_json": _JF.format("entry_lite_json"),
-    "appended_at": _ts("j.appended_at"),
-}
 
-_STATE_EXPRS = {
-    "partition_key": "durably_partition_key(s.key)",
-    "service_name": "s.service",
-    "service_key": "s.key",
-    "key": "durably_utf8(s.name)",
-    "key_length": "length(s.name)",
-    "value_utf8": "durably_utf8(s.value)",
-    "value": "s.value",
-    "value_length": "length(s.value)",
-}
-_PROMISE_EXPRS = {
-    "partition_key": "durably_partition_key(p.key)",
-    "service_name": "p.service",
-    "service_key": "p.key",
-    "key": "p.name",
-    "completed": "p.result IS NOT NULL",
-    "completion_success_value": "durably_result(p.result, 'value')",
-    "completion_success_value_utf8": "durably_result(p.result, 'utf8')",
-    "completion_failure": "durably_result(p.result, 'failure')",
-}
+_INVOCATION_EXPRS = invocation_exprs(SQLITE)
+
+
+def journal_exprs(d: Dialect) -> dict[str, str]:
+    """sys_journal's columns over durably's `journal` table (alias `j`)."""
+    jf = "durably_journal(j.entry_type, j.body, '{}')"
+    return {
+        "partition_key": (
+            "j.partition_key" if d.stored_partition_keys else
+            "(SELECT i.partition_key FROM main.invocation i WHERE i.id = j.invocation_id)"
+        ),
+        "id": "j.invocation_id",
+        "index": "j.idx",
+        "entry_type": jf.format("entry_type"),
+        "name": jf.format("name"),
+        # the callee's id is in the CallInvocationId notification the call command points at
+        "invoked_id": (
+            "CASE WHEN j.entry_type IN (1037, 1038) THEN (SELECT "
+            "durably_journal(n.entry_type, n.body, 'invocation_id') FROM main.journal n "
+            "WHERE n.invocation_id = j.invocation_id AND n.entry_type = 32782 AND "
+            "durably_journal(n.entry_type, n.body, 'completion_id') = "
+            + jf.format("invocation_id_idx")
+            + " LIMIT 1) END"
+        ),
+        "invoked_target": jf.format("invoked_target"),
+        "sleep_wakeup_at": d.ts(jf.format("sleep_wakeup_at")),
+        "promise_name": jf.format("promise_name"),
+        "raw": "j.body",
+        "raw_length": "length(j.body)",
+        "version": "2",
+        "entry_json": jf.format("entry_json"),
+        "entry_lite_json": jf.format("entry_lite_json"),
+        "appended_at": d.ts("j.appended_at"),
+    }
+
+
+def _state_exprs(d: Dialect) -> dict[str, str]:
+    return {
+        "partition_key": (
+            "s.partition_key" if d.stored_partition_keys else "durably_partition_key(s.key)"
+        ),
+        "service_name": "s.service",
+        "service_key": "s.key",
+        "key": "durably_utf8(s.name)",
+        "key_length": "length(s.name)",
+        "value_utf8": "durably_utf8(s.value)",
+        "value": "s.value",
+        "value_length": "length(s.value)",
+    }
+
+
+def _promise_exprs(d: Dialect) -> dict[str, str]:
+    return {
+        "partition_key": (
+            "p.partition_key" if d.stored_partition_keys else "durably_partition_key(p.key)"
+        ),
+        "service_name": "p.service",
+        "service_key": "p.key",
+        "key": "p.name",
+        "completed": "p.result IS NOT NULL",
+        "completion_success_value": d.result("p.result", "value"),
+        "completion_success_value_utf8": d.result("p.result", "utf8"),
+        "completion_failure": d.result("p.result", "failure"),
+    }
+
+
 _INBOX_EXPRS = {
     "partition_key": "i.partition_key",
     "service_name": "i.service",
@@ -318,19 +409,28 @@ _KEYED_EXPRS = {
     "service_key": "i.key",
     "invocation_id": "i.id",
 }
-# Who holds a virtual object key's lock: its running exclusive handler (Restate lists no
-# workflows here).
-_HOLDS_LOCK = (
-    "i.status IN ('invoked', 'suspended', 'backing-off', 'paused') AND "
-    "i.service_ty = 'virtual_object' AND i.handler_ty IS NOT 'shared'"
-)
-# Completed promises, and those someone awaits that nobody completed yet.
-_PROMISES = (
-    "(SELECT service, key, name, result FROM main.promise UNION ALL "
-    "SELECT DISTINCT l.service, l.key, l.name, NULL FROM main.promise_listener l "
-    "WHERE NOT EXISTS (SELECT 1 FROM main.promise q WHERE q.service = l.service "
-    "AND q.key = l.key AND q.name = l.name)) p"
-)
+
+
+def _holds_lock(d: Dialect) -> str:
+    """Who holds a virtual object key's lock: its running exclusive handler (Restate lists no
+    workflows here)."""
+    return (
+        "i.status IN ('invoked', 'suspended', 'backing-off', 'paused') AND "
+        "i.service_ty = 'virtual_object' AND " + d.is_distinct("i.handler_ty", "'shared'")
+    )
+
+
+def _promises(d: Dialect) -> str:
+    """Completed promises, and those someone awaits that nobody completed yet."""
+    pk = "partition_key, " if d.stored_partition_keys else ""
+    lpk = "l.partition_key, " if d.stored_partition_keys else ""
+    return (
+        f"(SELECT {pk}service, key, name, result FROM main.promise UNION ALL "
+        f"SELECT DISTINCT {lpk}l.service, l.key, l.name, {d.null_bytes} "
+        "FROM main.promise_listener l "
+        "WHERE NOT EXISTS (SELECT 1 FROM main.promise q WHERE q.service = l.service "
+        "AND q.key = l.key AND q.name = l.name)) p"
+    )
 
 
 # The web UI's status of an invocation (Restate's UI's): the status, and for a completed one
@@ -444,51 +544,60 @@ def introspection_indexes(table: str) -> str:
     return "".join(out)
 
 
-def _view(name: str, exprs: dict[str, str], source: str) -> str:
-    # `main.` is a placeholder: each connection attaches the store under its own secret name
+def view_definitions(d: Dialect) -> list[tuple[str, dict[str, str], str]]:
+    """(view, column expressions, FROM clause) of every introspection table. `main.` names a
+    stored table, `temp._durably_service` and `temp._durably_deployment` the registry's rows
+    (each store puts its own names there)."""
+    inbox = {**_INBOX_EXPRS, "created_at": d.ts("i.created_at")}
+    return [
+        ("sys_invocation", invocation_exprs(d), "main.invocation i"),
+        (
+            "sys_invocation_status",
+            {**invocation_exprs(d), "status": _RAW_STATUS},
+            "main.invocation i",
+        ),
+        ("sys_invocation_state", invocation_exprs(d), f"main.invocation i WHERE {_IN_FLIGHT}"),
+        ("sys_journal", journal_exprs(d), "main.journal j"),
+        ("state", _state_exprs(d), "main.state s"),
+        ("sys_promise", _promise_exprs(d), _promises(d)),
+        ("sys_inbox", inbox, "main.invocation i WHERE i.status = 'inboxed'"),
+        ("sys_keyed_service_status", _KEYED_EXPRS, f"main.invocation i WHERE {_holds_lock(d)}"),
+        (
+            "sys_service",
+            {c: f"s.{c}" for c, _ in COLUMNS["sys_service"]},
+            "temp._durably_service s",
+        ),
+        (
+            "durably_kafka_parked_record",
+            {
+                # quoted: `offset` is a reserved word in PostgreSQL
+                **{c: f'k."{c}"' for c in ("id", "subscription_id", "topic", "partition",
+                                           "offset", "key", "value", "error")},
+                "key_utf8": "durably_utf8(k.key)",
+                "value_utf8": "durably_utf8(k.value)",
+                "timestamp": d.ts("k.timestamp"),
+                "parked_at": d.ts("k.parked_at"),
+            },
+            "main.kafka_parked k",
+        ),
+        (
+            "sys_deployment",
+            {c: f"d.{c}" for c, _ in COLUMNS["sys_deployment"]},
+            "temp._durably_deployment d",
+        ),
+    ]
+
+
+def view_select(name: str, exprs: dict[str, str], source: str) -> str:
+    """The SELECT of one view: every column of Restate's table, NULL where we keep nothing."""
     select = ", ".join(f"{exprs.get(col, 'NULL')} AS \"{col}\"" for col, _ in COLUMNS[name])
-    return f"CREATE TEMP VIEW {name} AS SELECT {select} FROM {source}"
+    return f"SELECT {select} FROM {source}"
 
 
+# `main.` is a placeholder: each connection attaches the store under its own secret name
 _VIEWS = [
-    _view("sys_invocation", _INVOCATION_EXPRS, "main.invocation i"),
-    _view(
-        "sys_invocation_status",
-        {**_INVOCATION_EXPRS, "status": _RAW_STATUS},
-        "main.invocation i",
-    ),
-    _view(
-        "sys_invocation_state",
-        _INVOCATION_EXPRS,
-        f"main.invocation i WHERE {_IN_FLIGHT}",
-    ),
-    _view("sys_journal", _JOURNAL_EXPRS, "main.journal j"),
-    _view("state", _STATE_EXPRS, "main.state s"),
-    _view("sys_promise", _PROMISE_EXPRS, _PROMISES),
-    _view("sys_inbox", _INBOX_EXPRS, "main.invocation i WHERE i.status = 'inboxed'"),
-    _view("sys_keyed_service_status", _KEYED_EXPRS, f"main.invocation i WHERE {_HOLDS_LOCK}"),
-    _view(
-        "sys_service",
-        {c: f"s.{c}" for c, _ in COLUMNS["sys_service"]},
-        "temp._durably_service s",
-    ),
-    _view(
-        "durably_kafka_parked_record",
-        {
-            **{c: f"k.{c}" for c in ("id", "subscription_id", "topic", "partition", "offset",
-                                     "key", "value", "error")},
-            "key_utf8": "durably_utf8(k.key)",
-            "value_utf8": "durably_utf8(k.value)",
-            "timestamp": _ts("k.timestamp"),
-            "parked_at": _ts("k.parked_at"),
-        },
-        "main.kafka_parked k",
-    ),
-    _view(
-        "sys_deployment",
-        {c: f"d.{c}" for c, _ in COLUMNS["sys_deployment"]},
-        "temp._durably_deployment d",
-    ),
+    f"CREATE TEMP VIEW {name} AS {view_select(name, exprs, source)}"
+    for name, exprs, source in view_definitions(SQLITE)
 ]
 
 

@@ -83,15 +83,18 @@ def _to_jsonable(msg: Any) -> dict[str, Any]:
     return d
 
 
-def _lite(d: dict[str, Any]) -> dict[str, Any]:
+def _lite(d: dict[str, Any], msg: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    key_field = msg.DESCRIPTOR.fields_by_name.get("key")
+    key_is_bytes = key_field is not None and key_field.type == key_field.TYPE_BYTES
     for k, v in d.items():
         if k in _HEAVY_FIELDS:
             continue
-        if k == "key" and isinstance(v, str):
+        if k == "key" and key_is_bytes and isinstance(v, str):
             # state keys are bytes (base64 in proto JSON): show them as text when they are
+            # (a promise's key is a string already, left as it is)
             try:
-                v = base64.b64decode(v).decode()
+                v = base64.b64decode(v, validate=True).decode()
             except (ValueError, UnicodeDecodeError):
                 pass
         out[k] = v
@@ -114,7 +117,7 @@ def _decode(msg_type: int, body: bytes) -> dict[str, Any]:
         return out
     d = _to_jsonable(msg)
     out["entry_json"] = orjson.dumps({kind: {short: d}}).decode()
-    out["entry_lite_json"] = orjson.dumps({kind: {short: _lite(d)}}).decode()
+    out["entry_lite_json"] = orjson.dumps({kind: {short: _lite(d, msg)}}).decode()
     if is_command(msg_type):
         out["name"] = getattr(msg, "name", "") if hasattr(msg, "name") else ""
         if isinstance(msg, pb.CallCommandMessage | pb.OneWayCallCommandMessage):

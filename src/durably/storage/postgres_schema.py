@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from durably.storage import postgres_introspection
+
 SCHEMA = "durably"
 
 _V1 = """
@@ -297,8 +299,12 @@ DROP FUNCTION durably.commit_batch(
     END IF;""",
 )
 
+# 5: Restate's introspection tables as views in the schema `durably_query`, the query role,
+# and indexes for the web UI's list (storage.postgres_introspection)
+_V5 = postgres_introspection.migration_sql()
+
 # (version, SQL). Append new steps; never edit a released one.
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (5, _V5)]
 LATEST = MIGRATIONS[-1][0]
 
 # an arbitrary constant: the advisory lock that serialises migrations of one database
