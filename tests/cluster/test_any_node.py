@@ -167,12 +167,28 @@ def _same_everywhere(read: Callable[[str], Any], what: str) -> Any:
 
 def test_the_official_restate_cli_gives_one_answer_from_every_node(cluster: Cluster) -> None:
     inv = _start_blocked_workflow(cluster, "a", "restate-cli")
-    listed = _same_everywhere(lambda n: cluster.restate(n, "deployments", "list"),
-                              "restate deployments list")
-    assert cluster.services.url.rstrip("/") in listed
-    services = _same_everywhere(lambda n: cluster.restate(n, "services", "list"),
-                                "restate services list")
+    # lines compared regardless of order: the CLI prints some lists in hash order
+    listed = _same_everywhere(
+        lambda n: sorted(cluster.restate(n, "deployments", "list").splitlines()),
+        "restate deployments list")
+    assert cluster.services.url.rstrip("/") in "\n".join(listed)
+    services = "\n".join(_same_everywhere(
+        lambda n: sorted(cluster.restate(n, "services", "list").splitlines()),
+        "restate services list"))
     assert "Counter" in services and "BlockAndWaitWorkflow" in services
+    with httpx.Client(timeout=30) as http:
+        dep = http.get(f"{cluster.nodes['a'].admin_url}/deployments").json()["deployments"][0]
+        http.post(f"{cluster.nodes['b'].ingress_url}/Counter/cli/add", json=5,
+                  headers={"idempotency-key": "cli-5"}).raise_for_status()
+    # a service's handlers come in a different (hash) order on each run of the CLI
+    described = _same_everywhere(
+        lambda n: sorted(cluster.restate(n, "deployments", "describe", dep["id"]).splitlines()),
+        "restate deployments describe")
+    assert any(cluster.services.url in line for line in described)
+    assert any("BlockAndWaitWorkflow" in line for line in described)
+    state = _same_everywhere(lambda n: cluster.restate(n, "state", "get", "Counter", "cli"),
+                             "restate state get")
+    assert "counter" in state and "5" in state
     # human times ("3 seconds ago") move on between calls: compare the ids listed
     invs = _same_everywhere(
         lambda n: sorted(w for w in cluster.restate(
