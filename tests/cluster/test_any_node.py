@@ -115,6 +115,11 @@ def test_a_deployment_registered_on_one_node_is_used_by_every_node(cluster: Clus
             for n in cluster.nodes.values()
         ]
         assert deployments[0] and deployments[0] == deployments[1] == deployments[2]
+        # a URL given as the id (`restate deployments describe http://...`), slashes encoded:
+        # Restate's 400 from every node, forwarded or not
+        for node in cluster.nodes.values():
+            r = http.get(f"{node.admin_url}/deployments/http:%2F%2F127.0.0.1:9%2F")
+            assert r.status_code == 400 and "bad format" in r.text, (node.admin_url, r.text)
 
 
 def test_a_service_patched_on_one_node_is_seen_by_every_node(cluster: Cluster) -> None:
