@@ -39,7 +39,9 @@ class Cluster:
         self.nodes = {
             name: DurablyServer(
                 base / name, store=dsn,
-                extra_args=["--node-name", name, "--lease-ttl", "2s", *extra],
+                # the default lease TTL: nothing here kills a node, and a short TTL on a
+                # loaded machine can make a node lose its leases (and stop) mid-test
+                extra_args=["--node-name", name, *extra],
             )
             for name in NAMES
         }
@@ -153,11 +155,12 @@ def test_a_service_patched_on_one_node_is_seen_by_every_node(cluster: Cluster) -
 
 
 def _start_blocked_workflow(cluster: Cluster, node: str, key: str) -> str:
+    url = f"{cluster.nodes[node].ingress_url}/BlockAndWaitWorkflow/{key}/run/send"
     with httpx.Client(timeout=30) as http:
-        r = http.post(f"{cluster.nodes[node].ingress_url}/BlockAndWaitWorkflow/{key}/run/send",
-                      json="x")
-        assert r.status_code in (200, 202), r.text
-        return str(r.json()["invocationId"])
+        def send() -> str | None:
+            r = http.post(url, json="x")
+            return str(r.json()["invocationId"]) if r.status_code in (200, 202) else None
+        return str(_eventually(send, f"a send through {node}"))
 
 
 def _same_everywhere(read: Callable[[str], Any], what: str) -> Any:
