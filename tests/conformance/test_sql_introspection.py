@@ -221,6 +221,20 @@ def test_services_status_queries_of_the_official_cli(env: Env, scenario: dict[st
     assert newest == [{"newest": scenario["inboxed"], "newest_too": scenario["inboxed"]}]
 
 
+def test_invocations_list_count_query_of_the_official_cli(
+    env: Env, scenario: dict[str, str]
+) -> None:
+    """`restate invocations list --service S` counts through an unaliased derived table whose
+    inner alias qualifies the outer WHERE (DataFusion resolves it)."""
+    where = "target_service_name IN ('CancelTestBlockingService') AND status != 'completed'"
+    counted = env.query(
+        "SELECT COUNT(1) AS n FROM (SELECT\n    *\n  FROM sys_invocation inv\n  LIMIT 50000\n  )\n"
+        f"  WHERE inv.{where}"
+    )
+    plain = env.query(f"SELECT COUNT(1) AS n FROM sys_invocation WHERE {where}")
+    assert counted == plain and plain[0]["n"] >= 2
+
+
 def test_sys_journal(env: Env, scenario: dict[str, str]) -> None:
     # the official CLI's journal query (`index` is a reserved word in SQLite)
     rows = env.query(

@@ -318,7 +318,9 @@ def create_admin_app(
         Route("/version", version_info, methods=["GET"]),
         Route("/openapi", openapi, methods=["GET"]),
         _route("/deployments", GET=list_deployments, POST=create_deployment),
-        _route("/deployments/{deployment}", GET=get_deployment, DELETE=delete_deployment),
+        # `:path`: an id with an encoded slash (the restate CLI sends a URL given as id
+        # encoded so) gets Restate's 400 "bad format", not an empty 404
+        _route("/deployments/{deployment:path}", GET=get_deployment, DELETE=delete_deployment),
         Route("/services", list_services, methods=["GET"]),
         _route("/services/{service}", GET=get_service, PATCH=modify_service),
         Route("/services/{service}/handlers", list_handlers, methods=["GET"]),

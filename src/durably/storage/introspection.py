@@ -771,6 +771,23 @@ def _quote_index(sql: str) -> str:
     return _INDEX_WORD.sub(lambda m: '"index"' if m.group(0).lower() == "index" else m.group(0), sql)
 
 
+# Restate's CLI counts with `SELECT COUNT(1) FROM (SELECT * FROM sys_invocation inv LIMIT n)
+# WHERE inv.target_service_name ...` (`invocations list --service`): DataFusion lets the
+# inner alias name the unaliased derived table, SQLite does not; give it that alias
+_UNALIASED_DERIVED = re.compile(
+    r"\(\s*SELECT\s+\*\s+FROM\s+(\w+)\s+(?:AS\s+)?(?!(?:LIMIT|WHERE|ORDER|GROUP)\b)(\w+)"
+    r"(\s[^()]*)?\)(?=\s*(?:WHERE|GROUP|ORDER|LIMIT|\)|;|$))",
+    re.I,
+)
+
+
+def _alias_derived_tables(sql: str) -> str:
+    return _UNALIASED_DERIVED.sub(
+        lambda m: f"(SELECT * FROM {m.group(1)} {m.group(2)}{m.group(3) or ''}) AS {m.group(2)}",
+        sql,
+    )
+
+
 def _first_word(sql: str) -> str:
     text = _STRIP_LITERALS.sub(" ", sql).strip()
     return text.split(None, 1)[0].upper() if text else ""
@@ -1039,7 +1056,7 @@ class Introspector:
         verb = _first_word(sql)
         if verb in _WRITE_VERBS:
             raise QueryRefused(f"only SELECT queries are allowed (this statement is a {verb})")
-        sql = _ordered_aggregates(_quote_index(sql))
+        sql = _alias_derived_tables(_ordered_aggregates(_quote_index(sql)))
         try:
             conn = self._take()
         except sqlite3.Error as e:

@@ -422,6 +422,12 @@ async def test_not_found_errors(admin: httpx.AsyncClient, sdk_service_port: int)
         r = await admin.get(f"/deployments/{bad}")
         assert r.status_code == 400
         assert r.text == f"Invalid URL: Cannot parse `deployment` with value `{bad}`: {reason}"
+    # `restate deployments describe http://...` sends the URL with its slashes encoded
+    r = await admin.get("/deployments/http:%2F%2F127.0.0.1:9080%2F")
+    assert r.status_code == 400
+    assert r.text == (
+        "Invalid URL: Cannot parse `deployment` with value `http://127.0.0.1:9080/`: bad format"
+    )
 
 
 async def test_bad_patch_bodies(admin: httpx.AsyncClient, sdk_service_port: int) -> None:
