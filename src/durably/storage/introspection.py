@@ -781,7 +781,7 @@ _UNALIASED_DERIVED = re.compile(
 )
 
 
-def _alias_derived_tables(sql: str) -> str:
+def name_derived_by_inner_alias(sql: str) -> str:
     return _UNALIASED_DERIVED.sub(
         lambda m: f"(SELECT * FROM {m.group(1)} {m.group(2)}{m.group(3) or ''}) AS {m.group(2)}",
         sql,
@@ -1056,7 +1056,7 @@ class Introspector:
         verb = _first_word(sql)
         if verb in _WRITE_VERBS:
             raise QueryRefused(f"only SELECT queries are allowed (this statement is a {verb})")
-        sql = _alias_derived_tables(_ordered_aggregates(_quote_index(sql)))
+        sql = name_derived_by_inner_alias(_ordered_aggregates(_quote_index(sql)))
         try:
             conn = self._take()
         except sqlite3.Error as e:

@@ -40,6 +40,7 @@ from durably.storage.introspection import (
     QueryRefused,
     QueryResult,
     _first_word,
+    name_derived_by_inner_alias,
     registry_rows,
 )
 from durably.storage.postgres_introspection import ROLE_NAME_SQL, ROLE_SETUP
@@ -128,7 +129,9 @@ def _rewrite(sql: str) -> str:
     sql = sql.strip()
     while sql.endswith(";"):
         sql = sql[:-1].rstrip()
-    return _alias_derived_tables(_information_schema(sql))
+    # the inner alias first (Restate's CLI refers to it from outside), then a name for any
+    # derived table still without one
+    return _alias_derived_tables(name_derived_by_inner_alias(_information_schema(sql)))
 
 
 def _relations(plan: Any) -> list[tuple[str, str]]:
