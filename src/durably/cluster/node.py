@@ -42,10 +42,38 @@ log = logging.getLogger("durably.cluster")
 FORWARDED = b"x-durably-forwarded"
 SECRET = b"x-durably-cluster-secret"
 NOT_LEADER = "x-durably-not-leader"
+# the caller's Authorization header, kept aside for forwarding (the ingress guard takes it
+# out of the headers once checked; the owner's guard checks it again)
+AUTHORIZATION = "durably.authorization"
 _HOP = {
     b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
     b"host", b"content-length", b"proxy-authorization", b"proxy-connection",
 }
+
+
+def keep_authorization(app: Any) -> Any:
+    """Wraps a port's guarded app: keeps the caller's Authorization header in the scope, so
+    that a forwarded request carries it to the node that serves it."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for k, v in scope.get("headers") or ():
+                if k == b"authorization":
+                    scope = dict(scope)
+                    scope[AUTHORIZATION] = v
+                    break
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+def cluster_node(cfg: Any, server: Any) -> Any:
+    """The node for `--placement` (`leader` or `spread`)."""
+    if getattr(cfg, "placement", "leader") == "spread":
+        from durably.cluster.spread import SpreadNode
+
+        return SpreadNode(cfg, server)
+    return ClusterNode(cfg, server)
 
 
 def is_loopback(host: str) -> bool:
@@ -127,10 +155,26 @@ class Switch:
 class Forwarder:
     """Sends a request on to the leader's port of the same kind (ingress or admin)."""
 
-    def __init__(self, node: ClusterNode, kind: str) -> None:
+    nobody = "the cluster has no leader at the moment; retry"
+
+    def __init__(self, node: Any, kind: str) -> None:
         self.node = node
         self.kind = kind
         self.switch: Switch | None = None
+
+    def local(self, scope: Any, body: bytes) -> Any:
+        """The app that serves the request on this node, or None to forward it."""
+        switch = self.switch
+        if switch is not None and switch.app is not self:
+            return switch.app
+        return None
+
+    def destination(self, scope: Any, body: bytes) -> str | None:
+        """The base URL of the node to send it to (None: nobody yet, wait)."""
+        return self.node.leader_url(self.kind)  # type: ignore[no-any-return]
+
+    def refused(self, base: str) -> None:
+        """The node at `base` answered that it is not the one for this request."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -145,6 +189,9 @@ class Forwarder:
                 break
         headers = [(k, v) for k, v in scope.get("headers") or () if k.lower() not in _HOP]
         headers.append((FORWARDED, self.node.name.encode()))
+        auth = scope.get(AUTHORIZATION)
+        if auth is not None and not any(k.lower() == b"authorization" for k, _ in headers):
+            headers.append((b"authorization", auth))
         if self.node.secret is not None:
             headers.append((SECRET, self.node.secret.encode()))
         retry_safe = scope["method"] in ("GET", "HEAD") or any(
@@ -158,16 +205,15 @@ class Forwarder:
         import httpx
 
         while True:
-            switch = self.switch
-            if switch is not None and switch.app is not self:
-                # this node became the leader while the request waited: serve it here
-                await switch.app(scope, _replay(bytes(body), receive), send)
+            local = self.local(scope, bytes(body))
+            if local is not None:
+                # this node serves it (it became the leader, or owns the partition)
+                await local(scope, _replay(bytes(body), receive), send)
                 return
-            base = self.node.leader_url(self.kind)
+            base = self.destination(scope, bytes(body))
             if base is None:
                 if loop.time() > deadline:
-                    await _json(send, 503, "the cluster has no leader at the moment; retry", [
-                        (b"retry-after", b"1")])
+                    await _json(send, 503, self.nobody, [(b"retry-after", b"1")])
                     return
                 await asyncio.sleep(0.1)
                 continue
@@ -178,6 +224,7 @@ class Forwarder:
                 ) as response:
                     sent = True
                     if response.headers.get(NOT_LEADER) and loop.time() < deadline:
+                        self.refused(base)
                         await asyncio.sleep(0.1)
                         continue
                     raw = b"".join([chunk async for chunk in response.aiter_raw()])
@@ -321,6 +368,15 @@ class ClusterNode:
                 "nothing it still holds in memory is acted upon"
             )
         )
+
+    placement = "leader"
+    runs_kafka = True
+
+    def prepare_store(self, store: Any) -> None:
+        pass  # the leader loads every partition
+
+    def prepare_engine(self, engine: Any) -> None:
+        pass  # and runs all of them
 
     async def attach(self, store: Any) -> None:
         await fence_mod.attach(store, self.keeper.fence, self.keeper.membership.incarnation)
