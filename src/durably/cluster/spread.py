@@ -61,6 +61,10 @@ class Router(Forwarder):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
+        if self.spread.may_need_registry(self.kind, scope):
+            # registered through another node a moment ago: read it now rather than
+            # answer 404 for up to a second
+            await self.spread.sync_registry_now()
         headers = dict(scope.get("headers") or ())
         if FORWARDED in headers:
             # sent by another node that believes this one owns the request's partition
@@ -86,10 +90,6 @@ class Router(Forwarder):
                 await asyncio.sleep(0.05)
             await self._serve_here(scope, _replay_once(bytes(body), receive), send)
             return
-        if self.spread.may_need_registry(self.kind, scope):
-            # registered through another node a moment ago: read it now rather than
-            # answer 404 for up to a second
-            await self.spread.sync_registry_now()
         await super().__call__(scope, receive, send)
 
     def local(self, scope: Any, body: bytes) -> Any:
@@ -337,6 +337,13 @@ class SpreadNode:
         seen = {r[0] for r in rows}
         for message_id in safe - seen:
             del applied[message_id]
+        for _, _, kind, body in rows:
+            if kind == "invoke" and engine.schema.service_ty(
+                orjson.loads(bytes(body))["service"]
+            ) is None:
+                # registered through another node a moment ago: read the registry first
+                await self._sync_registry(conn)
+                break
         taken: list[int] = []
         async with self._lock:
             for message_id, pid, kind, body in rows:
