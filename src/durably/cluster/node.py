@@ -1,18 +1,24 @@
 """`durably serve --node-name`: one node of a cluster on one PostgreSQL.
 
-Placement today is *leader*: the node that takes every partition's lease (`LeaseKeeper`
-with `spread=False`) opens the store and runs the engine; the others stand by and forward
-every ingress and admin request to it, so any node answers for the whole cluster. When the
-leader dies its leases expire (the database's clock), a standby takes them all at new
-epochs, opens the store (loading what the leader committed) and recovers: the fence in
-every commit keeps a paused or cut-off former leader from committing anything after that.
-A leader that loses its leases stops (exit 1) and, restarted, rejoins as a standby.
+Two placements (`--placement`, `cluster_node` picks the class):
+- *leader* (`ClusterNode`, the default): the node that takes every partition's lease
+  (`LeaseKeeper` with `spread=False`) opens the store and runs the engine; the others
+  stand by and forward every ingress and admin request to it, so any node answers for the
+  whole cluster. When the leader dies its leases expire (the database's clock), a standby
+  takes them all at new epochs, opens the store (loading what the leader committed) and
+  recovers: the fence in every commit keeps a paused or cut-off former leader from
+  committing anything after that. A leader that loses its leases stops (exit 1) and,
+  restarted, rejoins as a standby.
+- *spread* (`durably.cluster.spread.SpreadNode`): every live node runs the engine on its
+  own share of the partitions, requests are forwarded to their partition's owner, and
+  invocations reach other partitions through the outbox (`durably.engine.partitions`).
 
-Spreading partitions over the live nodes (`spread=True`) works at the lease level; running
-an engine on a subset of partitions needs engine-to-engine messages first (see
-docs/cluster.md).
+This module holds what both share: the settings check, the forwarding of a request to
+another node (`Forwarder`: the caller's headers and token kept, the cluster secret added,
+"not the owner" retried), and the port switch that checks forwarded requests.
 
-What a caller sees when the leader changes during its request, on a standby's ingress:
+What a caller sees when the leader changes during its request, on a standby's ingress
+(under spread, the same when a partition's owner changes):
 - not sent yet (no leader, connection refused, the target answers "not the leader"): the
   standby waits for the next leader (up to TTL + 2 s) and sends it there, or serves the
   request itself if it became the leader meanwhile;

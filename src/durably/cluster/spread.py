@@ -111,14 +111,22 @@ class Router(Forwarder):
         try:
             await app(scope, receive, tracking)
         except PartitionMoved as e:
-            if started:
+            if started or self.kind != "ingress":
                 raise
-            await _json(
-                send, 503,
-                f"the partition of invocation {e} moved to another node during this request; "
-                "attach to the invocation (or send the request again with its idempotency key)",
-                [(b"retry-after", b"1")],
+            # the invocation exists (its creation was committed) and another node runs it
+            # now: answer the caller as an attach to it at its new owner would
+            attach = dict(scope)
+            attach.update(
+                method="GET", path=f"/restate/invocation/{e}/attach", query_string=b"",
+                raw_path=f"/restate/invocation/{e}/attach".encode(),
             )
+            attach["headers"] = [(k, v) for k, v in scope.get("headers") or ()
+                                 if k.lower() not in (b"content-type", b"idempotency-key")]
+
+            async def nothing() -> Any:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            await Forwarder.__call__(self, attach, nothing, send)
 
     def destination(self, scope: Any, body: bytes) -> str | None:
         pid = self.spread.pid_for(self.kind, scope, body)
@@ -505,7 +513,9 @@ def ingress_partition_key(node: SpreadNode, scope: Any, body: bytes) -> int | No
             if k.lower() == b"idempotency-key":
                 idem = v.decode("latin-1")
         if resolved.key is None and not idem:
-            return None  # a new invocation on one of this node's partitions
+            if node.ready:
+                return None  # a new invocation on one of this node's partitions
+            return partition_key_for(key=None)  # this node runs none: a random one's owner
         return partition_key_for(key=resolved.key, idempotency_key=idem or None)
     if isinstance(route, paths.Awakeable):
         try:

@@ -368,6 +368,9 @@ class Engine:
         """A future for the result of an invocation (resolved after its completion commits)."""
         assert self._loop is not None
         fut: asyncio.Future[Result] = self._loop.create_future()
+        if self.partitions is not None and not self.partitions.owns_id(invocation_id):
+            fut.set_exception(PartitionMoved(invocation_id))  # another node answers for it
+            return fut
         result = self.completed_result(invocation_id)
         if result is not None:
             fut.set_result(result)
