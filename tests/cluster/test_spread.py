@@ -146,6 +146,11 @@ def test_partitions_spread_and_every_node_answers(cluster: Cluster) -> None:
                                 headers={"idempotency-key": f"{key}-0"})
             assert again.status_code == 200 and again.json()["newValue"] == 1
             assert _get(client, nodes[0], key) == 3
+        # each node's commits record their sequence on its own row, never on the shared
+        # single-writer row (whose lock would make the nodes' COMMITs wait for each other)
+        assert fetch(cluster.dsn, "SELECT seq FROM durably.writer") == [(0,)]
+        seqs = fetch(cluster.dsn, "SELECT writer_seq FROM durably.node WHERE NOT stopped")
+        assert len(seqs) == 3 and all(s[0] > 0 for s in seqs), seqs
         # the rows are where their owner wrote them; every node's SQL sees all of them
         for node in nodes:
             r = client.post(f"{node.admin_url}/query", json={
@@ -195,7 +200,7 @@ def test_attach_and_awakeables_through_another_node(cluster: Cluster) -> None:
             # attach through a node that does not own the invocation: it waits there...
             answer: dict[str, httpx.Response] = {}
 
-            def attach(inv_id: str = inv_id) -> None:
+            def attach(inv_id: str = inv_id, answer: dict[str, httpx.Response] = answer) -> None:
                 with httpx.Client(timeout=60) as c:
                     answer["r"] = c.get(
                         f"{nodes[2].ingress_url}/restate/invocation/{inv_id}/attach")

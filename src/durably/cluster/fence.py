@@ -29,6 +29,9 @@ _OUTBOX_DEL_PIDS = COMMIT_ARITY - 1 + 3
 _ALL = COMMIT_ARITY + _OUTBOX_ARRAYS
 
 
+_RULE_LOCK = 0x64757261626C72  # creating the writer rule (nodes may start together)
+
+
 class Fence:
     """The epochs this node holds, and how a batch's commit proves them."""
 
@@ -98,7 +101,21 @@ async def attach(store: Any, fence: Fence, incarnation: str) -> None:
             fence.node, store._durable_seq, incarnation,
         )
         block = int(await conn.fetchval("SELECT nextval('durably.timer_block')"))
+        from durably.cluster.schema import WRITER_PER_NODE
+
+        has_rule = await conn.fetchval(
+            "SELECT 1 FROM pg_rules WHERE schemaname = 'durably' AND rulename = 'writer_per_node'"
+        )
+        if not has_rule:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _RULE_LOCK)
+                await conn.execute(WRITER_PER_NODE)
     finally:
         await conn.close()
     store._next_timer = block << 32
+    # its connections name the node (its commits then leave `durably.writer` alone,
+    # cluster.schema's writer_per_node)
+    store.node_name = fence.node
+    if store._conn is not None:
+        await store._conn.execute("SELECT set_config('durably.node', $1, false)", fence.node)
     store.fence = fence

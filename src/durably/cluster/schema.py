@@ -101,6 +101,17 @@ $$;
 """
 
 MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
+
+# every node's commit records its sequence number on its own `node` row (cluster_fence);
+# the single-writer row `durably.writer` that `commit_batch` also updates would make the
+# COMMITs of all nodes wait for each other's row lock. A node's store connections name the
+# node (`durably.node`), and for them that update does nothing. Created by the first node
+# that opens the store (`fence.attach`): the store's tables come after the cluster's.
+WRITER_PER_NODE = """
+CREATE OR REPLACE RULE writer_per_node AS ON UPDATE TO durably.writer
+    WHERE coalesce(current_setting('durably.node', true), '') <> ''
+    DO INSTEAD NOTHING
+"""
 LATEST = MIGRATIONS[-1][0]
 
 _LOCK = 0x64757261626C7A  # the migration lock of the cluster tables

@@ -193,6 +193,8 @@ class PostgresStore:
         self.fence: Any = None
         # spread placement: (partition count, the partitions whose rows `open` loads)
         self.load_only: tuple[int, set[int]] | None = None
+        # cluster mode: the node these connections write for (durably.cluster.fence)
+        self.node_name: str | None = None
 
     # -- opening ---------------------------------------------------------------------
 
@@ -207,6 +209,7 @@ class PostgresStore:
                 "application_name": "durably",
                 # the durability contract: COMMIT returns once the WAL is flushed
                 "synchronous_commit": "on",
+                **({"durably.node": self.node_name} if self.node_name else {}),
             },
         )
 
