@@ -26,6 +26,7 @@ PARTITIONS = 64
 SERVICES = [
     "Counter", "Proxy", "AwakeableHolder", "CancelTestRunner", "CancelTestBlockingService",
     "KillTestRunner", "KillTestSingleton", "TestUtilsService", "ClientAwakeable",
+    "CallChain", "Stepper",
 ]
 
 
@@ -62,7 +63,9 @@ class Cluster:
                 return key
         raise AssertionError(f"no key on {name}")
 
-    def wait_spread(self, names: list[str], timeout: float = 60) -> float:
+    def wait_spread(
+        self, names: list[str], timeout: float = 60, headers: dict[str, str] | None = None
+    ) -> float:
         """Until every one of `names` runs an even share (±1) and nothing else holds any;
         returns how long that took."""
         started = time.monotonic()
@@ -72,7 +75,8 @@ class Cluster:
             while True:
                 try:
                     statuses = [
-                        client.get(f"{self.nodes[n].admin_url}/cluster").json() for n in names
+                        client.get(f"{self.nodes[n].admin_url}/cluster", headers=headers).json()
+                        for n in names
                     ]
                     ready = [s["partitions_ready"] for s in statuses]
                     owners = self.owners()
@@ -181,6 +185,22 @@ def test_calls_sends_and_delayed_sends_cross_partitions(cluster: Cluster) -> Non
                                 json=_proxy("Counter", "add", b"10", key=key, delayMillis=1500))
                 assert r.status_code == 200, r.text
                 _poll(lambda key=key: _get(client, nodes[0], key) == 16)
+        # object to object: a chain of calls over keys on each node's partitions, the
+        # answers coming back the same way
+        chain = [cluster.key_owned_by(n, f"chain{i}")
+                 for i, n in enumerate((*cluster.nodes, *cluster.nodes))]
+        r = client.post(f"{nodes[1].ingress_url}/CallChain/{chain[0]}/hop", json=chain[1:])
+        assert r.status_code == 200, r.text
+        assert r.json() == ",".join(chain)
+        # attach from a handler: Stepper/attachTo runs on the receiving node's partitions,
+        # the invocation it waits for on another node's
+        r = client.post(f"{nodes[0].ingress_url}/Stepper/steps/send",
+                        json={"name": "s", "sleep_ms": 1000})
+        assert r.status_code in (200, 202), r.text
+        steps = r.json()["invocationId"]
+        r = client.post(f"{nodes[2].ingress_url}/Stepper/attachTo", json=steps)
+        assert r.status_code == 200, r.text
+        assert r.json() == ["s-1", "s-2"]
         # the outbox is empty once everything was delivered
         _poll(lambda: fetch(cluster.dsn, "SELECT count(*) FROM durably.outbox")[0][0] == 0)
 
@@ -383,6 +403,43 @@ def test_rebalance_when_a_node_joins_and_when_one_stops(tmp_path: Path) -> None:
                 assert _get(client, c.nodes["n2"], key) == 2
             print(f"\nrebalance: a joining node ran its share after {joined:.2f} s, "
                   f"the partitions of a stopped node ran elsewhere after {left:.2f} s")
+    finally:
+        for node in c.nodes.values():
+            node.close()
+        c.services.close()
+
+
+def test_a_forwarded_request_keeps_the_callers_token(tmp_path: Path) -> None:
+    """The ingress token is checked by the node that receives the request and again by
+    the owner it is forwarded to: the caller's Authorization header goes along."""
+    c = Cluster(tmp_path, ())
+    tokens = ["--ingress-token", "in-secret", "--admin-token", "admin-secret"]
+    for name in ("n1", "n2"):
+        c.nodes[name] = DurablyServer(
+            tmp_path / name, store=c.dsn,
+            extra_args=["--node-name", name, "--lease-ttl", TTL, "--placement", "spread",
+                        *tokens],
+        )
+    c.services.start()
+    try:
+        for node in c.nodes.values():
+            node.start()
+        admin = {"authorization": "Bearer admin-secret"}
+        c.wait_spread(["n1", "n2"], headers=admin)
+        with httpx.Client(timeout=60) as client:
+            r = client.post(f"{c.nodes['n1'].admin_url}/deployments", headers=admin,
+                            json={"uri": c.services.url, "use_http_11": False})
+            assert r.status_code in (200, 201), r.text
+            key = c.key_owned_by("n2", "token")
+            url = f"{c.nodes['n1'].ingress_url}/Counter/{key}/add"
+            assert client.post(url, json=1).status_code == 401
+            r = client.post(url, json=1, headers={"authorization": "Bearer in-secret"})
+            assert r.status_code == 200, r.text
+            assert r.json()["newValue"] == 1
+            # an admin action on an invocation of n2's partition, sent to n1
+            inv = fetch(c.dsn, f"SELECT id FROM durably.invocation WHERE key = '{key}'")[0][0]
+            r = client.get(f"{c.nodes['n1'].admin_url}/invocations/{inv}", headers=admin)
+            assert r.status_code == 200, r.text
     finally:
         for node in c.nodes.values():
             node.close()
