@@ -157,7 +157,8 @@ def run_serve(kills: int, ttl: float, placement: str = "leader") -> list[float]:
                     time.sleep(0.02)
                 took = time.monotonic() - killed_at
                 times.append(took)
-                print(f"kill {i + 1:2d}: leader {leader} -> answered after {took:.2f} s",
+                role = "leader" if placement == "leader" else "owner"
+                print(f"kill {i + 1:2d}: {role} {leader} -> answered after {took:.2f} s",
                       flush=True)
                 nodes[leader].start()
                 if placement == "spread":  # until the restarted node runs its share again

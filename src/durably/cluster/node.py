@@ -107,6 +107,18 @@ async def _json(send: Any, status: int, message: str, extra: list[tuple[bytes, b
     await send_response(send, status, body, b"application/json", extra)
 
 
+async def read_body(receive: Any) -> bytes | None:
+    """A request's whole body (None: the caller went away)."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return bytes(body)
+
+
 def _replay(body: bytes, receive: Any) -> Any:
     """An ASGI `receive` that gives the already-read body again, then the real one."""
     sent = False
@@ -185,14 +197,9 @@ class Forwarder:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         headers = [(k, v) for k, v in scope.get("headers") or () if k.lower() not in _HOP]
         headers.append((FORWARDED, self.node.name.encode()))
         auth = scope.get(AUTHORIZATION)
@@ -211,12 +218,12 @@ class Forwarder:
         import httpx
 
         while True:
-            local = self.local(scope, bytes(body))
+            local = self.local(scope, body)
             if local is not None:
                 # this node serves it (it became the leader, or owns the partition)
-                await local(scope, _replay(bytes(body), receive), send)
+                await local(scope, _replay(body, receive), send)
                 return
-            base = self.destination(scope, bytes(body))
+            base = self.destination(scope, body)
             if base is None:
                 if loop.time() > deadline:
                     await _json(send, 503, self.nobody, [(b"retry-after", b"1")])
@@ -226,7 +233,7 @@ class Forwarder:
             sent = False
             try:
                 async with self.node.client.stream(
-                    scope["method"], base + target, headers=headers, content=bytes(body)
+                    scope["method"], base + target, headers=headers, content=body
                 ) as response:
                     sent = True
                     if response.headers.get(NOT_LEADER) and loop.time() < deadline:

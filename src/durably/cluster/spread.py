@@ -37,7 +37,16 @@ import orjson
 from durably.cluster import fence as fence_mod
 from durably.cluster.keeper import LeaseKeeper, owners
 from durably.cluster.leases import Membership
-from durably.cluster.node import FORWARDED, NOT_LEADER, Forwarder, Switch, _json, check_settings
+from durably.cluster.node import (
+    FORWARDED,
+    NOT_LEADER,
+    Forwarder,
+    Switch,
+    _json,
+    _replay,
+    check_settings,
+    read_body,
+)
 from durably.engine.partitions import PartitionMoved, Partitions, apply
 from durably.ids import InvocationId, parse_awakeable_id, partition_key_for
 
@@ -68,15 +77,10 @@ class Router(Forwarder):
         headers = dict(scope.get("headers") or ())
         if FORWARDED in headers:
             # sent by another node that believes this one owns the request's partition
-            body = bytearray()
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                body += message.get("body", b"")
-                if not message.get("more_body"):
-                    break
-            pid = self.spread.pid_for(self.kind, scope, bytes(body))
+            body = await read_body(receive)
+            if body is None:
+                return
+            pid = self.spread.pid_for(self.kind, scope, body)
             deadline = asyncio.get_running_loop().time() + 2.0
             while pid is not None and pid not in self.spread.ready:
                 # held but still loading: wait a little; not held: the sender asks again
@@ -88,7 +92,7 @@ class Router(Forwarder):
                     )
                     return
                 await asyncio.sleep(0.05)
-            await self._serve_here(scope, _replay_once(bytes(body), receive), send)
+            await self._serve_here(scope, _replay(body, receive), send)
             return
         await super().__call__(scope, receive, send)
 
@@ -136,19 +140,6 @@ class Router(Forwarder):
 
     def refused(self, base: str) -> None:
         self.spread.refresh_owners()
-
-
-def _replay_once(body: bytes, receive: Any) -> Any:
-    sent = False
-
-    async def replay() -> Any:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 class SpreadNode:
