@@ -38,6 +38,7 @@ from durably.cluster import fence as fence_mod
 from durably.cluster.keeper import LeaseKeeper, owners
 from durably.cluster.leases import Membership
 from durably.cluster.node import (
+    AUTHORIZATION,
     FORWARDED,
     NOT_LEADER,
     Forwarder,
@@ -53,6 +54,7 @@ from durably.ids import InvocationId, parse_awakeable_id, partition_key_for
 log = logging.getLogger("durably.cluster")
 
 REGISTRY_PARTITION = 0  # its owner writes the schema registry
+SYNC_PATH = "/cluster/sync-registry"  # admin port, between nodes: read the registry now
 _POLL_S = 0.5
 _REGISTRY_CHECK_S = 1.0
 _BATCH = 500
@@ -75,6 +77,11 @@ class Router(Forwarder):
             # answer 404 for up to a second
             await self.spread.sync_registry_now()
         headers = dict(scope.get("headers") or ())
+        if FORWARDED in headers and scope.get("path") == SYNC_PATH and self.kind == "admin":
+            # the registry's writer changed it and waits until every node has it
+            await self.spread.sync_registry_now()
+            await _json(send, 200, "synced", [])
+            return
         if FORWARDED in headers:
             # sent by another node that believes this one owns the request's partition
             body = await read_body(receive)
@@ -112,6 +119,9 @@ class Router(Forwarder):
                 started = True
             await send(message)
 
+        if self.kind == "admin" and admin_partition_key(self.spread, scope, b"") == -1:
+            await self._change_registry(app, scope, receive, send)
+            return
         try:
             await app(scope, receive, tracking)
         except PartitionMoved as e:
@@ -131,6 +141,24 @@ class Router(Forwarder):
                 return {"type": "http.request", "body": b"", "more_body": False}
 
             await Forwarder.__call__(self, attach, nothing, send)
+
+    async def _change_registry(self, app: Any, scope: Any, receive: Any, send: Any) -> None:
+        """A change of the registry, answered once it is committed and every live node
+        has read it: a caller's next request through any node sees it."""
+        held: list[Any] = []
+
+        async def hold(message: Any) -> None:
+            held.append(message)
+
+        await app(scope, receive, hold)
+        engine = self.spread.server.engine
+        if engine is not None:
+            await engine.committed()
+        # the caller's admin token passes the other nodes' guards as it passed this one's
+        auth = scope.get(AUTHORIZATION) or dict(scope.get("headers") or ()).get(b"authorization")
+        await self.spread.tell_nodes_to_sync(auth)
+        for message in held:
+            await send(message)
 
     def destination(self, scope: Any, body: bytes) -> str | None:
         pid = self.spread.pid_for(self.kind, scope, body)
@@ -369,6 +397,24 @@ class SpreadNode:
         if len(rows) == _BATCH:
             self._wake.set()
 
+    async def tell_nodes_to_sync(self, auth: bytes | None = None) -> None:
+        """Ask every other live node to read the registry now (each answers once done)."""
+        from durably.cluster.node import SECRET
+
+        headers = {FORWARDED.decode(): self.name}
+        if auth is not None:
+            headers["authorization"] = auth.decode("latin-1")
+        if self.secret is not None:
+            headers[SECRET.decode()] = self.secret
+
+        async def one(info: Any) -> None:
+            host = f"[{info.address}]" if ":" in info.address else info.address
+            with contextlib.suppress(Exception):
+                await self.client.post(f"http://{host}:{info.admin_port}{SYNC_PATH}",
+                                       headers=headers, timeout=5.0)
+
+        await asyncio.gather(*(one(i) for n, i in self.keeper.nodes.items() if n != self.name))
+
     def may_need_registry(self, kind: str, scope: Any) -> bool:
         """Whether the request reads the registry in a way a stale copy would answer
         wrongly: an invocation of a service this node does not know, an admin read of the
@@ -403,8 +449,8 @@ class SpreadNode:
         raw = await conn.fetchval("SELECT value FROM durably.meta WHERE key = $1", REGISTRY_KEY)
         if raw is None or bytes(raw) == store.load_meta(REGISTRY_KEY):
             return
-        if store.dirty or store._sealed:
-            return  # this node's own change is on its way: compare after it committed
+        if REGISTRY_PARTITION in self.ready:
+            return  # this node writes the registry: its copy is the newest
         store._meta[REGISTRY_KEY] = bytes(raw)
         engine.schema.registry.reload(orjson.loads(raw))
         log.info("schema registry reloaded (changed by another node)")
