@@ -5,9 +5,12 @@
   Measures the lease layer (cluster/keeper.py) alone.
 - `--serve`: three `durably serve --node-name` nodes and a Counter service; kill -9 the
   leader, time until a new idempotent call through a standby is answered (leases expire,
-  a standby opens the store and recovers), restart the killed node, repeat.
+  a standby opens the store and recovers), restart the killed node, repeat. With
+  `--placement spread`: kill the node that owns the probe key's partition instead (the
+  survivors take its partitions over, load and recover them).
 
-    flock /tmp/durably-bench.lock python -m bench.cluster_failover --kills 20 --ttl 2 [--serve]
+    flock /tmp/durably-bench.lock python -m bench.cluster_failover --kills 20 --ttl 2 \
+        [--serve [--placement spread]]
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ async def run(kills: int, ttl: float) -> list[float]:
         cluster.destroy()
 
 
-def run_serve(kills: int, ttl: float) -> list[float]:
+def run_serve(kills: int, ttl: float, placement: str = "leader") -> list[float]:
     import tempfile
 
     import httpx
@@ -118,14 +121,19 @@ def run_serve(kills: int, ttl: float) -> list[float]:
         for name in ("n1", "n2", "n3"):
             nodes[name] = DurablyServer(
                 base / name, store=dsn,
-                extra_args=["--node-name", name, "--lease-ttl", f"{ttl}s"],
+                extra_args=["--node-name", name, "--lease-ttl", f"{ttl}s",
+                            "--placement", placement],
             )
             nodes[name].start()
         register(nodes["n1"].admin_url, services.url, use_http_11=False)
+        from durably.ids import partition_key_for, partition_of
+
+        # the node to kill: the leader, or (spread) the owner of the probe key's partition
+        probe_pid = 0 if placement == "leader" else partition_of(partition_key_for(key="probe"), 64)
         with httpx.Client(timeout=30) as client:
             for i in range(kills):
                 while True:
-                    rows = fetch(dsn, "SELECT owner FROM partition_lease WHERE pid = 0 "
+                    rows = fetch(dsn, f"SELECT owner FROM partition_lease WHERE pid = {probe_pid} "
                                       "AND owner <> '' AND expires_at >= now()")
                     if rows:
                         break
@@ -149,9 +157,15 @@ def run_serve(kills: int, ttl: float) -> list[float]:
                     time.sleep(0.02)
                 took = time.monotonic() - killed_at
                 times.append(took)
-                print(f"kill {i + 1:2d}: leader {leader} -> answered after {took:.2f} s",
+                role = "leader" if placement == "leader" else "owner"
+                print(f"kill {i + 1:2d}: {role} {leader} -> answered after {took:.2f} s",
                       flush=True)
                 nodes[leader].start()
+                if placement == "spread":  # until the restarted node runs its share again
+                    while len({r[0] for r in fetch(
+                        dsn, "SELECT owner FROM partition_lease WHERE owner <> '' "
+                             "AND expires_at >= now()")}) < 3:
+                        time.sleep(0.1)
     finally:
         for n in nodes.values():
             n.close()
@@ -165,8 +179,12 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--ttl", type=float, default=2.0)
     ap.add_argument("--serve", action="store_true", help="durably serve nodes, not lease holders")
+    ap.add_argument("--placement", choices=("leader", "spread"), default="leader")
     args = ap.parse_args()
-    times = run_serve(args.kills, args.ttl) if args.serve else asyncio.run(run(args.kills, args.ttl))
+    times = (
+        run_serve(args.kills, args.ttl, args.placement) if args.serve
+        else asyncio.run(run(args.kills, args.ttl))
+    )
     q = statistics.quantiles(times, n=20)
     print(
         f"TTL {args.ttl} s, {len(times)} kills: min {min(times):.2f} s, median "

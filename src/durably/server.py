@@ -200,9 +200,9 @@ class Durably:
         if cfg.node_name is not None:
             # one of several nodes on one PostgreSQL: the cluster room decides when this
             # node opens the store and runs the engine, and forwards requests until then
-            from durably.cluster.node import ClusterNode
+            from durably.cluster.node import cluster_node
 
-            self.cluster = ClusterNode(cfg, self)
+            self.cluster = cluster_node(cfg, self)
             try:
                 apps = await self.cluster.start()
             except Exception as e:
@@ -222,7 +222,7 @@ class Durably:
         """Open the store, recover the engine; returns the ingress and admin apps."""
         cfg = self.config
         try:
-            self.store = await _open_store(cfg)
+            self.store = await _open_store(cfg, self.cluster)
             if self.cluster is not None:
                 await self.cluster.attach(self.store)
         except StorageError as e:
@@ -261,6 +261,8 @@ class Durably:
         store.on_commit = metrics.committed
         store.on_sync = metrics.synced
         engine.on_fatal = self._on_fatal
+        if self.cluster is not None:
+            self.cluster.prepare_engine(engine)  # the partitions it runs
         self.invoker = Invoker(
             engine, http1_max_connections=cfg.http1_max_connections, signer=self.signer
         )
@@ -290,7 +292,8 @@ class Durably:
             create_admin_app, registry, engine, cfg, self.introspector, metrics, self.kafka
         )
         self._tasks.append(asyncio.create_task(self._sweep_loop()))
-        await self.kafka.start()
+        if self.cluster is None or self.cluster.runs_kafka:
+            await self.kafka.start()
         return ingress_app, admin_app
 
     async def _serve_http(self, apps: tuple[Any, Any], ingress_sock: Any, admin_sock: Any) -> None:
@@ -298,6 +301,10 @@ class Durably:
         from durably.security import wiring as security
 
         ingress_app, admin_app = security.guard_apps(*apps, cfg.security, cfg.bind)
+        if self.cluster is not None:
+            from durably.cluster.node import keep_authorization
+
+            ingress_app, admin_app = keep_authorization(ingress_app), keep_authorization(admin_app)
         log_level = cfg.log_level if cfg.log_level != "info" else "warning"
         for app, sock in ((ingress_app, ingress_sock), (admin_app, admin_sock)):
             ucfg = uvicorn.Config(
@@ -371,12 +378,14 @@ class Durably:
             self.tracing.shutdown()
 
 
-async def _open_store(cfg: ServerConfig) -> Any:
+async def _open_store(cfg: ServerConfig, cluster: Any = None) -> Any:
     if cfg.postgres_dsn is None:
         return SqliteStore(cfg.data_dir, synchronous=cfg.sync.upper())
     from durably.storage.postgres import PostgresStore
 
     store = PostgresStore(cfg.postgres_dsn)
+    if cluster is not None:
+        cluster.prepare_store(store)  # which partitions' rows it loads
     await store.open()
     return store
 

@@ -9,10 +9,14 @@ spread over every node's ingress and admin API. kill / stop / restart act on all
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 from typing import Any
 
 from tests.support.harness import DurablyServer, HarnessError, ServerProcess, free_port
+
+# `leader` or `spread` (DURABLY_TEST_PLACEMENT): how the nodes share the partitions
+PLACEMENT = os.environ.get("DURABLY_TEST_PLACEMENT", "leader")
 
 
 class ClusterServer(ServerProcess):
@@ -28,7 +32,8 @@ class ClusterServer(ServerProcess):
         self.nodes = [
             DurablyServer(
                 self.base_dir / f"n{i + 1}", options, store=self.postgres_dsn,
-                extra_args=["--node-name", f"n{i + 1}", "--lease-ttl", "5s", *extra_args],
+                extra_args=["--node-name", f"n{i + 1}", "--lease-ttl", "5s",
+                            "--placement", PLACEMENT, *extra_args],
             )
             for i in range(nodes)
         ]

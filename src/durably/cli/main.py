@@ -144,6 +144,13 @@ def serve(
         envvar="DURABLY_LEASE_TTL",
         help="How long a node's partition leases last without renewal (cluster mode).",
     ),
+    placement: str = typer.Option(
+        "leader",
+        "--placement",
+        envvar="DURABLY_PLACEMENT",
+        help="Cluster mode: 'leader' (one node runs every partition, the others stand by) "
+        "or 'spread' (every live node runs an even share). See docs/cluster.md.",
+    ),
     # traces (issue 17)
     tracing_endpoint: str | None = typer.Option(
         None,
@@ -259,6 +266,8 @@ def serve(
                 raise ValueError("--node-name must not be empty")
             if lease_ttl_s is None or lease_ttl_s <= 0:
                 raise ValueError(f"bad --lease-ttl {lease_ttl!r}")
+            if placement not in ("leader", "spread"):
+                raise ValueError(f"--placement must be 'leader' or 'spread', not {placement!r}")
             check_settings(bind, advertise_address, cluster_secret, postgres_dsn)
         except ValueError as e:
             typer.echo(f"durably: {e}", err=True)
@@ -321,6 +330,7 @@ def serve(
         advertise_address=advertise_address,
         cluster_secret=cluster_secret,
         lease_ttl_s=lease_ttl_s or 6.0,
+        placement=placement,
         tracing_endpoint=tracing_endpoint or None,
     )
     raise typer.Exit(run_server(config))

@@ -22,6 +22,14 @@ _INVOCATION_ROWS = 2  # invocation rows: partition_key is their second column
 _INVOCATION_IDS = (1, 3)  # deleted invocations, cleared journals
 _STATE_DEL_KEYS = 6
 _PROMISE_DEL_KEYS = 10
+# after the commit's own arrays: the outbox's (`storage.postgres._outbox_arguments`):
+# added (pids, kinds, bodies), consumed (pids, ids)
+_OUTBOX_ARRAYS = 5
+_OUTBOX_DEL_PIDS = COMMIT_ARITY - 1 + 3
+_ALL = COMMIT_ARITY + _OUTBOX_ARRAYS
+
+
+_RULE_LOCK = 0x64757261626C72  # creating the writer rule (nodes may start together)
 
 
 class Fence:
@@ -30,8 +38,9 @@ class Fence:
     commit_sql = (
         "SELECT durably.commit_batch("
         + ", ".join(f"${i}" for i in range(1, COMMIT_ARITY + 1))
-        + f") FROM durably.cluster_fence(${COMMIT_ARITY + 1}, $1, ${COMMIT_ARITY + 2}, "
-        f"${COMMIT_ARITY + 3})"
+        + "), durably.outbox_write("
+        + ", ".join(f"${i}" for i in range(COMMIT_ARITY + 1, _ALL + 1))
+        + f") FROM durably.cluster_fence(${_ALL + 1}, $1, ${_ALL + 2}, ${_ALL + 3})"
     )
 
     def __init__(self, node: str, num_partitions: int) -> None:
@@ -62,6 +71,10 @@ class Fence:
         for at in (_STATE_DEL_KEYS, _PROMISE_DEL_KEYS):
             for key in args[at]:
                 pids.add(partition_of(partition_key_for(key=key), n))
+        if len(args) > _OUTBOX_DEL_PIDS:
+            # a consumed message belongs to its target's partition (added ones do not:
+            # they are written for another node's partition)
+            pids.update(args[_OUTBOX_DEL_PIDS])
         return pids
 
     def arguments(self, args: list[Any]) -> tuple[str, list[int], list[int]]:
@@ -88,7 +101,21 @@ async def attach(store: Any, fence: Fence, incarnation: str) -> None:
             fence.node, store._durable_seq, incarnation,
         )
         block = int(await conn.fetchval("SELECT nextval('durably.timer_block')"))
+        from durably.cluster.schema import WRITER_PER_NODE
+
+        has_rule = await conn.fetchval(
+            "SELECT 1 FROM pg_rules WHERE schemaname = 'durably' AND rulename = 'writer_per_node'"
+        )
+        if not has_rule:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _RULE_LOCK)
+                await conn.execute(WRITER_PER_NODE)
     finally:
         await conn.close()
     store._next_timer = block << 32
+    # its connections name the node (its commits then leave `durably.writer` alone,
+    # cluster.schema's writer_per_node)
+    store.node_name = fence.node
+    if store._conn is not None:
+        await store._conn.execute("SELECT set_config('durably.node', $1, false)", fence.node)
     store.fence = fence

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from durably.cluster import leases
@@ -48,6 +48,7 @@ class LeaseKeeper:
         on_lost: Callable[[set[int]], None] | None = None,
         can_release: Callable[[int], bool] | None = None,
         spread: bool = True,
+        before_release: Callable[[set[int]], Awaitable[None]] | None = None,
     ) -> None:
         if ttl_s <= 0:
             raise ValueError("the lease TTL must be positive")
@@ -66,6 +67,11 @@ class LeaseKeeper:
         # True: even shares over the live nodes; False: one leader takes every partition at
         # once and the others stand by (what `durably serve --node-name` runs today)
         self.spread = spread
+        # spread placement: hands partitions over (stops their work, commits) before their
+        # leases are released
+        self.before_release = before_release
+        # pid -> owner of every unexpired lease, as of the last round (spread placement)
+        self.owners: dict[int, str] = {}
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -181,7 +187,10 @@ class LeaseKeeper:
                 p for p in excess if self.can_release is None or self.can_release(p)
             ][: len(self.held) - share]
             if chosen:
+                if self.before_release is not None:
+                    await self.before_release(set(chosen))
                 await self._release({p: self.held[p] for p in chosen}, conn)
+        self.owners = await owners(conn)
 
     async def _release(self, which: dict[int, int], conn: Any) -> None:
         # drop locally first: a commit after this must not pass the fence with these epochs
@@ -225,3 +234,11 @@ class LeaseKeeper:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 5)
+
+
+async def owners(conn: Any) -> dict[int, str]:
+    """pid -> owner of every partition whose lease has not expired."""
+    rows = await conn.fetch(
+        "SELECT pid, owner FROM durably.partition_lease WHERE owner <> '' AND expires_at >= now()"
+    )
+    return {r[0]: r[1] for r in rows}

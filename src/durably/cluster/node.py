@@ -1,18 +1,24 @@
 """`durably serve --node-name`: one node of a cluster on one PostgreSQL.
 
-Placement today is *leader*: the node that takes every partition's lease (`LeaseKeeper`
-with `spread=False`) opens the store and runs the engine; the others stand by and forward
-every ingress and admin request to it, so any node answers for the whole cluster. When the
-leader dies its leases expire (the database's clock), a standby takes them all at new
-epochs, opens the store (loading what the leader committed) and recovers: the fence in
-every commit keeps a paused or cut-off former leader from committing anything after that.
-A leader that loses its leases stops (exit 1) and, restarted, rejoins as a standby.
+Two placements (`--placement`, `cluster_node` picks the class):
+- *leader* (`ClusterNode`, the default): the node that takes every partition's lease
+  (`LeaseKeeper` with `spread=False`) opens the store and runs the engine; the others
+  stand by and forward every ingress and admin request to it, so any node answers for the
+  whole cluster. When the leader dies its leases expire (the database's clock), a standby
+  takes them all at new epochs, opens the store (loading what the leader committed) and
+  recovers: the fence in every commit keeps a paused or cut-off former leader from
+  committing anything after that. A leader that loses its leases stops (exit 1) and,
+  restarted, rejoins as a standby.
+- *spread* (`durably.cluster.spread.SpreadNode`): every live node runs the engine on its
+  own share of the partitions, requests are forwarded to their partition's owner, and
+  invocations reach other partitions through the outbox (`durably.engine.partitions`).
 
-Spreading partitions over the live nodes (`spread=True`) works at the lease level; running
-an engine on a subset of partitions needs engine-to-engine messages first (see
-docs/cluster.md).
+This module holds what both share: the settings check, the forwarding of a request to
+another node (`Forwarder`: the caller's headers and token kept, the cluster secret added,
+"not the owner" retried), and the port switch that checks forwarded requests.
 
-What a caller sees when the leader changes during its request, on a standby's ingress:
+What a caller sees when the leader changes during its request, on a standby's ingress
+(under spread, the same when a partition's owner changes):
 - not sent yet (no leader, connection refused, the target answers "not the leader"): the
   standby waits for the next leader (up to TTL + 2 s) and sends it there, or serves the
   request itself if it became the leader meanwhile;
@@ -42,10 +48,38 @@ log = logging.getLogger("durably.cluster")
 FORWARDED = b"x-durably-forwarded"
 SECRET = b"x-durably-cluster-secret"
 NOT_LEADER = "x-durably-not-leader"
+# the caller's Authorization header, kept aside for forwarding (the ingress guard takes it
+# out of the headers once checked; the owner's guard checks it again)
+AUTHORIZATION = "durably.authorization"
 _HOP = {
     b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
     b"host", b"content-length", b"proxy-authorization", b"proxy-connection",
 }
+
+
+def keep_authorization(app: Any) -> Any:
+    """Wraps a port's guarded app: keeps the caller's Authorization header in the scope, so
+    that a forwarded request carries it to the node that serves it."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for k, v in scope.get("headers") or ():
+                if k == b"authorization":
+                    scope = dict(scope)
+                    scope[AUTHORIZATION] = v
+                    break
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+def cluster_node(cfg: Any, server: Any) -> Any:
+    """The node for `--placement` (`leader` or `spread`)."""
+    if getattr(cfg, "placement", "leader") == "spread":
+        from durably.cluster.spread import SpreadNode
+
+        return SpreadNode(cfg, server)
+    return ClusterNode(cfg, server)
 
 
 def is_loopback(host: str) -> bool:
@@ -71,6 +105,18 @@ def check_settings(bind: str, advertise: str | None, secret: str | None, dsn: st
 async def _json(send: Any, status: int, message: str, extra: list[tuple[bytes, bytes]]) -> None:
     body = orjson.dumps({"message": message})
     await send_response(send, status, body, b"application/json", extra)
+
+
+async def read_body(receive: Any) -> bytes | None:
+    """A request's whole body (None: the caller went away)."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return bytes(body)
 
 
 def _replay(body: bytes, receive: Any) -> Any:
@@ -127,24 +173,38 @@ class Switch:
 class Forwarder:
     """Sends a request on to the leader's port of the same kind (ingress or admin)."""
 
-    def __init__(self, node: ClusterNode, kind: str) -> None:
+    nobody = "the cluster has no leader at the moment; retry"
+
+    def __init__(self, node: Any, kind: str) -> None:
         self.node = node
         self.kind = kind
         self.switch: Switch | None = None
 
+    def local(self, scope: Any, body: bytes) -> Any:
+        """The app that serves the request on this node, or None to forward it."""
+        switch = self.switch
+        if switch is not None and switch.app is not self:
+            return switch.app
+        return None
+
+    def destination(self, scope: Any, body: bytes) -> str | None:
+        """The base URL of the node to send it to (None: nobody yet, wait)."""
+        return self.node.leader_url(self.kind)  # type: ignore[no-any-return]
+
+    def refused(self, base: str) -> None:
+        """The node at `base` answered that it is not the one for this request."""
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         headers = [(k, v) for k, v in scope.get("headers") or () if k.lower() not in _HOP]
         headers.append((FORWARDED, self.node.name.encode()))
+        auth = scope.get(AUTHORIZATION)
+        if auth is not None and not any(k.lower() == b"authorization" for k, _ in headers):
+            headers.append((b"authorization", auth))
         if self.node.secret is not None:
             headers.append((SECRET, self.node.secret.encode()))
         retry_safe = scope["method"] in ("GET", "HEAD") or any(
@@ -158,26 +218,26 @@ class Forwarder:
         import httpx
 
         while True:
-            switch = self.switch
-            if switch is not None and switch.app is not self:
-                # this node became the leader while the request waited: serve it here
-                await switch.app(scope, _replay(bytes(body), receive), send)
+            local = self.local(scope, body)
+            if local is not None:
+                # this node serves it (it became the leader, or owns the partition)
+                await local(scope, _replay(body, receive), send)
                 return
-            base = self.node.leader_url(self.kind)
+            base = self.destination(scope, body)
             if base is None:
                 if loop.time() > deadline:
-                    await _json(send, 503, "the cluster has no leader at the moment; retry", [
-                        (b"retry-after", b"1")])
+                    await _json(send, 503, self.nobody, [(b"retry-after", b"1")])
                     return
                 await asyncio.sleep(0.1)
                 continue
             sent = False
             try:
                 async with self.node.client.stream(
-                    scope["method"], base + target, headers=headers, content=bytes(body)
+                    scope["method"], base + target, headers=headers, content=body
                 ) as response:
                     sent = True
                     if response.headers.get(NOT_LEADER) and loop.time() < deadline:
+                        self.refused(base)
                         await asyncio.sleep(0.1)
                         continue
                     raw = b"".join([chunk async for chunk in response.aiter_raw()])
@@ -322,6 +382,15 @@ class ClusterNode:
                 "nothing it still holds in memory is acted upon"
             )
         )
+
+    placement = "leader"
+    runs_kafka = True
+
+    def prepare_store(self, store: Any) -> None:
+        pass  # the leader loads every partition
+
+    def prepare_engine(self, engine: Any) -> None:
+        pass  # and runs all of them
 
     async def attach(self, store: Any) -> None:
         await fence_mod.attach(store, self.keeper.fence, self.keeper.membership.incarnation)

@@ -15,6 +15,9 @@ the same kind of advisory lock.
   the partitions the batch writes and raises DF001 unless the node still holds each one at
   the epoch it believes in. A takeover's UPDATE waits for such a commit; once the epoch
   moved, the former owner's commit fails.
+- `outbox` holds the messages between partitions (spread placement): `outbox_write(...)`
+  runs in the same statement as the sender's commit, and the receiver's commit deletes
+  what it applied.
 """
 
 from __future__ import annotations
@@ -69,7 +72,48 @@ END
 $$;
 """
 
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
+# spread placement: messages between partitions (engine.partitions), written in the
+# sender's commit and deleted in the receiver's; NOTIFY wakes the receivers at COMMIT
+_V2 = """
+CREATE TABLE durably.outbox (
+    id bigserial PRIMARY KEY,
+    pid integer NOT NULL,
+    kind text NOT NULL,
+    body bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX outbox_by_partition ON durably.outbox (pid, id);
+
+CREATE FUNCTION durably.outbox_write(
+    p_pids integer[], p_kinds text[], p_bodies bytea[], p_del_pids integer[], p_del_ids bigint[]
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF cardinality(p_del_ids) > 0 THEN
+        DELETE FROM durably.outbox WHERE id = ANY(p_del_ids);
+    END IF;
+    IF cardinality(p_pids) > 0 THEN
+        INSERT INTO durably.outbox (pid, kind, body)
+        SELECT u.pid, u.kind, u.body
+        FROM unnest(p_pids, p_kinds, p_bodies) WITH ORDINALITY AS u(pid, kind, body, n)
+        ORDER BY u.n;
+        PERFORM pg_notify('durably_outbox', '');
+    END IF;
+END
+$$;
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
+
+# every node's commit records its sequence number on its own `node` row (cluster_fence);
+# the single-writer row `durably.writer` that `commit_batch` also updates would make the
+# COMMITs of all nodes wait for each other's row lock. A node's store connections name the
+# node (`durably.node`), and for them that update does nothing. Created by the first node
+# that opens the store (`fence.attach`): the store's tables come after the cluster's.
+WRITER_PER_NODE = """
+CREATE OR REPLACE RULE writer_per_node AS ON UPDATE TO durably.writer
+    WHERE coalesce(current_setting('durably.node', true), '') <> ''
+    DO INSTEAD NOTHING
+"""
 LATEST = MIGRATIONS[-1][0]
 
 _LOCK = 0x64757261626C7A  # the migration lock of the cluster tables

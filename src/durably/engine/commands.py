@@ -332,6 +332,7 @@ def _invoke(engine: Engine, inv: ActiveInvocation, msg: object, *, call: bool) -
         execution_time=execution_time,
         invoked_by="service",
         caller=inv,
+        reply_to=msg.result_completion_id if call else None,  # type: ignore[attr-defined]
     )
     _reply(
         engine,
@@ -340,8 +341,8 @@ def _invoke(engine: Engine, inv: ActiveInvocation, msg: object, *, call: bool) -
         completion_id=msg.invocation_id_notification_idx,  # type: ignore[attr-defined]
         invocation_id=submitted.invocation_id,
     )
-    if not call:
-        return
+    if not call or submitted.remote:
+        return  # a remote target's owner answers the call (engine.partitions)
     cid = msg.result_completion_id  # type: ignore[attr-defined]
     if submitted.existed and target.is_workflow_run:
         _reply(
@@ -514,6 +515,9 @@ def _attach(engine: Engine, inv: ActiveInvocation, attempt: Attempt, msg: object
     assert isinstance(msg, pb.AttachInvocationCommandMessage)
     cid = msg.result_completion_id
     target_id = resolve_target_id(engine, msg)
+    if target_id is not None and engine.is_remote(target_id):
+        engine.ask(target_id, "subscribe", inv, cid, MessageType.ATTACH_INVOCATION_COMPLETION)
+        return
     row = engine.lookup(target_id) if target_id else None
     if row is None or target_id is None:
         _reply(engine, inv, MessageType.ATTACH_INVOCATION_COMPLETION, completion_id=cid, failure=NOT_FOUND)
@@ -532,8 +536,11 @@ def _get_output(
     assert isinstance(msg, pb.GetInvocationOutputCommandMessage)
     cid = msg.result_completion_id
     target_id = resolve_target_id(engine, msg)
-    row = engine.lookup(target_id) if target_id else None
     t = MessageType.GET_INVOCATION_OUTPUT_COMPLETION
+    if target_id is not None and engine.is_remote(target_id):
+        engine.ask(target_id, "output", inv, cid, t)
+        return
+    row = engine.lookup(target_id) if target_id else None
     if row is None or target_id is None:
         _reply(engine, inv, t, completion_id=cid, failure=NOT_FOUND)
         return

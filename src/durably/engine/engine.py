@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from durably.engine import management
+from durably.engine import management, partitions
 from durably.engine.attempt import Attempt
 from durably.engine.deadlock import describe_cycle, find_cycle
 from durably.engine.model import (
@@ -41,6 +41,7 @@ from durably.engine.model import (
 )
 from durably.engine.notifications import notification, notification_id
 from durably.engine.observer import Observer
+from durably.engine.partitions import PartitionMoved, Partitions
 from durably.engine.retry import RetryPolicy
 from durably.engine.timers import TimerQueue
 from durably.ids import InvocationId
@@ -117,6 +118,9 @@ class Submitted:
     existed: bool
     completed: bool
     execution_time: int | None = None
+    # created by a message to the partition's owner (a node of a cluster): its outcome
+    # (existed, completed) is known there, not here
+    remote: bool = False
 
 
 class Engine:
@@ -153,6 +157,8 @@ class Engine:
         self.metrics: Metrics = NULL_METRICS
         # lifecycle observer (durably.tracing); None costs one test per call site
         self.observer: Observer | None = None
+        # the partitions this engine owns (engine.partitions), None: all of them (one node)
+        self.partitions: Partitions | None = None
 
     # ------------------------------------------------------------------ commit & effects
 
@@ -225,6 +231,9 @@ class Engine:
             loop = self._loop
             self.store.on_failure = lambda e: loop.call_soon_threadsafe(self._fatal, e)
         rows = self.store.active_invocations()
+        self._recover_rows(rows, self.store.all_timers())
+
+    def _recover_rows(self, rows: list[InvocationRow], timers: list[TimerRow]) -> None:
         inboxed: list[ActiveInvocation] = []
         to_start: list[ActiveInvocation] = []
         to_wake: list[ActiveInvocation] = []
@@ -255,7 +264,7 @@ class Engine:
         for lock_key in list(self.inboxes):
             if lock_key not in self.locks:
                 self._dequeue(lock_key)
-        for timer in self.store.all_timers():
+        for timer in timers:
             owner = self.active.get(timer.invocation_id)
             if owner is not None:
                 owner.timer_ids += (timer.id,)
@@ -268,6 +277,54 @@ class Engine:
             self._start_attempt(inv)
         self._schedule_flush()
         log.info("recovered %d unfinished invocations, %d timers", len(rows), len(self.timers))
+
+    def adopt(self, pids: set[int]) -> None:
+        """Run the partitions `pids` too (a node of a cluster took their leases and its
+        store loaded their rows): recover their unfinished invocations and timers."""
+        parts = self.partitions
+        assert parts is not None
+        parts.set_owned(parts.owned | pids)
+        rows = [
+            r for r in self.store.active_invocations()
+            if r.id not in self.active and parts.of_key(r.partition_key) in pids
+        ]
+        timers = [
+            t for t in self.store.all_timers()
+            if (pid := parts.of_id(t.invocation_id)) is not None and pid in pids
+        ]
+        self._recover_rows(rows, timers)
+
+    def release(self, pids: set[int]) -> None:
+        """Stop running the partitions `pids` (handed over or lost): their attempts are
+        aborted and their invocations leave memory; what this step changed is committed
+        by the flush that follows. Callers waiting on them get `PartitionMoved`."""
+        parts = self.partitions
+        assert parts is not None
+        parts.set_owned(parts.owned - pids)
+        self._write_dirty()
+        gone = [i for i in self.active.values() if parts.of_key(i.row.partition_key) in pids]
+        for inv in gone:
+            if isinstance(inv.retry_handle, asyncio.TimerHandle):
+                inv.retry_handle.cancel()
+            attempt = inv.attempt
+            inv.attempt = None
+            if attempt is not None and not attempt.finished:
+                attempt.finished = True
+                self._effect(attempt.abort)
+            for timer_id in inv.timer_ids:
+                self.timers.cancel(timer_id)
+            del self.active[inv.id]
+            self.deadlocks.pop(inv.id, None)
+            if inv.target.takes_lock:
+                lock_key = self._lock_key(inv.target)
+                if self.locks.get(lock_key) == inv.id:
+                    del self.locks[lock_key]
+                self.inboxes.pop(lock_key, None)
+        for inv_id in [i for i in self._waiters if parts.of_id(i) in pids]:
+            for fut in self._waiters.pop(inv_id):
+                if not fut.done():
+                    fut.set_exception(PartitionMoved(inv_id))
+        self._schedule_flush()
 
     def _materialize(self, row: InvocationRow) -> ActiveInvocation:
         target = self._shared(Target(row.service, row.handler, row.key, row.service_ty, row.handler_ty))
@@ -316,6 +373,9 @@ class Engine:
         """A future for the result of an invocation (resolved after its completion commits)."""
         assert self._loop is not None
         fut: asyncio.Future[Result] = self._loop.create_future()
+        if self.partitions is not None and not self.partitions.owns_id(invocation_id):
+            fut.set_exception(PartitionMoved(invocation_id))  # another node answers for it
+            return fut
         result = self.completed_result(invocation_id)
         if result is not None:
             fut.set_result(result)
@@ -334,6 +394,19 @@ class Engine:
     # ------------------------------------------------------------------ creating invocations
 
     def new_invocation_id(self, target: Target, idempotency_key: str | None) -> InvocationId:
+        if (
+            self.partitions is not None
+            and target.key is None
+            and idempotency_key is None
+        ):
+            # placed at random anyway: in one of this node's partitions, so it runs here
+            local = self.partitions.local_key()
+            if local is not None:
+                random_id = InvocationId.generate(
+                    service=target.service, handler=target.handler, key=None,
+                    idempotency_key=None, workflow_run=False,
+                )
+                return InvocationId(local, random_id.uuid)
         return InvocationId.generate(
             service=target.service,
             handler=target.handler,
@@ -359,6 +432,9 @@ class Engine:
         restarted_from: str | None = None,
         deployment_id: str | None = None,
         protocol_version: int | None = None,
+        invocation_id: InvocationId | None = None,
+        invoked_by_target: str | None = None,
+        reply_to: int | None = None,
     ) -> Submitted:
         """Create an invocation, or find the one an idempotency key / workflow id names.
 
@@ -366,8 +442,27 @@ class Engine:
         with those entries, the first being its input.
         """
         deterministic = idempotency_key is not None or target.is_workflow_run
-        inv_id = self.new_invocation_id(target, idempotency_key)
+        inv_id = invocation_id or self.new_invocation_id(target, idempotency_key)
         inv_str = str(inv_id)
+        parts = self.partitions
+        if parts is not None and not parts.owns_key(inv_id.partition_key) and journal is None:
+            # another node's partition: a message to its owner, in this step's commit
+            if reply_to is not None and caller is not None:
+                # remembered for kill propagation (its subscriber row is on the other side)
+                remote_calls = caller.row.extra.setdefault("remote_calls", [])
+                assert isinstance(remote_calls, list)
+                remote_calls.append(inv_str)
+                self._persist(caller)
+            partitions.send(self, parts.of_key(inv_id.partition_key), "invoke", partitions.invoke_payload(
+                inv_str, target, body, headers,
+                idempotency_key=idempotency_key, execution_time=execution_time,
+                invoked_by=invoked_by, caller_id=caller.id if caller else None,
+                caller_target=caller.target.describe() if caller else None,
+                invoked_by_id=invoked_by_id, idempotency_retention_ms=idempotency_retention_ms,
+                reply_to=reply_to,
+            ))
+            return Submitted(inv_str, existed=False, completed=False,
+                             execution_time=execution_time, remote=True)
         if deterministic:
             existing = self.lookup(inv_str)
             if existing is not None:
@@ -395,7 +490,7 @@ class Engine:
             invoked_by=invoked_by,
             # the calling invocation, or what else invoked it (a subscription's id)
             invoked_by_id=caller.id if caller else invoked_by_id,
-            invoked_by_target=caller.target.describe() if caller else None,
+            invoked_by_target=caller.target.describe() if caller else invoked_by_target,
             random_seed=random.getrandbits(63),
         )
         if idempotency_retention_ms is not None:
@@ -518,6 +613,12 @@ class Engine:
         """Store a notification in an invocation's journal and deliver it."""
         inv = self.active.get(invocation_id)
         if inv is None:
+            parts = self.partitions
+            if parts is not None and not parts.owns_id(invocation_id):
+                partitions.send_to_invocation(
+                    self, invocation_id, "notify",
+                    partitions.notify_payload(invocation_id, msg_type, body),
+                )
             return  # completed or unknown: nobody waits any more
         self._append(inv, msg_type, body)
         self._track_notification(inv, msg_type, body)
@@ -890,7 +991,25 @@ class Engine:
         log.debug("invocation %s completed", inv.id)
 
     def subscribe(self, target_id: str, subscriber: ActiveInvocation, completion_id: int, msg_type: MessageType) -> None:
+        if self.partitions is not None and not self.partitions.owns_id(target_id):
+            self.ask(target_id, "subscribe", subscriber, completion_id, msg_type)
+            return
         self.store.add_subscriber(SubscriberRow(target_id, subscriber.id, completion_id, int(msg_type)))
+
+    def is_remote(self, invocation_id: str) -> bool:
+        """Whether the invocation lives on a partition another node owns."""
+        return self.partitions is not None and not self.partitions.owns_id(invocation_id)
+
+    def ask(
+        self, target_id: str, kind: str, subscriber: ActiveInvocation, completion_id: int,
+        msg_type: MessageType,
+    ) -> None:
+        """Attach to (`subscribe`) or get the output of (`output`) a remote invocation: its
+        owner answers `subscriber` with a notification of `msg_type`."""
+        partitions.send_to_invocation(self, target_id, kind, {
+            "target": target_id, "subscriber": subscriber.id, "cid": completion_id,
+            "type": int(msg_type),
+        })
 
     # ------------------------------------------------------------------ deadlocks
 
@@ -958,6 +1077,8 @@ class Engine:
         self._effect(lambda: self.timers.add(row))
 
     def _fire_timer(self, row: TimerRow) -> None:
+        if self.partitions is not None and not self.partitions.owns_id(row.invocation_id):
+            return  # its partition moved to another node, which fires it
         self.store.delete_timer(row.id)
         inv = self.active.get(row.invocation_id)
         if inv is None:
@@ -979,6 +1100,9 @@ class Engine:
     def cancel(self, invocation_id: str) -> str:
         """Deliver the cancel signal. Returns 'done', 'appended', 'completed' or 'unknown'."""
         inv = self.active.get(invocation_id)
+        if inv is None and self.is_remote(invocation_id):
+            partitions.send_to_invocation(self, invocation_id, "cancel", {"id": invocation_id})
+            return "appended"
         if inv is None:
             row = self.store.get_invocation(invocation_id)
             return "unknown" if row is None else "completed"
@@ -1000,12 +1124,19 @@ class Engine:
 
     def kill(self, invocation_id: str) -> str:
         inv = self.active.get(invocation_id)
+        if inv is None and self.is_remote(invocation_id):
+            partitions.send_to_invocation(self, invocation_id, "kill", {"id": invocation_id})
+            return "done"
         if inv is None:
             row = self.store.get_invocation(invocation_id)
             return "unknown" if row is None else "completed"
         for child in self.store.children_of(inv.id, int(MessageType.CALL_COMPLETION)):
             if child in self.active:
                 self.kill(child)
+        remote_calls = inv.row.extra.get("remote_calls")
+        if isinstance(remote_calls, list):
+            for child in remote_calls:
+                self.kill(str(child))  # a message to its owner (a completed one ignores it)
         self._remove_from_inbox(inv)
         self._complete(inv, Result(failure=KILLED))
         return "done"

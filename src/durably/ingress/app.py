@@ -19,6 +19,7 @@ import orjson
 from durably.engine.commands import complete_awakeable
 from durably.engine.engine import Engine, TargetError
 from durably.engine.model import Failure, Result, now_ms
+from durably.engine.partitions import PartitionMoved
 from durably.ids import InvocationId
 from durably.ingress import paths
 from durably.schema.durations import parse_duration
@@ -103,6 +104,8 @@ class IngressApp:
                     {"code": 503, "message": "the server is stopping", "source": "ingress"},
                     [("x-restate-error-source", "ingress")],
                 )
+        except PartitionMoved:
+            raise  # answered from the partition's new owner (durably.cluster.spread)
         except StorageError as e:
             # the store failed and the server is stopping: the caller may retry elsewhere
             # or later with its idempotency key; nothing of this request was acknowledged

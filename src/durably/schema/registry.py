@@ -665,6 +665,20 @@ class SchemaRegistry:
             ],
         }
 
+    def reload(self, doc: Mapping[str, Any]) -> None:
+        """Replace the registry with `doc` (written by another node of a cluster); nothing
+        is saved, the listeners are told."""
+        deployments, services, overrides = self._deployments, self._services, self._overrides
+        self._deployments, self._services, self._overrides = {}, {}, {}
+        try:
+            self._restore(doc)
+        except Exception:
+            self._deployments, self._services, self._overrides = deployments, services, overrides
+            raise
+        self.generation += 1
+        for cb in list(self._listeners):
+            cb()
+
     def _restore(self, doc: Mapping[str, Any]) -> None:
         if doc.get("format") != _DOC_FORMAT:
             raise ValueError(f"unknown schema registry document format {doc.get('format')!r}")

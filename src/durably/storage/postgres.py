@@ -8,8 +8,10 @@ network:
 - **Reads come from memory.** At start the store loads its rows (`open`), and every write
   updates that copy before it is sent, so the copy is the database's state plus the batches
   still on their way: exactly what the engine would read from SQLite's connection. The
-  engine is the only writer of these rows, which keeps the copy coherent. (A node owning
-  some partitions of a shared database will load and keep only those.)
+  engine is the only writer of these rows, which keeps the copy coherent. A node of a
+  cluster in spread placement loads only its partitions' rows (`load_only`), loads more
+  when it takes a partition over (`load_partitions`) and forgets those it hands over
+  (`drop_partitions`).
 - **Writes are a log of operations.** `commit()` seals the operations of the engine's step;
   a writer task folds everything sealed since its last commit into one net change per row
   and sends it as one call of `durably.commit_batch` (one round trip, one transaction, with
@@ -83,7 +85,14 @@ _EXPIRES_AT = 29
 _META, _INV, _INV_DEL, _JOURNAL, _JOURNAL_CLEAR = range(5)
 _STATE, _PROMISE, _LISTENER, _SUB, _TIMER = range(5, 10)
 _KAFKA_OFFSET, _KAFKA_OFFSETS_DEL, _PARKED = range(10, 13)
+# messages to other partitions' owners (cluster mode; `_compile` leaves them to the fence)
+_OUTBOX, _OUTBOX_DEL = range(13, 15)
 _LAST_PARKED_ID = "kafka_parked_last_id"  # durably.meta's key
+# the partition of a row's (signed) partition key, in SQL: $1 is the partition count
+_PID_OF = (
+    "floor((partition_key::numeric + CASE WHEN partition_key < 0 THEN 18446744073709551616 "
+    "ELSE 0 END) * $1 / 18446744073709551616)::integer"
+)
 
 
 def describe_dsn(dsn: str) -> str:
@@ -194,6 +203,10 @@ class PostgresStore:
         self.on_sync: Callable[[float], None] | None = None
         # cluster mode (durably.cluster.fence): every commit also proves this node's leases
         self.fence: Any = None
+        # spread placement: (partition count, the partitions whose rows `open` loads)
+        self.load_only: tuple[int, set[int]] | None = None
+        # cluster mode: the node these connections write for (durably.cluster.fence)
+        self.node_name: str | None = None
 
     # -- opening ---------------------------------------------------------------------
 
@@ -208,6 +221,7 @@ class PostgresStore:
                 "application_name": "durably",
                 # the durability contract: COMMIT returns once the WAL is flushed
                 "synchronous_commit": "on",
+                **({"durably.node": self.node_name} if self.node_name else {}),
             },
         )
 
@@ -250,40 +264,110 @@ class PostgresStore:
             )
             for key, value in await conn.fetch("SELECT key, value FROM durably.meta"):
                 self._meta[key] = bytes(value)
-            for r in await conn.fetch("SELECT * FROM durably.invocation"):
-                self._inv[r[0]] = tuple(r)
-                if r[_EXPIRES_AT] is not None:
-                    self._expiry.append((r[_EXPIRES_AT], r[0]))
-            heapq.heapify(self._expiry)
-            for inv, _, t, body in await conn.fetch(
-                "SELECT invocation_id, idx, entry_type, body FROM durably.journal "
-                "ORDER BY invocation_id, idx"
-            ):
-                self._journal.setdefault(inv, []).append((t, bytes(body)))
-            for _, s, k, n, v in await conn.fetch("SELECT * FROM durably.state"):
-                self._state.setdefault((s, k), {})[bytes(n)] = bytes(v)
-            for _, s, k, n, v in await conn.fetch("SELECT * FROM durably.promise"):
-                self._promise.setdefault((s, k), {})[n] = bytes(v)
-            for _, s, k, n, i, c in await conn.fetch("SELECT * FROM durably.promise_listener"):
-                self._listeners.setdefault((s, k, n), []).append((i, c))
-            for _, t, s, c, ty in await conn.fetch("SELECT * FROM durably.subscriber"):
-                self._subs.setdefault(t, {})[(s, c)] = ty
-                self._children.setdefault(s, {})[(t, c)] = ty
-            for _, i, at, kind, inv, c in await conn.fetch("SELECT * FROM durably.timer"):
-                self._timers[i] = TimerRow(i, at, kind, inv, c)
-                self._timers_of.setdefault(inv, set()).add(i)
+            await self._load_rows(conn, self.load_only)
             self._next_timer = max(self._timers, default=0) + 1
-            for _, sub, group, topic, part, offset in await conn.fetch(
-                "SELECT * FROM durably.kafka_offset"
-            ):
-                self._kafka_offsets[(sub, group, topic, part)] = offset
-            for r in await conn.fetch("SELECT * FROM durably.kafka_parked ORDER BY id"):
-                self._parked[r[1]] = ParkedRecordRow(
-                    r[1], r[2], r[3], r[4], r[5], _opt_bytes(r[6]), _opt_bytes(r[7]), r[8], r[9],
-                    r[10],
-                )
             last = int(self._meta.get(_LAST_PARKED_ID, b"0"))
             self._next_parked = max(last, max(self._parked, default=0)) + 1
+
+    async def _load_rows(self, conn: Any, only: tuple[int, set[int]] | None) -> None:
+        """Load the partitioned tables' rows (of the partitions `only` names, or all)."""
+        where, extra = "", []
+        if only is not None:
+            where = f" WHERE {_PID_OF} = ANY($2)"
+            extra = [only[0], sorted(only[1])]
+
+        async def rows(sql: str) -> Any:
+            if extra:
+                head, _, order = sql.partition(" ORDER BY")
+                sql = head + where + (" ORDER BY" + order if order else "")
+            return await conn.fetch(sql, *extra)
+
+        for r in await rows("SELECT * FROM durably.invocation"):
+            self._inv[r[0]] = tuple(r)
+            if r[_EXPIRES_AT] is not None:
+                heapq.heappush(self._expiry, (r[_EXPIRES_AT], r[0]))
+        for inv, _, t, body in await rows(
+            "SELECT invocation_id, idx, entry_type, body FROM durably.journal "
+            "ORDER BY invocation_id, idx"
+        ):
+            self._journal.setdefault(inv, []).append((t, bytes(body)))
+        for _, s, k, n, v in await rows("SELECT * FROM durably.state"):
+            self._state.setdefault((s, k), {})[bytes(n)] = bytes(v)
+        for _, s, k, n, v in await rows("SELECT * FROM durably.promise"):
+            self._promise.setdefault((s, k), {})[n] = bytes(v)
+        for _, s, k, n, i, c in await rows("SELECT * FROM durably.promise_listener"):
+            self._listeners.setdefault((s, k, n), []).append((i, c))
+        for _, t, s, c, ty in await rows("SELECT * FROM durably.subscriber"):
+            self._subs.setdefault(t, {})[(s, c)] = ty
+            self._children.setdefault(s, {})[(t, c)] = ty
+        for _, i, at, kind, inv, c in await rows("SELECT * FROM durably.timer"):
+            self._timers[i] = TimerRow(i, at, kind, inv, c)
+            self._timers_of.setdefault(inv, set()).add(i)
+        for _, sub, group, topic, part, offset in await rows(
+            "SELECT * FROM durably.kafka_offset"
+        ):
+            self._kafka_offsets[(sub, group, topic, part)] = offset
+        for r in await rows("SELECT * FROM durably.kafka_parked ORDER BY id"):
+            self._parked[r[1]] = ParkedRecordRow(
+                r[1], r[2], r[3], r[4], r[5], _opt_bytes(r[6]), _opt_bytes(r[7]), r[8], r[9],
+                r[10],
+            )
+
+    async def load_partitions(self, num_partitions: int, pids: set[int]) -> None:
+        """Add the rows of partitions `pids` to the copy (this node just took them over:
+        nothing else writes them any more, and nothing of this node wrote them before)."""
+        conn = await self._connect()
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                await self._load_rows(conn, (num_partitions, pids))
+        finally:
+            await conn.close()
+        if self.load_only is not None:
+            self.load_only[1].update(pids)
+
+    def drop_partitions(self, num_partitions: int, pids: set[int]) -> None:
+        """Forget the rows of partitions `pids` (handed over; call it once what this node
+        wrote to them is committed)."""
+        from durably.ids import partition_of
+
+        def gone(stored_key: int) -> bool:
+            return partition_of(stored_key & 0xFFFFFFFFFFFFFFFF, num_partitions) in pids
+
+        def gone_id(inv_id: str) -> bool:
+            return gone(self._pk_of_invocation(inv_id))
+
+        for inv_id in [i for i, r in self._inv.items() if gone(r[_PARTITION_KEY_AT])]:
+            del self._inv[inv_id]
+        for inv_id in [i for i in self._journal if gone_id(i)]:
+            del self._journal[inv_id]
+        for table in (self._state, self._promise):
+            for sk in [sk for sk in table if gone(self._pk_of_key(sk[1]))]:
+                del table[sk]  # type: ignore[attr-defined]
+        for lk in [lk for lk in self._listeners if gone(self._pk_of_key(lk[1]))]:
+            del self._listeners[lk]
+        for target in [t for t in self._subs if gone_id(t)]:
+            for (subscriber, cid), _ in self._subs.pop(target).items():
+                children = self._children.get(subscriber)
+                if children is not None:
+                    children.pop((target, cid), None)
+                    if not children:
+                        del self._children[subscriber]
+        for timer_id in [i for i, t in self._timers.items() if gone_id(t.invocation_id)]:
+            timer = self._timers.pop(timer_id)
+            self._timers_of.pop(timer.invocation_id, None)
+        self._pk_cache.clear()
+        if self.load_only is not None:
+            self.load_only[1].difference_update(pids)
+
+    # -- the outbox (cluster mode: messages to other partitions' owners) ------------
+
+    def put_outbox(self, pid: int, kind: str, body: bytes) -> None:
+        self._check()
+        self._ops.append((_OUTBOX, pid, kind, body))
+
+    def delete_outbox(self, pid: int, message_id: int) -> None:
+        self._check()
+        self._ops.append((_OUTBOX_DEL, pid, message_id))
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -343,6 +427,8 @@ class PostgresStore:
             ops, self._sealed = self._sealed, []
             seq = self._sealed_seq
             args = _compile(ops, self)
+            if self.fence is not None:
+                args.extend(_outbox_arguments(ops))
             started = time.perf_counter()
             try:
                 await self._send(seq, args)
@@ -777,6 +863,16 @@ def _opt_bytes(value: Any) -> bytes | None:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def _outbox_arguments(ops: list[tuple[Any, ...]]) -> list[Any]:
+    """`durably.outbox_write`'s arrays: messages added (in order), messages consumed."""
+    added = [op for op in ops if op[0] == _OUTBOX]
+    deleted = [op for op in ops if op[0] == _OUTBOX_DEL]
+    return [
+        [op[1] for op in added], [op[2] for op in added], [op[3] for op in added],
+        [op[1] for op in deleted], [op[2] for op in deleted],
+    ]
 
 
 def _compile(ops: list[tuple[Any, ...]], store: PostgresStore) -> list[Any]:

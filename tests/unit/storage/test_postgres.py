@@ -344,3 +344,51 @@ async def test_connection_errors_are_one_clear_line(
         await _open(change(dsn))
     text = str(err.value)
     assert expected in text and "\n" not in text and "durably-test" not in text, text
+
+
+async def test_a_node_loads_and_drops_its_partitions_only(store: PostgresStore, dsn: str) -> None:
+    """Spread placement (durably.cluster.spread): a store loads the rows of the partitions
+    it is given, more when it takes some over, and forgets those it hands over."""
+    import os
+
+    from durably.ids import InvocationId, partition_key_for, partition_of
+
+    n = 64
+
+    def key_in(pid: int) -> str:
+        return next(k for k in (f"k{i}" for i in range(10_000))
+                    if partition_of(partition_key_for(key=k), n) == pid)
+
+    keys = {pid: key_in(pid) for pid in (3, 40)}  # 40: partition keys above i64's max
+    ids = {
+        pid: str(InvocationId(partition_key_for(key=k), os.urandom(16))) for pid, k in keys.items()
+    }
+    for pid, key in keys.items():
+        inv = ids[pid]
+        store.put_invocation(row(inv, partition_key=partition_key_for(key=key), key=key))
+        store.append_journal(inv, 0, 1024, b"in", 7)
+        store.set_state("Counter", key, b"n", b"%d" % pid)
+        store.add_subscriber(SubscriberRow(inv, "inv_elsewhere", 1, 2))
+        store.add_timer(50, "sleep", inv, 1)
+    await _committed(store)
+
+    node = PostgresStore(dsn)
+    node.load_only = (n, {3})
+    await node.open()
+    try:
+        assert [r.id for r in node.active_invocations()] == [ids[3]]
+        assert node.all_state("Counter", keys[40]) == []
+        await node.load_partitions(n, {40})
+        assert sorted(r.id for r in node.active_invocations()) == sorted(ids.values())
+        assert node.load_journal(ids[40]) == [(1024, b"in")]
+        assert node.all_state("Counter", keys[40]) == [(b"n", b"40")]
+        assert {t.invocation_id for t in node.all_timers()} == set(ids.values())
+        node.drop_partitions(n, {3})
+        assert [r.id for r in node.active_invocations()] == [ids[40]]
+        assert node.load_journal(ids[3]) == []
+        assert node.all_state("Counter", keys[3]) == []
+        assert node.children_of("inv_elsewhere", 2) == [ids[40]]
+        assert [t.invocation_id for t in node.all_timers()] == [ids[40]]
+        assert node.load_only == (n, {40})
+    finally:
+        await node.aclose()

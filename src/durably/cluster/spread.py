@@ -1,0 +1,590 @@
+"""Spread placement: every live node owns an even share of the partitions and runs the
+engine on them alone (`durably serve --node-name N --placement spread`).
+
+- **Ownership.** The lease keeper (`spread=True`) holds this node's share. Partitions it
+  takes are loaded by the store (`load_partitions`) and recovered by the engine (`adopt`)
+  before this node serves anything of theirs (`ready`); partitions it gives back on a
+  rebalance are handed over first (`_hand_over`: the engine stops their attempts, commits,
+  and forgets them) and only then released, so the next owner starts from everything
+  this one committed. A lease lost without a hand-over (this node was paused or cut off)
+  stops the node, as under the leader placement: what it still holds in memory must not
+  be acted upon.
+- **Messages.** The engine writes what concerns another partition into the outbox in
+  its own commit (`engine.partitions`); this node reads its partitions' messages in order
+  (woken by NOTIFY at the sender's COMMIT, polling every half second otherwise), applies
+  each in a step of its engine and deletes it in that step's commit: exactly once.
+- **Routing.** A request is served where its partition is (`Router`): an invocation id, an
+  object or workflow key, an idempotency key or an awakeable names it; a new invocation of
+  a plain service without an idempotency key is created on a partition of the receiving
+  node (no hop). Other requests are forwarded to the owner as the leader placement does
+  (same headers, the caller's token kept, the cluster secret added); an owner that no
+  longer owns the partition answers "not the owner" and the request is sent again to
+  the new owner once the lease table names it.
+- **Registry.** Deployments and service changes are written by the owner of partition 0
+  (admin requests that change them are routed there); every node reloads the registry
+  from the database when it changes (checked every second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+
+from durably.cluster import fence as fence_mod
+from durably.cluster.keeper import LeaseKeeper, owners
+from durably.cluster.leases import Membership
+from durably.cluster.node import (
+    AUTHORIZATION,
+    FORWARDED,
+    NOT_LEADER,
+    Forwarder,
+    Switch,
+    _json,
+    _replay,
+    check_settings,
+    read_body,
+)
+from durably.engine.partitions import PartitionMoved, Partitions, apply
+from durably.ids import InvocationId, parse_awakeable_id, partition_key_for
+
+log = logging.getLogger("durably.cluster")
+
+REGISTRY_PARTITION = 0  # its owner writes the schema registry
+SYNC_PATH = "/cluster/sync-registry"  # admin port, between nodes: read the registry now
+_POLL_S = 0.5
+_REGISTRY_CHECK_S = 1.0
+_BATCH = 500
+
+
+class Router(Forwarder):
+    """Serves a request here when this node owns its partition, else sends it to the owner."""
+
+    nobody = "the partition of this request has no owner at the moment; retry"
+
+    def __init__(self, node: SpreadNode, kind: str) -> None:
+        super().__init__(node, kind)
+        self.spread = node
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if self.spread.may_need_registry(self.kind, scope):
+            # registered through another node a moment ago: read it now rather than
+            # answer 404 for up to a second
+            await self.spread.sync_registry_now()
+        headers = dict(scope.get("headers") or ())
+        if FORWARDED in headers and scope.get("path") == SYNC_PATH and self.kind == "admin":
+            # the registry's writer changed it and waits until every node has it
+            await self.spread.sync_registry_now()
+            await _json(send, 200, "synced", [])
+            return
+        if FORWARDED in headers:
+            # sent by another node that believes this one owns the request's partition
+            body = await read_body(receive)
+            if body is None:
+                return
+            pid = self.spread.pid_for(self.kind, scope, body)
+            deadline = asyncio.get_running_loop().time() + 2.0
+            while pid is not None and pid not in self.spread.ready:
+                # held but still loading: wait a little; not held: the sender asks again
+                if (pid not in self.spread.keeper.held
+                        or asyncio.get_running_loop().time() > deadline):
+                    await _json(
+                        send, 503, f"node {self.spread.name} does not own partition {pid}",
+                        [(NOT_LEADER.encode(), b"1"), (b"retry-after", b"1")],
+                    )
+                    return
+                await asyncio.sleep(0.05)
+            await self._serve_here(scope, _replay(body, receive), send)
+            return
+        await super().__call__(scope, receive, send)
+
+    def local(self, scope: Any, body: bytes) -> Any:
+        pid = self.spread.pid_for(self.kind, scope, body)
+        if pid is None or pid in self.spread.ready:
+            return self._serve_here
+        return None
+
+    async def _serve_here(self, scope: Any, receive: Any, send: Any) -> None:
+        app = self.spread.apps[0 if self.kind == "ingress" else 1]
+        started = False
+
+        async def tracking(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        if self.kind == "admin" and admin_partition_key(self.spread, scope, b"") == -1:
+            await self._change_registry(app, scope, receive, send)
+            return
+        try:
+            await app(scope, receive, tracking)
+        except PartitionMoved as e:
+            if started or self.kind != "ingress":
+                raise
+            # the invocation exists (its creation was committed) and another node runs it
+            # now: answer the caller as an attach to it at its new owner would
+            attach = dict(scope)
+            attach.update(
+                method="GET", path=f"/restate/invocation/{e}/attach", query_string=b"",
+                raw_path=f"/restate/invocation/{e}/attach".encode(),
+            )
+            attach["headers"] = [(k, v) for k, v in scope.get("headers") or ()
+                                 if k.lower() not in (b"content-type", b"idempotency-key")]
+
+            async def nothing() -> Any:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            await Forwarder.__call__(self, attach, nothing, send)
+
+    async def _change_registry(self, app: Any, scope: Any, receive: Any, send: Any) -> None:
+        """A change of the registry, answered once it is committed and every live node
+        has read it: a caller's next request through any node sees it."""
+        held: list[Any] = []
+
+        async def hold(message: Any) -> None:
+            held.append(message)
+
+        await app(scope, receive, hold)
+        engine = self.spread.server.engine
+        if engine is not None:
+            await engine.committed()
+        # the caller's admin token passes the other nodes' guards as it passed this one's
+        auth = scope.get(AUTHORIZATION) or dict(scope.get("headers") or ()).get(b"authorization")
+        await self.spread.tell_nodes_to_sync(auth)
+        for message in held:
+            await send(message)
+
+    def destination(self, scope: Any, body: bytes) -> str | None:
+        pid = self.spread.pid_for(self.kind, scope, body)
+        if pid is None:
+            return None
+        return self.spread.url_of_owner(pid, self.kind)
+
+    def refused(self, base: str) -> None:
+        self.spread.refresh_owners()
+
+
+class SpreadNode:
+    """One node of a cluster under the spread placement (see the module's doc)."""
+
+    placement = "spread"
+    runs_kafka = False  # Kafka subscriptions need the leader placement (docs/cluster.md)
+
+    def __init__(self, cfg: Any, server: Any) -> None:
+        check_settings(cfg.bind, cfg.advertise_address, cfg.cluster_secret, cfg.postgres_dsn)
+        self.cfg = cfg
+        self.server = server
+        self.name: str = cfg.node_name
+        self.secret: str | None = cfg.cluster_secret
+        advertise = cfg.advertise_address or cfg.bind
+        self.keeper = LeaseKeeper(
+            cfg.postgres_dsn,
+            Membership(self.name, advertise, cfg.ingress_port, cfg.admin_port),
+            ttl_s=cfg.lease_ttl_s,
+            spread=True,
+            on_acquired=self._acquired,
+            on_lost=self._lost,
+            before_release=self._hand_over,
+        )
+        self.ingress = Switch(self, Router(self, "ingress"))  # type: ignore[arg-type]
+        self.admin = Switch(self, Router(self, "admin"), local_status=True)  # type: ignore[arg-type]
+        for switch in (self.ingress, self.admin):
+            switch.forwarder = None  # the router refuses what is not this node's itself
+        self.apps: tuple[Any, Any] = (None, None)
+        self.ready: set[int] = set()  # partitions loaded and run by the engine
+        self._moves: asyncio.Queue[set[int]] = asyncio.Queue()
+        self._lock = asyncio.Lock()  # one load or hand-over at a time
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._client: Any = None
+        self._wake = asyncio.Event()
+        self._refresh = asyncio.Event()
+        self.moves_done = 0  # partitions taken over since start (for status and tests)
+
+    # -- the server's hooks -------------------------------------------------------------
+
+    def prepare_store(self, store: Any) -> None:
+        store.load_only = (self.keeper.num_partitions, set(self.keeper.held))
+
+    def prepare_engine(self, engine: Any) -> None:
+        owned = set(self.server.store.load_only[1])
+        engine.partitions = Partitions(self.keeper.num_partitions, owned)
+        self.ready = set(owned)
+
+    async def attach(self, store: Any) -> None:
+        await fence_mod.attach(store, self.keeper.fence, self.keeper.membership.incarnation)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(connect=2.0, read=None, write=30.0, pool=30.0),
+                limits=httpx.Limits(max_connections=512),
+            )
+        return self._client
+
+    async def start(self) -> tuple[Any, Any]:
+        try:
+            await self.keeper.start()
+        except (TimeoutError, OSError) as e:
+            raise RuntimeError(
+                f"node {self.name} cannot reach PostgreSQL for the cluster's tables: "
+                f"{str(e) or 'timed out'}"
+            ) from None
+        self.apps = await self.server.open_engine()
+        log.warning("node %s runs %d partitions (spread placement)", self.name, len(self.ready))
+        self._tasks.append(asyncio.create_task(self._mover(), name=f"durably-moves-{self.name}"))
+        self._tasks.append(asyncio.create_task(self._reader(), name=f"durably-outbox-{self.name}"))
+        return self.ingress, self.admin
+
+    # -- partitions coming and going --------------------------------------------------
+
+    def _acquired(self, got: dict[int, int]) -> None:
+        self._moves.put_nowait(set(got))
+
+    async def _mover(self) -> None:
+        while True:
+            pids = await self._moves.get()
+            async with self._lock:
+                store, engine = self.server.store, self.server.engine
+                fresh = {p for p in pids if p in self.keeper.held and p not in self.ready}
+                fresh -= store.load_only[1]
+                if not fresh:
+                    continue
+                started = asyncio.get_running_loop().time()
+                try:
+                    await store.load_partitions(self.keeper.num_partitions, fresh)
+                except Exception as e:
+                    log.critical("node %s could not load partitions %s: %s", self.name,
+                                 sorted(fresh), e)
+                    self.server._on_fatal(e)
+                    return
+                fresh &= set(self.keeper.held)  # lost again while loading: not run
+                stale = store.load_only[1] - set(self.keeper.held) - self.ready
+                if stale:
+                    store.drop_partitions(self.keeper.num_partitions, stale)
+                if not fresh:
+                    continue
+                engine.adopt(fresh)
+                self.ready |= fresh
+                self.moves_done += len(fresh)
+                self._wake.set()
+                log.info("took over partitions %s in %.3f s", sorted(fresh),
+                         asyncio.get_running_loop().time() - started)
+
+    async def _hand_over(self, pids: set[int]) -> None:
+        """Before the leases of `pids` are released: stop their work, commit, forget them."""
+        async with self._lock:
+            engine, store = self.server.engine, self.server.store
+            self.ready -= pids
+            if engine is None or store is None:
+                return
+            engine.release(pids)
+            await engine.committed()
+            store.drop_partitions(self.keeper.num_partitions, pids)
+            log.info("handed over partitions %s", sorted(pids))
+
+    def _lost(self, pids: set[int]) -> None:
+        self.ready -= pids
+        engine, store = self.server.engine, self.server.store
+        if (
+            engine is not None and store is not None and not store.dirty
+            and not engine._dirty and not store._sealed
+            and store._sealed_seq == store._durable_seq
+        ):
+            # nothing of this node is on its way to the database: forgetting the partitions
+            # is enough (their attempts are aborted); they may come back with new epochs
+            engine.release(pids)
+            store.drop_partitions(self.keeper.num_partitions, pids)
+            log.warning("node %s lost partitions %s with nothing unsaved: released them",
+                        self.name, sorted(pids))
+            return
+        self.keeper.retire()  # its memory is stale: never take a partition again
+        self.server._on_fatal(
+            RuntimeError(
+                f"node {self.name} lost the leases of {len(pids)} partitions without handing "
+                "them over; it stops so that nothing it still holds in memory is acted upon"
+            )
+        )
+
+    # -- the outbox, the registry and the lease table, read on one connection ----------
+
+    async def _reader(self) -> None:
+        import asyncpg
+
+        applied: dict[int, bool] = {}  # message id -> its deletion is committed
+        last_registry = 0.0
+        conn = None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if conn is None or conn.is_closed():
+                    conn = await asyncpg.connect(self.cfg.postgres_dsn, timeout=5.0)
+                    await conn.add_listener("durably_outbox", lambda *_: self._wake.set())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), _POLL_S)
+                self._wake.clear()
+                if self._refresh.is_set():
+                    self._refresh.clear()
+                    self.keeper.owners = await owners(conn)
+                if loop.time() - last_registry >= _REGISTRY_CHECK_S:
+                    last_registry = loop.time()
+                    await self._sync_registry(conn)
+                await self._deliver(conn, applied)
+            except asyncio.CancelledError:
+                if conn is not None:
+                    conn.terminate()
+                raise
+            except Exception as e:
+                log.warning("reading the outbox failed: %s", str(e).splitlines()[0] if str(e) else e)
+                if conn is not None:
+                    conn.terminate()
+                conn = None
+                await asyncio.sleep(_POLL_S)
+
+    async def _deliver(self, conn: Any, applied: dict[int, bool]) -> None:
+        engine, store = self.server.engine, self.server.store
+        owned = sorted(self.ready)
+        if engine is None or not owned:
+            return
+        # ids whose deletion was committed before this read started and that it does not
+        # return any more can be forgotten; one it still returns was read before the commit
+        safe = {i for i, done in applied.items() if done}
+        rows = await conn.fetch(
+            "SELECT id, pid, kind, body FROM durably.outbox WHERE pid = ANY($1::integer[]) "
+            "ORDER BY id LIMIT $2",
+            owned, _BATCH,
+        )
+        seen = {r[0] for r in rows}
+        for message_id in safe - seen:
+            del applied[message_id]
+        for _, _, kind, body in rows:
+            if kind == "invoke" and engine.schema.service_ty(
+                orjson.loads(bytes(body))["service"]
+            ) is None:
+                # registered through another node a moment ago: read the registry first
+                await self._sync_registry(conn)
+                break
+        taken: list[int] = []
+        async with self._lock:
+            for message_id, pid, kind, body in rows:
+                if message_id in applied or pid not in self.ready:
+                    continue
+                try:
+                    apply(engine, kind, bytes(body))
+                except Exception:
+                    log.exception("message %d (%s) for partition %d failed; dropped",
+                                  message_id, kind, pid)
+                store.delete_outbox(pid, message_id)
+                applied[message_id] = False
+                taken.append(message_id)
+            if not taken:
+                return
+            committed = engine.committed()
+
+        def durable(_: Any) -> None:
+            for message_id in taken:
+                if message_id in applied:
+                    applied[message_id] = True
+
+        committed.add_done_callback(durable)
+        if len(rows) == _BATCH:
+            self._wake.set()
+
+    async def tell_nodes_to_sync(self, auth: bytes | None = None) -> None:
+        """Ask every other live node to read the registry now (each answers once done)."""
+        from durably.cluster.node import SECRET
+
+        headers = {FORWARDED.decode(): self.name}
+        if auth is not None:
+            headers["authorization"] = auth.decode("latin-1")
+        if self.secret is not None:
+            headers[SECRET.decode()] = self.secret
+
+        async def one(info: Any) -> None:
+            host = f"[{info.address}]" if ":" in info.address else info.address
+            with contextlib.suppress(Exception):
+                await self.client.post(f"http://{host}:{info.admin_port}{SYNC_PATH}",
+                                       headers=headers, timeout=5.0)
+
+        await asyncio.gather(*(one(i) for n, i in self.keeper.nodes.items() if n != self.name))
+
+    def may_need_registry(self, kind: str, scope: Any) -> bool:
+        """Whether the request reads the registry in a way a stale copy would answer
+        wrongly: an invocation of a service this node does not know, an admin read of the
+        deployments or services."""
+        path: str = scope.get("path") or "/"
+        if kind == "admin":
+            return path.startswith(("/deployments", "/services"))
+        engine = self.server.engine
+        if engine is None or path.startswith("/restate"):
+            return False
+        service = path.strip("/").split("/", 1)[0]
+        return bool(service) and engine.schema.service_ty(service) is None
+
+    async def sync_registry_now(self) -> None:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(self.cfg.postgres_dsn, timeout=5.0)
+            try:
+                await self._sync_registry(conn)
+            finally:
+                await conn.close()
+        except Exception as e:
+            log.warning("reading the schema registry failed: %s", e)
+
+    async def _sync_registry(self, conn: Any) -> None:
+        from durably.server import REGISTRY_KEY
+
+        store, engine = self.server.store, self.server.engine
+        if store is None or engine is None:
+            return
+        raw = await conn.fetchval("SELECT value FROM durably.meta WHERE key = $1", REGISTRY_KEY)
+        if raw is None or bytes(raw) == store.load_meta(REGISTRY_KEY):
+            return
+        if REGISTRY_PARTITION in self.ready:
+            return  # this node writes the registry: its copy is the newest
+        store._meta[REGISTRY_KEY] = bytes(raw)
+        engine.schema.registry.reload(orjson.loads(raw))
+        log.info("schema registry reloaded (changed by another node)")
+
+    # -- routing -------------------------------------------------------------------------
+
+    def refresh_owners(self) -> None:
+        self._refresh.set()
+        self._wake.set()
+
+    def url_of_owner(self, pid: int, kind: str) -> str | None:
+        owner = self.keeper.owners.get(pid)
+        if owner is None or owner == self.name:
+            if owner is None:
+                self.refresh_owners()
+            return None
+        info = self.keeper.nodes.get(owner)
+        if info is None:
+            return None
+        port = info.ingress_port if kind == "ingress" else info.admin_port
+        host = f"[{info.address}]" if ":" in info.address else info.address
+        return f"http://{host}:{port}"
+
+    def pid_for(self, kind: str, scope: Any, body: bytes) -> int | None:
+        """The partition a request belongs to; None: any node serves it."""
+        key = (ingress_partition_key if kind == "ingress" else admin_partition_key)(
+            self, scope, body
+        )
+        if key is None:
+            return None
+        if key < 0:
+            return REGISTRY_PARTITION
+        from durably.ids import partition_of
+
+        return partition_of(key, self.keeper.num_partitions)
+
+    def forget_leader(self) -> None:
+        self.refresh_owners()
+
+    def status(self) -> dict[str, Any]:
+        keeper = self.keeper
+        return {
+            "node": self.name,
+            "placement": "spread",
+            "role": "owner" if self.ready else "idle",
+            "leader": None,
+            "partitions": keeper.num_partitions,
+            "partitions_held": len(keeper.held),
+            "partitions_ready": len(self.ready),
+            "held": sorted(keeper.held),
+            "lease_ttl_s": keeper.ttl_s,
+            "nodes": [
+                {"name": n.name, "address": n.address, "ingress_port": n.ingress_port,
+                 "admin_port": n.admin_port, "heartbeat_age_s": round(n.heartbeat_age_s, 3),
+                 "partitions": sum(1 for o in keeper.owners.values() if o == n.name)}
+                for n in keeper.nodes.values()
+            ],
+        }
+
+    async def stop(self, release: bool = True) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.keeper.stop(release=release)
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def _invocation_key(invocation_id: str) -> int | None:
+    try:
+        return InvocationId.parse(invocation_id).partition_key
+    except ValueError:
+        return None
+
+
+def ingress_partition_key(node: SpreadNode, scope: Any, body: bytes) -> int | None:
+    """The partition key an ingress request is about (None: serve it anywhere)."""
+    from durably.ingress import paths
+
+    try:
+        route = paths.parse(scope.get("path") or "/")
+    except paths.PathError:
+        return None  # answered by the local ingress (400)
+    if isinstance(route, paths.Invoke):
+        engine = node.server.engine
+        service_ty = engine.schema.service_ty(route.service) if engine is not None else None
+        if service_ty is None:
+            return None  # unknown service: the local ingress answers 404
+        try:
+            resolved = paths.resolve_invoke(route, service_ty != "service")
+        except paths.PathError:
+            return None
+        idem = None
+        for k, v in scope.get("headers") or ():
+            if k.lower() == b"idempotency-key":
+                idem = v.decode("latin-1")
+        if resolved.key is None and not idem:
+            if node.ready:
+                return None  # a new invocation on one of this node's partitions
+            return partition_key_for(key=None)  # this node runs none: a random one's owner
+        return partition_key_for(key=resolved.key, idempotency_key=idem or None)
+    if isinstance(route, paths.Awakeable):
+        try:
+            return parse_awakeable_id(route.awakeable_id)[0].partition_key
+        except ValueError:
+            return None
+    if isinstance(route, paths.ById):
+        return _invocation_key(route.invocation_id)
+    if isinstance(route, paths.ByIdempotencyKey):
+        return partition_key_for(key=route.key, idempotency_key=route.idempotency_key)
+    if isinstance(route, paths.ByWorkflow):
+        return partition_key_for(key=route.workflow_id)
+    if isinstance(route, paths.ByTargetBody):
+        from durably.ingress.app import IngressApp
+
+        try:
+            return _invocation_key(IngressApp._target_from_body(None, body))  # type: ignore[arg-type]
+        except Exception:
+            return None
+    return None
+
+
+def admin_partition_key(node: SpreadNode, scope: Any, body: bytes) -> int | None:
+    """The partition key of an admin request: an invocation's, -1 for a change of the
+    schema registry (the owner of partition 0 writes it), None: any node."""
+    path: str = scope.get("path") or "/"
+    method: str = scope.get("method") or "GET"
+    parts = path.strip("/").split("/")
+    if parts[0] == "invocations" and len(parts) in (2, 3):
+        return _invocation_key(parts[1])
+    if method in ("POST", "DELETE", "PATCH", "PUT") and parts[0] in ("deployments", "services"):
+        return -1
+    return None
+

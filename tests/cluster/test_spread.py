@@ -1,0 +1,446 @@
+"""Spread placement: every live node runs its share of the partitions
+(`durably serve --node-name N --placement spread`), with real PostgreSQL and real SDK
+services. Calls, sends, delayed sends, attaches, awakeables, cancel and kill cross
+partitions owned by different nodes through the outbox; kill -9 of a node under such
+traffic loses and doubles nothing; partitions move when a node joins or stops."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.support.harness import DurablyServer, ServicesProcess, register
+from tests.support.postgres import fetch, shared_cluster
+
+from durably.ids import partition_key_for, partition_of
+
+pytestmark = [pytest.mark.timeout(400), pytest.mark.restart]
+
+TTL = "3s"
+PARTITIONS = 64
+SERVICES = [
+    "Counter", "Proxy", "AwakeableHolder", "CancelTestRunner", "CancelTestBlockingService",
+    "KillTestRunner", "KillTestSingleton", "TestUtilsService", "ClientAwakeable",
+    "CallChain", "Stepper",
+]
+
+
+def _node(base: Path, dsn: str, name: str) -> DurablyServer:
+    return DurablyServer(
+        base / name, store=dsn,
+        extra_args=["--node-name", name, "--lease-ttl", TTL, "--placement", "spread"],
+    )
+
+
+class Cluster:
+    def __init__(self, base: Path, names: tuple[str, ...]) -> None:
+        self.base = base
+        self.dsn = shared_cluster().new_database()
+        self.services = ServicesProcess(SERVICES, base / "services")
+        self.nodes = {name: _node(base, self.dsn, name) for name in names}
+
+    def owners(self) -> dict[int, str]:
+        rows = fetch(
+            self.dsn,
+            "SELECT pid, owner FROM durably.partition_lease WHERE owner <> '' "
+            "AND expires_at >= now()",
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def owner_of_key(self, key: str) -> str | None:
+        return self.owners().get(partition_of(partition_key_for(key=key), PARTITIONS))
+
+    def key_owned_by(self, name: str, prefix: str) -> str:
+        owners = self.owners()
+        for i in range(10_000):
+            key = f"{prefix}-{i}"
+            if owners.get(partition_of(partition_key_for(key=key), PARTITIONS)) == name:
+                return key
+        raise AssertionError(f"no key on {name}")
+
+    def wait_spread(
+        self, names: list[str], timeout: float = 60, headers: dict[str, str] | None = None
+    ) -> float:
+        """Until every one of `names` runs an even share (±1) and nothing else holds any;
+        returns how long that took."""
+        started = time.monotonic()
+        deadline = started + timeout
+        even = PARTITIONS // len(names)
+        with httpx.Client(timeout=10) as client:
+            while True:
+                try:
+                    statuses = [
+                        client.get(f"{self.nodes[n].admin_url}/cluster", headers=headers).json()
+                        for n in names
+                    ]
+                    ready = [s["partitions_ready"] for s in statuses]
+                    owners = self.owners()
+                    if (sum(ready) == PARTITIONS and all(even <= r <= even + 1 for r in ready)
+                            and set(owners.values()) == set(names)
+                            and len(owners) == PARTITIONS):
+                        return time.monotonic() - started
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "partitions not spread in time"
+                time.sleep(0.1)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, ("n1", "n2", "n3"))
+    c.services.start()
+    try:
+        for node in c.nodes.values():
+            node.start()
+        c.wait_spread(list(c.nodes))
+        register(c.nodes["n2"].admin_url, c.services.url, use_http_11=False)
+        yield c
+    finally:
+        for node in c.nodes.values():
+            node.close()
+        c.services.close()
+
+
+def _proxy(service: str, handler: str, message: bytes, key: str | None = None,
+           **extra: object) -> dict[str, object]:
+    req: dict[str, object] = {
+        "serviceName": service, "handlerName": handler, "message": list(message),
+    }
+    if key is not None:
+        req["virtualObjectKey"] = key
+    req.update(extra)
+    return req
+
+
+def _get(client: httpx.Client, node: DurablyServer, key: str) -> int:
+    r = client.post(f"{node.ingress_url}/Counter/{key}/get", json=None)
+    assert r.status_code == 200, r.text
+    return int(r.json())
+
+
+def _poll(fn, timeout: float = 60.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(interval)
+
+
+def test_partitions_spread_and_every_node_answers(cluster: Cluster) -> None:
+    nodes = list(cluster.nodes.values())
+    with httpx.Client(timeout=30) as client:
+        # the registry written through n2 is seen by every node within a second or so
+        _poll(lambda: all(
+            client.get(f"{n.admin_url}/deployments").json()["deployments"] for n in nodes))
+        for owner in cluster.nodes:
+            key = cluster.key_owned_by(owner, "spread")
+            for i, node in enumerate(nodes):
+                r = client.post(f"{node.ingress_url}/Counter/{key}/add", json=1,
+                                headers={"idempotency-key": f"{key}-{i}"})
+                assert r.status_code == 200, r.text
+                assert r.json()["newValue"] == i + 1
+            again = client.post(f"{nodes[2].ingress_url}/Counter/{key}/add", json=1,
+                                headers={"idempotency-key": f"{key}-0"})
+            assert again.status_code == 200 and again.json()["newValue"] == 1
+            assert _get(client, nodes[0], key) == 3
+        # each node's commits record their sequence on its own row, never on the shared
+        # single-writer row (whose lock would make the nodes' COMMITs wait for each other)
+        assert fetch(cluster.dsn, "SELECT seq FROM durably.writer") == [(0,)]
+        seqs = fetch(cluster.dsn, "SELECT writer_seq FROM durably.node WHERE NOT stopped")
+        assert len(seqs) == 3 and all(s[0] > 0 for s in seqs), seqs
+        # the rows are where their owner wrote them; every node's SQL sees all of them
+        for node in nodes:
+            r = client.post(f"{node.admin_url}/query", json={
+                "query": "SELECT count(*) AS n FROM sys_invocation "
+                         "WHERE target_service_name = 'Counter'"})
+            assert r.status_code == 200, r.text
+
+
+def test_calls_sends_and_delayed_sends_cross_partitions(cluster: Cluster) -> None:
+    nodes = list(cluster.nodes.values())
+    with httpx.Client(timeout=60) as client:
+        for node_name, node in cluster.nodes.items():
+            for owner in cluster.nodes:
+                if owner == node_name:
+                    continue
+                key = cluster.key_owned_by(owner, f"x-{node_name}")
+                # a call from a Proxy invocation (placed on `node`'s own partitions) to an
+                # object on `owner`'s partition, answered back through the outbox
+                r = client.post(f"{node.ingress_url}/Proxy/call",
+                                json=_proxy("Counter", "add", b"5", key=key))
+                assert r.status_code == 200, r.text
+                assert json.loads(bytes(r.json()))["newValue"] == 5
+                # a one-way send and a delayed send
+                r = client.post(f"{node.ingress_url}/Proxy/oneWayCall",
+                                json=_proxy("Counter", "add", b"1", key=key))
+                assert r.status_code == 200, r.text
+                r = client.post(f"{node.ingress_url}/Proxy/oneWayCall",
+                                json=_proxy("Counter", "add", b"10", key=key, delayMillis=1500))
+                assert r.status_code == 200, r.text
+                _poll(lambda key=key: _get(client, nodes[0], key) == 16)
+        # object to object: a chain of calls over keys on each node's partitions, the
+        # answers coming back the same way
+        chain = [cluster.key_owned_by(n, f"chain{i}")
+                 for i, n in enumerate((*cluster.nodes, *cluster.nodes))]
+        r = client.post(f"{nodes[1].ingress_url}/CallChain/{chain[0]}/hop", json=chain[1:])
+        assert r.status_code == 200, r.text
+        assert r.json() == ",".join(chain)
+        # attach from a handler: Stepper/attachTo runs on the receiving node's partitions,
+        # the invocation it waits for on another node's
+        r = client.post(f"{nodes[0].ingress_url}/Stepper/steps/send",
+                        json={"name": "s", "sleep_ms": 1000})
+        assert r.status_code in (200, 202), r.text
+        steps = r.json()["invocationId"]
+        r = client.post(f"{nodes[2].ingress_url}/Stepper/attachTo", json=steps)
+        assert r.status_code == 200, r.text
+        assert r.json() == ["s-1", "s-2"]
+        # the outbox is empty once everything was delivered
+        _poll(lambda: fetch(cluster.dsn, "SELECT count(*) FROM durably.outbox")[0][0] == 0)
+
+
+def test_attach_and_awakeables_through_another_node(cluster: Cluster) -> None:
+    nodes = list(cluster.nodes.values())
+    names = list(cluster.nodes)
+    with httpx.Client(timeout=60) as client:
+        for resolve_from_handler in (False, True):
+            key = cluster.key_owned_by(names[0], f"wait-{resolve_from_handler}")
+            holder = cluster.key_owned_by(names[1], f"holder-{resolve_from_handler}")
+            r = client.post(f"{nodes[1].ingress_url}/ClientAwakeable/{key}/wait/send")
+            assert r.status_code in (200, 202), r.text
+            inv_id = r.json()["invocationId"]
+            awakeable = _poll(lambda key=key: client.post(
+                f"{nodes[2].ingress_url}/ClientAwakeable/{key}/awakeableId").json())
+            # attach through a node that does not own the invocation: it waits there...
+            answer: dict[str, httpx.Response] = {}
+
+            def attach(inv_id: str = inv_id, answer: dict[str, httpx.Response] = answer) -> None:
+                with httpx.Client(timeout=60) as c:
+                    answer["r"] = c.get(
+                        f"{nodes[2].ingress_url}/restate/invocation/{inv_id}/attach")
+
+            t = threading.Thread(target=attach)
+            t.start()
+            if resolve_from_handler:
+                # ...until a handler on a partition of another node resolves the awakeable
+                r = client.post(f"{nodes[0].ingress_url}/AwakeableHolder/{holder}/hold",
+                                json=awakeable)
+                assert r.status_code == 200, r.text
+                r = client.post(f"{nodes[2].ingress_url}/AwakeableHolder/{holder}/unlock",
+                                json="from a handler")
+            else:
+                # ...until the awakeable is resolved through a third node's ingress
+                r = client.post(f"{nodes[1].ingress_url}/restate/awakeables/{awakeable}/resolve",
+                                json="from the ingress")
+            assert r.status_code in (200, 202), r.text
+            t.join(60)
+            expected = "from a handler" if resolve_from_handler else "from the ingress"
+            assert answer["r"].status_code == 200, answer["r"].text
+            assert answer["r"].json() == expected
+            # the output, read through each node
+            for node in nodes:
+                r = client.get(f"{node.ingress_url}/restate/invocation/{inv_id}/output")
+                assert r.status_code == 200 and r.json() == expected, r.text
+
+
+def test_kill_and_cancel_propagate_across_partitions(cluster: Cluster) -> None:
+    nodes = list(cluster.nodes.values())
+    names = list(cluster.nodes)
+    with httpx.Client(timeout=60) as client:
+        parent_key = cluster.key_owned_by(names[0], "parent")
+        child_key = cluster.key_owned_by(names[1], "child")
+        # Proxy (on nodes[2]) calls CancelTestBlockingService/child/block on names[1]'s
+        # partition: it holds an awakeable and waits
+        r = client.post(f"{nodes[2].ingress_url}/Proxy/call/send",
+                        json=_proxy("CancelTestBlockingService", "block", b'"AWAKEABLE"',
+                                    key=child_key))
+        assert r.status_code in (200, 202), r.text
+        parent = r.json()["invocationId"]
+
+        def child_blocked() -> bool:
+            return client.post(f"{nodes[0].ingress_url}/AwakeableHolder/{child_key}/hasAwakeable",
+                               json=None).json() is True
+
+        _poll(child_blocked)
+        rows = _poll(lambda: fetch(
+            cluster.dsn,
+            "SELECT id FROM durably.invocation WHERE service = 'CancelTestBlockingService' "
+            f"AND key = '{child_key}' AND status <> 'completed'"))
+        child = rows[0][0]
+        # kill the parent through a node that owns neither: the child is killed too
+        r = client.patch(f"{nodes[0].admin_url}/invocations/{parent}/kill")
+        assert r.status_code in (200, 202), r.text
+
+        def child_done() -> bool:
+            got = fetch(cluster.dsn, f"SELECT status FROM durably.invocation WHERE id = '{child}'")
+            return bool(got) and got[0][0] == "completed"
+
+        _poll(child_done)
+        del parent_key
+        # cancel: CancelTestRunner/key/startTest calls the blocking service on the same key
+        # (same partition); a cancel sent to it through another node's admin API reaches it
+        key = cluster.key_owned_by(names[1], "cancel")
+        r = client.post(f"{nodes[0].ingress_url}/CancelTestRunner/{key}/startTest/send",
+                        json="AWAKEABLE")
+        assert r.status_code in (200, 202), r.text
+        runner = r.json()["invocationId"]
+        _poll(lambda: client.post(f"{nodes[2].ingress_url}/AwakeableHolder/{key}/hasAwakeable",
+                                  json=None).json() is True)
+        r = client.patch(f"{nodes[2].admin_url}/invocations/{runner}/cancel")
+        assert r.status_code in (200, 202), r.text
+        _poll(lambda: client.post(f"{nodes[0].ingress_url}/CancelTestRunner/{key}/verifyTest",
+                                  json=None).json() is True)
+
+
+def test_kill_9_of_a_node_loses_and_doubles_nothing(cluster: Cluster) -> None:
+    """Callers add to counters on every node's partitions through Proxy calls (a hop
+    between partitions for most of them) and directly, each add retried with its
+    idempotency key until acknowledged; one node is killed while they run. In the end each
+    counter equals its number of adds: none lost, none applied twice."""
+    names = list(cluster.nodes)
+    victim = names[1]
+    survivors = [cluster.nodes[n] for n in names if n != victim]
+    everyone = [cluster.nodes[n] for n in names]
+    keys = [cluster.key_owned_by(n, f"load-{n}") for n in names]
+    callers, adds = 6, 12
+    done = [0] * callers
+    errors: list[BaseException] = []
+    killed = threading.Event()
+
+    def add(client: httpx.Client, node: DurablyServer, c: int, i: int) -> bool:
+        key = keys[c % len(keys)]
+        ik = f"add-{c}-{i}"
+        try:
+            if c % 2:
+                r = client.post(f"{node.ingress_url}/Counter/{key}/add", json=1,
+                                headers={"idempotency-key": ik})
+            else:
+                # through a Proxy invocation; the inner call is idempotent too, so the
+                # proxy invocation and the add each happen once per key
+                r = client.post(f"{node.ingress_url}/Proxy/call", headers={"idempotency-key": ik},
+                                json=_proxy("Counter", "add", b"1", key=key, idempotencyKey=ik))
+            return r.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def caller(c: int) -> None:
+        try:
+            with httpx.Client(timeout=30) as client:
+                for i in range(adds):
+                    deadline = time.monotonic() + 90
+                    attempt = c + i
+                    while True:
+                        nodes = survivors if killed.is_set() else everyone
+                        if add(client, nodes[attempt % len(nodes)], c, i):
+                            break
+                        attempt += 1
+                        assert time.monotonic() < deadline, f"add {c}/{i} not acknowledged"
+                        time.sleep(0.1)
+                    done[c] += 1
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller, args=(c,)) for c in range(callers)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 120
+    while sum(done) < callers * adds // 3:
+        assert time.monotonic() < deadline and not errors, errors
+        time.sleep(0.02)
+    killed_at = time.monotonic()
+    cluster.nodes[victim].kill()
+    killed.set()
+    moved = cluster.wait_spread([n for n in names if n != victim], timeout=90)
+    moved = time.monotonic() - killed_at
+    for t in threads:
+        t.join(200)
+    assert not errors, errors
+    assert done == [adds] * callers
+    expected = {k: 0 for k in keys}
+    for c in range(callers):
+        expected[keys[c % len(keys)]] += adds
+    with httpx.Client(timeout=30) as client:
+        for key, n in expected.items():
+            assert _get(client, survivors[0], key) == n, key
+    print(f"\nnode {victim} killed under load (TTL {TTL}): its partitions ran on the others "
+          f"{moved:.2f} s after the kill; the load finished "
+          f"{time.monotonic() - killed_at:.2f} s after it")
+
+
+def test_rebalance_when_a_node_joins_and_when_one_stops(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, ("n1", "n2"))
+    c.services.start()
+    try:
+        for name in ("n1", "n2"):
+            c.nodes[name].start()
+        c.wait_spread(["n1", "n2"])
+        register(c.nodes["n1"].admin_url, c.services.url, use_http_11=False)
+        keys = [c.key_owned_by(n, "r") for n in ("n1", "n2")]
+        with httpx.Client(timeout=60) as client:
+            for key in keys:
+                r = client.post(f"{c.nodes['n1'].ingress_url}/Counter/{key}/add", json=1)
+                assert r.status_code == 200, r.text
+            # a third node joins: the others hand it a third of the partitions
+            c.nodes["n3"] = _node(tmp_path, c.dsn, "n3")
+            c.nodes["n3"].start()
+            joined = c.wait_spread(["n1", "n2", "n3"])
+            moved_key = c.key_owned_by("n3", "r")
+            for key in [*keys, moved_key]:
+                r = client.post(f"{c.nodes['n3'].ingress_url}/Counter/{key}/add", json=1)
+                assert r.status_code == 200, r.text
+            # n1 stops (SIGTERM): it hands its partitions over at once
+            stopped_at = time.monotonic()
+            c.nodes["n1"].stop()
+            c.wait_spread(["n2", "n3"])
+            left = time.monotonic() - stopped_at
+            for key in keys:
+                assert _get(client, c.nodes["n2"], key) == 2
+            print(f"\nrebalance: a joining node ran its share after {joined:.2f} s, "
+                  f"the partitions of a stopped node ran elsewhere after {left:.2f} s")
+    finally:
+        for node in c.nodes.values():
+            node.close()
+        c.services.close()
+
+
+def test_a_forwarded_request_keeps_the_callers_token(tmp_path: Path) -> None:
+    """The ingress token is checked by the node that receives the request and again by
+    the owner it is forwarded to: the caller's Authorization header goes along."""
+    c = Cluster(tmp_path, ())
+    tokens = ["--ingress-token", "in-secret", "--admin-token", "admin-secret"]
+    for name in ("n1", "n2"):
+        c.nodes[name] = DurablyServer(
+            tmp_path / name, store=c.dsn,
+            extra_args=["--node-name", name, "--lease-ttl", TTL, "--placement", "spread",
+                        *tokens],
+        )
+    c.services.start()
+    try:
+        for node in c.nodes.values():
+            node.start()
+        admin = {"authorization": "Bearer admin-secret"}
+        c.wait_spread(["n1", "n2"], headers=admin)
+        with httpx.Client(timeout=60) as client:
+            r = client.post(f"{c.nodes['n1'].admin_url}/deployments", headers=admin,
+                            json={"uri": c.services.url, "use_http_11": False})
+            assert r.status_code in (200, 201), r.text
+            key = c.key_owned_by("n2", "token")
+            url = f"{c.nodes['n1'].ingress_url}/Counter/{key}/add"
+            assert client.post(url, json=1).status_code == 401
+            r = client.post(url, json=1, headers={"authorization": "Bearer in-secret"})
+            assert r.status_code == 200, r.text
+            assert r.json()["newValue"] == 1
+            # an admin action on an invocation of n2's partition, sent to n1
+            inv = fetch(c.dsn, f"SELECT id FROM durably.invocation WHERE key = '{key}'")[0][0]
+            r = client.get(f"{c.nodes['n1'].admin_url}/invocations/{inv}", headers=admin)
+            assert r.status_code == 200, r.text
+    finally:
+        for node in c.nodes.values():
+            node.close()
+        c.services.close()
