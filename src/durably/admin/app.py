@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -318,9 +319,9 @@ def create_admin_app(
         Route("/version", version_info, methods=["GET"]),
         Route("/openapi", openapi, methods=["GET"]),
         _route("/deployments", GET=list_deployments, POST=create_deployment),
-        # `:path`: an id with an encoded slash (the restate CLI sends a URL given as id
-        # encoded so) gets Restate's 400 "bad format", not an empty 404
-        _route("/deployments/{deployment:path}", GET=get_deployment, DELETE=delete_deployment),
+        # any characters, slashes and newlines too: an id with an encoded slash (the restate CLI
+        # sends a URL given as id encoded so) gets Restate's 400 "bad format", not an empty 404
+        _route("/deployments/{deployment:anything}", GET=get_deployment, DELETE=delete_deployment),
         Route("/services", list_services, methods=["GET"]),
         _route("/services/{service}", GET=get_service, PATCH=modify_service),
         Route("/services/{service}/handlers", list_handlers, methods=["GET"]),
@@ -377,6 +378,21 @@ def create_admin_app(
     )
     app.state.registry = registry
     return app
+
+
+class _Anything(Convertor[str]):
+    """A path parameter of any characters (Starlette's `path` stops at a newline)."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anything", _Anything())
 
 
 def _kafka_routes(kafka: Any) -> list[BaseRoute]:
