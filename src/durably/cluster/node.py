@@ -269,8 +269,12 @@ class Forwarder:
             return
 
 
-class ClusterNode:
-    def __init__(self, cfg: Any, server: Any) -> None:
+class NodeBase:
+    """What a node of either placement has: its settings, its lease keeper (spread or not,
+    with the placement's hooks), the client it reaches other nodes with, and the fence it
+    attaches to the store."""
+
+    def __init__(self, cfg: Any, server: Any, *, spread: bool, **hooks: Any) -> None:
         check_settings(cfg.bind, cfg.advertise_address, cfg.cluster_secret, cfg.postgres_dsn)
         self.cfg = cfg
         self.server = server
@@ -281,16 +285,10 @@ class ClusterNode:
             cfg.postgres_dsn,
             Membership(self.name, advertise, cfg.ingress_port, cfg.admin_port),
             ttl_s=cfg.lease_ttl_s,
-            spread=False,
-            on_acquired=self._acquired,
-            on_lost=self._lost,
+            spread=spread,
+            **hooks,
         )
-        self.ingress = Switch(self, Forwarder(self, "ingress"))
-        self.admin = Switch(self, Forwarder(self, "admin"), local_status=True)
-        self._promotion: asyncio.Task[None] | None = None
         self._client: Any = None
-        # a leader that did not answer, and until when to not send it anything
-        self._forgotten: tuple[str, float] | None = None
 
     @property
     def client(self) -> Any:
@@ -302,6 +300,28 @@ class ClusterNode:
                 limits=httpx.Limits(max_connections=512),
             )
         return self._client
+
+    async def _start_keeper(self) -> None:
+        try:
+            await self.keeper.start()
+        except (TimeoutError, OSError) as e:
+            raise RuntimeError(
+                f"node {self.name} cannot reach PostgreSQL for the cluster's tables: "
+                f"{str(e) or 'timed out'}"
+            ) from None
+
+    async def attach(self, store: Any) -> None:
+        await fence_mod.attach(store, self.keeper.fence, self.keeper.membership.incarnation)
+
+
+class ClusterNode(NodeBase):
+    def __init__(self, cfg: Any, server: Any) -> None:
+        super().__init__(cfg, server, spread=False, on_acquired=self._acquired, on_lost=self._lost)
+        self.ingress = Switch(self, Forwarder(self, "ingress"))
+        self.admin = Switch(self, Forwarder(self, "admin"), local_status=True)
+        self._promotion: asyncio.Task[None] | None = None
+        # a leader that did not answer, and until when to not send it anything
+        self._forgotten: tuple[str, float] | None = None
 
     def leader_url(self, kind: str) -> str | None:
         leader = self.keeper.leader
@@ -346,13 +366,7 @@ class ClusterNode:
             self._forgotten = (self.keeper.leader, until)
 
     async def start(self) -> tuple[Any, Any]:
-        try:
-            await self.keeper.start()
-        except (TimeoutError, OSError) as e:
-            raise RuntimeError(
-                f"node {self.name} cannot reach PostgreSQL for the cluster's tables: "
-                f"{str(e) or 'timed out'}"
-            ) from None
+        await self._start_keeper()
         if self._promotion is not None:
             await self._promotion
         return self.ingress, self.admin
@@ -391,9 +405,6 @@ class ClusterNode:
 
     def prepare_engine(self, engine: Any) -> None:
         pass  # and runs all of them
-
-    async def attach(self, store: Any) -> None:
-        await fence_mod.attach(store, self.keeper.fence, self.keeper.membership.incarnation)
 
     async def stop(self, release: bool = True) -> None:
         if self._promotion is not None and not self._promotion.done():

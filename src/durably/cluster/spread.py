@@ -34,18 +34,16 @@ from typing import Any
 
 import orjson
 
-from durably.cluster import fence as fence_mod
-from durably.cluster.keeper import LeaseKeeper, owners
-from durably.cluster.leases import Membership
+from durably.cluster.keeper import owners
 from durably.cluster.node import (
     AUTHORIZATION,
     FORWARDED,
     NOT_LEADER,
     Forwarder,
+    NodeBase,
     Switch,
     _json,
     _replay,
-    check_settings,
     read_body,
 )
 from durably.engine.partitions import PartitionMoved, Partitions, apply
@@ -170,27 +168,16 @@ class Router(Forwarder):
         self.spread.refresh_owners()
 
 
-class SpreadNode:
+class SpreadNode(NodeBase):
     """One node of a cluster under the spread placement (see the module's doc)."""
 
     placement = "spread"
     runs_kafka = False  # Kafka subscriptions need the leader placement (docs/cluster.md)
 
     def __init__(self, cfg: Any, server: Any) -> None:
-        check_settings(cfg.bind, cfg.advertise_address, cfg.cluster_secret, cfg.postgres_dsn)
-        self.cfg = cfg
-        self.server = server
-        self.name: str = cfg.node_name
-        self.secret: str | None = cfg.cluster_secret
-        advertise = cfg.advertise_address or cfg.bind
-        self.keeper = LeaseKeeper(
-            cfg.postgres_dsn,
-            Membership(self.name, advertise, cfg.ingress_port, cfg.admin_port),
-            ttl_s=cfg.lease_ttl_s,
-            spread=True,
-            on_acquired=self._acquired,
-            on_lost=self._lost,
-            before_release=self._hand_over,
+        super().__init__(
+            cfg, server, spread=True,
+            on_acquired=self._acquired, on_lost=self._lost, before_release=self._hand_over,
         )
         self.ingress = Switch(self, Router(self, "ingress"))  # type: ignore[arg-type]
         self.admin = Switch(self, Router(self, "admin"), local_status=True)  # type: ignore[arg-type]
@@ -201,7 +188,6 @@ class SpreadNode:
         self._moves: asyncio.Queue[set[int]] = asyncio.Queue()
         self._lock = asyncio.Lock()  # one load or hand-over at a time
         self._tasks: list[asyncio.Task[Any]] = []
-        self._client: Any = None
         self._wake = asyncio.Event()
         self._refresh = asyncio.Event()
         self.moves_done = 0  # partitions taken over since start (for status and tests)
@@ -216,28 +202,8 @@ class SpreadNode:
         engine.partitions = Partitions(self.keeper.num_partitions, owned)
         self.ready = set(owned)
 
-    async def attach(self, store: Any) -> None:
-        await fence_mod.attach(store, self.keeper.fence, self.keeper.membership.incarnation)
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import httpx
-
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(connect=2.0, read=None, write=30.0, pool=30.0),
-                limits=httpx.Limits(max_connections=512),
-            )
-        return self._client
-
     async def start(self) -> tuple[Any, Any]:
-        try:
-            await self.keeper.start()
-        except (TimeoutError, OSError) as e:
-            raise RuntimeError(
-                f"node {self.name} cannot reach PostgreSQL for the cluster's tables: "
-                f"{str(e) or 'timed out'}"
-            ) from None
+        await self._start_keeper()
         self.apps = await self.server.open_engine()
         log.warning("node %s runs %d partitions (spread placement)", self.name, len(self.ready))
         self._tasks.append(asyncio.create_task(self._mover(), name=f"durably-moves-{self.name}"))
