@@ -21,6 +21,7 @@ PLACEMENT = os.environ.get("DURABLY_TEST_PLACEMENT", "leader")
 
 class ClusterServer(ServerProcess):
     name = "durably cluster"
+    store = "postgresql"  # as DurablyServer.store says which store a test runs against
 
     def __init__(
         self, base_dir: Path, options: Any = None, nodes: int = 3, extra_args: Any = ()
