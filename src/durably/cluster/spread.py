@@ -550,6 +550,13 @@ def admin_partition_key(node: SpreadNode, scope: Any, body: bytes) -> int | None
     parts = path.strip("/").split("/")
     if parts[0] == "invocations" and len(parts) in (2, 3):
         return _invocation_key(parts[1])
+    if method == "POST" and len(parts) == 3 and parts[0] == "services" and parts[2] == "state":
+        # a key's state is written by the owner of the key's partition
+        try:
+            object_key = orjson.loads(body).get("object_key") if body else None
+        except (orjson.JSONDecodeError, AttributeError):
+            object_key = None
+        return partition_key_for(key=object_key) if isinstance(object_key, str) else None
     if method in ("POST", "DELETE", "PATCH", "PUT") and parts[0] in ("deployments", "services"):
         return -1
     return None
