@@ -123,6 +123,14 @@ def _get(client: httpx.Client, node: DurablyServer, key: str) -> int:
     return int(r.json())
 
 
+def _json_or_none(r: httpx.Response) -> object:
+    """The answer's JSON; None while there is none yet (the handler answered nothing because
+    the awakeable is not created yet, or a node answered 503 while partitions moved)."""
+    if r.status_code != 200 or not r.content:
+        return None
+    return r.json()
+
+
 def _poll(fn, timeout: float = 60.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while True:
@@ -215,8 +223,8 @@ def test_attach_and_awakeables_through_another_node(cluster: Cluster) -> None:
             r = client.post(f"{nodes[1].ingress_url}/ClientAwakeable/{key}/wait/send")
             assert r.status_code in (200, 202), r.text
             inv_id = r.json()["invocationId"]
-            awakeable = _poll(lambda key=key: client.post(
-                f"{nodes[2].ingress_url}/ClientAwakeable/{key}/awakeableId").json())
+            awakeable = _poll(lambda key=key: _json_or_none(client.post(
+                f"{nodes[2].ingress_url}/ClientAwakeable/{key}/awakeableId")))
             # attach through a node that does not own the invocation: it waits there...
             answer: dict[str, httpx.Response] = {}
 
