@@ -313,6 +313,16 @@ class NodeBase:
     async def attach(self, store: Any) -> None:
         await fence_mod.attach(store, self.keeper.fence, self.keeper.membership.incarnation)
 
+    def url_of(self, node: str, kind: str) -> str | None:
+        """The base URL of `node`'s ingress or admin port, as it advertises it (None: a
+        node this one does not know as live)."""
+        info = self.keeper.nodes.get(node)
+        if info is None:
+            return None
+        port = info.ingress_port if kind == "ingress" else info.admin_port
+        host = f"[{info.address}]" if ":" in info.address else info.address
+        return f"http://{host}:{port}"
+
 
 class ClusterNode(NodeBase):
     def __init__(self, cfg: Any, server: Any) -> None:
@@ -332,12 +342,7 @@ class ClusterNode(NodeBase):
             if asyncio.get_running_loop().time() < forgotten[1]:
                 return None
             self._forgotten = None
-        info = self.keeper.nodes.get(leader)
-        if info is None:
-            return None
-        port = info.ingress_port if kind == "ingress" else info.admin_port
-        host = f"[{info.address}]" if ":" in info.address else info.address
-        return f"http://{host}:{port}"
+        return self.url_of(leader, kind)
 
     def status(self) -> dict[str, Any]:
         """What this node knows of the cluster (GET /cluster on its admin port; as of its

@@ -434,12 +434,7 @@ class SpreadNode(NodeBase):
             if owner is None:
                 self.refresh_owners()
             return None
-        info = self.keeper.nodes.get(owner)
-        if info is None:
-            return None
-        port = info.ingress_port if kind == "ingress" else info.admin_port
-        host = f"[{info.address}]" if ":" in info.address else info.address
-        return f"http://{host}:{port}"
+        return self.url_of(owner, kind)
 
     def pid_for(self, kind: str, scope: Any, body: bytes) -> int | None:
         """The partition a request belongs to; None: any node serves it."""
