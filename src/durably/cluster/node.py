@@ -41,6 +41,9 @@ import orjson
 from durably.cluster import fence as fence_mod
 from durably.cluster.keeper import LeaseKeeper
 from durably.cluster.leases import Membership
+from durably.cluster.peers import Peers
+from durably.invoker.http1 import Http1Stream
+from durably.invoker.transport import TransportError
 from durably.security.middleware import send_response
 
 log = logging.getLogger("durably.cluster")
@@ -55,6 +58,12 @@ _HOP = {
     b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
     b"host", b"content-length", b"proxy-authorization", b"proxy-connection",
 }
+# of a response (h11 gives names in lower case): its length stays when it has one
+_RESPONSE_HOP = {k.decode() for k in _HOP} - {"content-length"}
+_FORWARDED_STR = FORWARDED.decode()
+_SECRET_STR = SECRET.decode()
+# a peer that does not take the whole request within this is treated as failed mid-request
+_SEND_TIMEOUT_S = 30.0
 
 
 def keep_authorization(app: Any) -> Any:
@@ -200,22 +209,25 @@ class Forwarder:
         body = await read_body(receive)
         if body is None:
             return
-        headers = [(k, v) for k, v in scope.get("headers") or () if k.lower() not in _HOP]
-        headers.append((FORWARDED, self.node.name.encode()))
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope.get("headers") or () if k.lower() not in _HOP
+        ]
+        headers.append((_FORWARDED_STR, self.node.name))
         auth = scope.get(AUTHORIZATION)
-        if auth is not None and not any(k.lower() == b"authorization" for k, _ in headers):
-            headers.append((b"authorization", auth))
+        if auth is not None and not any(k.lower() == "authorization" for k, _ in headers):
+            headers.append(("authorization", auth.decode("latin-1")))
         if self.node.secret is not None:
-            headers.append((SECRET, self.node.secret.encode()))
-        retry_safe = scope["method"] in ("GET", "HEAD") or any(
-            k.lower() == b"idempotency-key" for k, _ in headers
+            headers.append((_SECRET_STR, self.node.secret))
+        method: str = scope["method"]
+        retry_safe = method in ("GET", "HEAD") or any(
+            k.lower() == "idempotency-key" for k, _ in headers
         )
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string") or b""
         target = path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.node.keeper.ttl_s + 2.0
-        import httpx
 
         while True:
             local = self.local(scope, body)
@@ -230,19 +242,34 @@ class Forwarder:
                     return
                 await asyncio.sleep(0.1)
                 continue
-            sent = False
+            stream: Http1Stream | None = None
             try:
-                async with self.node.client.stream(
-                    scope["method"], base + target, headers=headers, content=body
-                ) as response:
-                    sent = True
-                    if response.headers.get(NOT_LEADER) and loop.time() < deadline:
-                        self.refused(base)
-                        await asyncio.sleep(0.1)
-                        continue
-                    raw = b"".join([chunk async for chunk in response.aiter_raw()])
-            except httpx.HTTPError as e:
-                not_sent = isinstance(e, httpx.ConnectError | httpx.ConnectTimeout) and not sent
+                # a request that must not be received twice is never resent by the pool on
+                # its own: whether it was sent decides what happens next, here
+                stream = await self.node.peers.pool(base).open_stream(
+                    method, target, headers, resend_on_stale=retry_safe
+                )
+                await stream.send(body)
+                async with asyncio.timeout(_SEND_TIMEOUT_S):
+                    await stream.end()
+                status, head = await stream.response_head()
+                if loop.time() < deadline and any(k == NOT_LEADER for k, _ in head):
+                    stream.reset()
+                    self.refused(base)
+                    await asyncio.sleep(0.1)
+                    continue
+                # a response with a length is read whole before the caller sees any of it,
+                # so that a failure on the way is still retried or answered 502; one without
+                # (chunked: a stream) flows to the caller as it comes
+                whole: list[bytes] | None = None
+                if any(k == "content-length" for k, _ in head):
+                    whole = []
+                    while (chunk := await stream.receive()) is not None:
+                        whole.append(chunk)
+            except (TransportError, TimeoutError):
+                not_sent = stream is None or not stream.request_sent
+                if stream is not None:
+                    stream.reset()
                 if (not_sent or retry_safe) and loop.time() < deadline:
                     self.node.forget_leader()
                     await asyncio.sleep(0.1)
@@ -260,13 +287,36 @@ class Forwarder:
                 )
                 return
             out = [
-                (k, v) for k, v in response.headers.raw if k.lower() not in _HOP
+                (k.encode("latin-1"), v.encode("latin-1"))
+                for k, v in head if k not in _RESPONSE_HOP
             ]
-            out.append((b"content-length", str(len(raw)).encode()))
-            await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": out})
-            await send({"type": "http.response.body", "body": raw})
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            if whole is not None:
+                await send({"type": "http.response.body", "body": b"".join(whole)})
+                return
+            await _relay(stream, send)
             return
+
+
+async def _relay(stream: Http1Stream, send: Any) -> None:
+    """The rest of a streamed response, chunk by chunk. A failure of the peer midway ends
+    the caller's connection without a proper end of the body, as the peer's did."""
+    try:
+        while (chunk := await stream.receive()) is not None:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except BaseException:
+        stream.reset()
+        raise
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _peer_idle_timeout(cfg: Any) -> float:
+    """Half the keep-alive timeout this node's own ports have (and so, the nodes of a
+    cluster sharing their settings, its peers'), at most 30 s."""
+    security = getattr(cfg, "security", None)
+    limits = getattr(security, "limits", None)
+    keep_alive = max(1, round(getattr(limits, "idle_timeout_s", 60.0)))
+    return min(30.0, keep_alive / 2)
 
 
 class NodeBase:
@@ -288,18 +338,7 @@ class NodeBase:
             spread=spread,
             **hooks,
         )
-        self._client: Any = None
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import httpx
-
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(connect=2.0, read=None, write=30.0, pool=30.0),
-                limits=httpx.Limits(max_connections=512),
-            )
-        return self._client
+        self.peers = Peers(idle_timeout_s=_peer_idle_timeout(cfg))
 
     async def _start_keeper(self) -> None:
         try:
@@ -415,5 +454,4 @@ class ClusterNode(NodeBase):
         if self._promotion is not None and not self._promotion.done():
             self._promotion.cancel()
         await self.keeper.stop(release=release)
-        if self._client is not None:
-            await self._client.aclose()
+        await self.peers.close()

@@ -368,19 +368,20 @@ class SpreadNode(NodeBase):
         """Ask every other live node to read the registry now (each answers once done)."""
         from durably.cluster.node import SECRET
 
-        headers = {FORWARDED.decode(): self.name}
+        headers = [(FORWARDED.decode(), self.name)]
         if auth is not None:
-            headers["authorization"] = auth.decode("latin-1")
+            headers.append(("authorization", auth.decode("latin-1")))
         if self.secret is not None:
-            headers[SECRET.decode()] = self.secret
+            headers.append((SECRET.decode(), self.secret))
 
-        async def one(info: Any) -> None:
-            host = f"[{info.address}]" if ":" in info.address else info.address
+        async def one(name: str) -> None:
+            base = self.url_of(name, "admin")
+            if base is None:
+                return
             with contextlib.suppress(Exception):
-                await self.client.post(f"http://{host}:{info.admin_port}{SYNC_PATH}",
-                                       headers=headers, timeout=5.0)
+                await self.peers.request(base, "POST", SYNC_PATH, headers, timeout=5.0)
 
-        await asyncio.gather(*(one(i) for n, i in self.keeper.nodes.items() if n != self.name))
+        await asyncio.gather(*(one(n) for n in list(self.keeper.nodes) if n != self.name))
 
     def may_need_registry(self, kind: str, scope: Any) -> bool:
         """Whether the request reads the registry in a way a stale copy would answer
@@ -479,8 +480,7 @@ class SpreadNode(NodeBase):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.keeper.stop(release=release)
-        if self._client is not None:
-            await self._client.aclose()
+        await self.peers.close()
 
 
 def _invocation_key(invocation_id: str) -> int | None:

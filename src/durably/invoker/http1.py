@@ -57,9 +57,16 @@ class Http1Stream:
     """One request/response exchange. See `transport.Stream`."""
 
     def __init__(
-        self, transport: Http1Transport, method: str, target: str, headers: list[tuple[str, str]]
+        self,
+        transport: Http1Transport,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        *,
+        resend_on_stale: bool = True,
     ) -> None:
         self._transport = transport
+        self._resend_on_stale = resend_on_stale
         self._method = method
         self._target = target
         self._headers = headers
@@ -74,6 +81,10 @@ class Http1Stream:
         # False until the request has a connection: a deadline that ends earlier ended the
         # wait for a free one (the pool's cap), not a wait for the deployment
         self.got_connection = False
+        # False while no byte of the request was handed to a socket: a failure then means
+        # the peer surely never saw it (a caller that must not send a request twice may
+        # send it elsewhere); True means it may have been received
+        self.request_sent = False
 
     async def send(self, data: bytes) -> None:
         if self._error is not None:
@@ -114,7 +125,7 @@ class Http1Stream:
             try:
                 self._head = await self._read_head()
             except TransportError:
-                if not conn.reused or self._response_bytes:
+                if not conn.reused or self._response_bytes or not self._resend_on_stale:
                     raise
                 self._error = None
                 await self._send_request(fresh=True)
@@ -171,6 +182,7 @@ class Http1Stream:
             if body:
                 out += conn.h11.send(h11.Data(data=body))
             out += conn.h11.send(h11.EndOfMessage())
+            self.request_sent = True
             conn.writer.write(out)
             await conn.writer.drain()
         except (OSError, h11.LocalProtocolError) as exc:
@@ -277,11 +289,20 @@ class Http1Transport:
         self._closed = False
 
     async def open_stream(
-        self, method: str, path: str, headers: list[tuple[str, str]]
+        self, method: str, path: str, headers: list[tuple[str, str]], *,
+        resend_on_stale: bool = True,
     ) -> Http1Stream:
+        """A new exchange. `resend_on_stale`: when a reused keep-alive connection dies
+        before any byte of the response, send the request again once on a fresh one (it
+        was most likely closed by the server while idle, but it may also have been
+        received: pass False for a request that must not reach the server twice; the
+        failure is then the caller's, with `request_sent` set). `path` may carry a query."""
         if self._closed:
             raise TransportError("transport closed")
-        return Http1Stream(self, method, join_path(self._prefix, path), headers)
+        return Http1Stream(
+            self, method, join_path(self._prefix, path), headers,
+            resend_on_stale=resend_on_stale,
+        )
 
     async def close(self) -> None:
         self._closed = True
