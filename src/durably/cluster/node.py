@@ -203,12 +203,10 @@ class Forwarder:
     def refused(self, base: str) -> None:
         """The node at `base` answered that it is not the one for this request."""
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = await read_body(receive)
-        if body is None:
-            return
+    def _outgoing(self, scope: Any) -> tuple[str, list[tuple[str, str]], bool]:
+        """The request line's target and the headers to send a request on with (the
+        caller's, its token kept, this node's name and the cluster secret added), and
+        whether it may be received twice (a GET, or one with an idempotency key)."""
         headers = [
             (k.decode("latin-1"), v.decode("latin-1"))
             for k, v in scope.get("headers") or () if k.lower() not in _HOP
@@ -219,15 +217,23 @@ class Forwarder:
             headers.append(("authorization", auth.decode("latin-1")))
         if self.node.secret is not None:
             headers.append((_SECRET_STR, self.node.secret))
-        method: str = scope["method"]
-        retry_safe = method in ("GET", "HEAD") or any(
+        retry_safe = scope["method"] in ("GET", "HEAD") or any(
             k.lower() == "idempotency-key" for k, _ in headers
         )
         path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string") or b""
         target = path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
+        return target, headers, retry_safe
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = await read_body(receive)
+        if body is None:
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.node.keeper.ttl_s + 2.0
+        outgoing: tuple[str, list[tuple[str, str]], bool] | None = None
 
         while True:
             local = self.local(scope, body)
@@ -242,6 +248,10 @@ class Forwarder:
                     return
                 await asyncio.sleep(0.1)
                 continue
+            if outgoing is None:  # built once, and only for a request that leaves this node
+                outgoing = self._outgoing(scope)
+            target, headers, retry_safe = outgoing
+            method: str = scope["method"]
             stream: Http1Stream | None = None
             try:
                 # a request that must not be received twice is never resent by the pool on
