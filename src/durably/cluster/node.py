@@ -323,9 +323,7 @@ async def _relay(stream: Http1Stream, send: Any) -> None:
 def _peer_idle_timeout(cfg: Any) -> float:
     """Half the keep-alive timeout this node's own ports have (and so, the nodes of a
     cluster sharing their settings, its peers'), at most 30 s."""
-    security = getattr(cfg, "security", None)
-    limits = getattr(security, "limits", None)
-    keep_alive = max(1, round(getattr(limits, "idle_timeout_s", 60.0)))
+    keep_alive = max(1, round(cfg.security.limits.idle_timeout_s))  # as uvicorn is given it
     return min(30.0, keep_alive / 2)
 
 
