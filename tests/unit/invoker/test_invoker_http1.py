@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Iterator
 
-import h11
 import pytest
 from _transport_test_server import ServerProcess, free_port
+from tests.support.http_peer import Peer, drop_the
 
 from durably.invoker.http1 import Http1Stream, Http1Transport
 from durably.invoker.transport import TransportError
@@ -167,59 +166,25 @@ async def test_request_sent_says_whether_any_byte_left(server: ServerProcess) ->
         await transport.close()
 
 
-class DropsTheSecond:
-    """An HTTP/1.1 server (h11, in this process) that answers every request on a
-    connection except the second, which it reads and then drops the connection on."""
-
-    def __init__(self) -> None:
-        self.received = 0
-
-    async def start(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = h11.Connection(h11.SERVER)
-        served = 0
-        try:
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    data = await reader.read(65536)
-                    if not data:
-                        return
-                    conn.receive_data(data)
-                elif isinstance(event, h11.EndOfMessage):
-                    self.received += 1
-                    served += 1
-                    if served == 2:
-                        return
-                    writer.write(
-                        conn.send(h11.Response(status_code=200, headers=[(b"content-length", b"2")]))
-                        + conn.send(h11.Data(data=b"ok")) + conn.send(h11.EndOfMessage())
-                    )
-                    await writer.drain()
-                    conn.start_next_cycle()
-        finally:
-            writer.close()
-
-
 @pytest.mark.parametrize("resend", [True, False])
 async def test_a_reused_connection_dying_is_resent_only_if_allowed(resend: bool) -> None:
-    peer = DropsTheSecond()
+    # the second request reaches the peer on the reused connection, which it then drops
+    peer = Peer(drop_the({2}))
     transport = Http1Transport(await peer.start())
     try:
         stream = await transport.open_stream("POST", "/", [])
-        assert b"".join(await read_body(stream)) == b"ok"
+        await stream.send(b"1")
+        assert b"".join(await read_body(stream)) == b'{"got":1}'
         stream = await transport.open_stream("POST", "/", [], resend_on_stale=resend)
+        await stream.send(b"2")
         if resend:  # sent again on a fresh connection, which answers
-            assert b"".join(await read_body(stream)) == b"ok"
-            assert peer.received == 3
+            assert b"".join(await read_body(stream)) == b'{"got":2}'
+            assert (len(peer.requests), peer.connections) == (3, 2)
         else:
             with pytest.raises(TransportError):
                 await stream.response_head()
             assert stream.request_sent is True  # it may have been received: it was
-            assert peer.received == 2
+            assert (len(peer.requests), peer.connections) == (2, 1)
     finally:
         await transport.close()
-        peer.server.close()
+        await peer.close()
