@@ -1,7 +1,7 @@
 """Benchmark: one durably cluster of 1, 2 and 3 nodes, the same workload, in turns.
 
     flock /tmp/durably-bench.lock python -m bench.cluster_nodes [--duration 20] [--rounds 2]
-        [--concurrency 32] [--nodes 1,2,3] [--placement spread]
+        [--concurrency 32] [--nodes 1,2,3] [--placement leader|spread] [--per-node]
 
 Three clusters stay up for the whole run, each with a PostgreSQL cluster of its own (fsync
 and synchronous_commit on, `tests/support/postgres.py`), its own services process
@@ -16,6 +16,11 @@ a stateless call (`BenchGreeter/greet`) and an object add over 100 keys
 p50/p99 latency, and CPU per invocation (user + system seconds, measured as `bench/run.py`
 does) of all durably nodes together, of PostgreSQL (all its processes, reaped backends
 included) and of the SDK process.
+
+`--per-node` gives each cluster `--concurrency` connections per node (N nodes: N times
+as many), so that every node sees the load one node sees alone: a node's commits group
+as many invocations as one node's would (with the same total load split over N nodes,
+each node's group commits are smaller and cost more per invocation).
 """
 
 from __future__ import annotations
@@ -62,8 +67,11 @@ class Point:
 class Rig:
     """A cluster of `n` nodes on a PostgreSQL of its own, registered, with its load."""
 
-    def __init__(self, n: int, base: Path, ttl: str, placement: str | None) -> None:
+    def __init__(
+        self, n: int, base: Path, ttl: str, placement: str | None, per_node: bool = False
+    ) -> None:
         self.n = n
+        self.per_node = per_node
         self.pg = PostgresCluster()
         self.pg.start()
         self.services = ServicesProcess([], base / "services", app="bench.services:app")
@@ -101,6 +109,8 @@ class Rig:
         return nodes, postgres_cpu_seconds(self.pg), cpu_seconds(self.services.proc.pid)
 
     def measure(self, rnd: int, duration: float, warmup: float, c: int) -> Point:
+        if self.per_node:
+            c *= self.n
         _, lat, _ = asyncio.run(drive_for(self.one, warmup, c, self.count))
         self.count += len(lat) + c + 1
         time.sleep(0.2)
@@ -153,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", default="1,2,3", help="comma list of cluster sizes")
     ap.add_argument("--ttl", default="6s", help="the nodes' --lease-ttl")
     ap.add_argument("--placement", default=None, help="the nodes' --placement, if set")
+    ap.add_argument("--per-node", action="store_true",
+                    help="--concurrency connections per node (N nodes: N times as many)")
     args = ap.parse_args(argv)
     sizes = [int(x) for x in args.nodes.split(",") if x.strip()]
     rigs: list[Rig] = []
@@ -160,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="durably-cluster-bench-") as tmp:
         try:
             for n in sizes:
-                rigs.append(Rig(n, Path(tmp) / f"c{n}", args.ttl, args.placement))
+                rigs.append(
+                    Rig(n, Path(tmp) / f"c{n}", args.ttl, args.placement, args.per_node)
+                )
             for rnd in range(1, args.rounds + 1):
                 order = rigs if rnd % 2 else list(reversed(rigs))
                 for rig in order:
@@ -170,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                 rig.close()
     print()
     print(f"medians over {args.rounds} rounds of {args.duration:g} s, concurrency "
-          f"{args.concurrency}, placement {args.placement or 'default'}:")
+          f"{args.concurrency}{' per node' if args.per_node else ''}, placement "
+          f"{args.placement or 'default'}:")
     print(table(points))
     return 0
 
