@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import orjson
 
@@ -117,9 +118,15 @@ class Router(Forwarder):
                 started = True
             await send(message)
 
-        if self.kind == "admin" and admin_partition_key(self.spread, scope, b"") == -1:
-            await self._change_registry(app, scope, receive, send)
-            return
+        if self.kind == "admin" and scope.get("method") not in ("GET", "HEAD"):
+            # (the body names what a UI form changes)
+            body = await read_body(receive)
+            if body is None:
+                return
+            receive = _replay(body, receive)
+            if admin_partition_key(self.spread, scope, body) == -1:
+                await self._change_registry(app, scope, receive, send)
+                return
         try:
             await app(scope, receive, tracking)
         except PartitionMoved as e:
@@ -382,6 +389,42 @@ class SpreadNode(NodeBase):
 
         await asyncio.gather(*(one(i) for n, i in self.keeper.nodes.items() if n != self.name))
 
+    async def act_on_invocation(
+        self, scope: Any, inv_id: str, action: str, params: dict[str, str]
+    ) -> Any:
+        """An admin action on an invocation of any partition (the web UI's actions, one by
+        one in a bulk action): `PATCH /invocations/{id}/{action}` through this node's admin
+        router, so the owner performs it; the caller's token (from `scope`) goes with it."""
+        from starlette.responses import Response
+
+        path = f"/invocations/{quote(inv_id, safe='')}/{quote(action, safe='')}"
+        request = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "PATCH", "scheme": "http", "path": path, "raw_path": path.encode(),
+            "root_path": "", "query_string": urlencode(params).encode(),
+            "headers": [(b"host", b"localhost")],
+            "client": scope.get("client"), "server": scope.get("server"),
+        }
+        auth = scope.get(AUTHORIZATION)
+        if auth is not None:
+            request[AUTHORIZATION] = auth
+        start: dict[str, Any] = {}
+        body = bytearray()
+
+        async def receive() -> Any:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def collect(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+
+        await self.admin.app(request, receive, collect)  # the Router
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", [])
+                   if k.lower() in (b"content-type",)}
+        return Response(bytes(body), status_code=int(start.get("status", 502)), headers=headers)
+
     def may_need_registry(self, kind: str, scope: Any) -> bool:
         """Whether the request reads the registry in a way a stale copy would answer
         wrongly: an invocation of a service this node does not know, an admin read of the
@@ -542,6 +585,13 @@ def admin_partition_key(node: SpreadNode, scope: Any, body: bytes) -> int | None
     schema registry (the owner of partition 0 writes it), None: any node."""
     path: str = scope.get("path") or "/"
     method: str = scope.get("method") or "GET"
+    if path.startswith("/ui/"):
+        cfg = node.cfg
+        if not cfg.ui or cfg.ui_read_only:
+            return None  # this node's UI answers (no UI here, or a read-only one)
+        from durably.ui.routing import ui_partition_key
+
+        return ui_partition_key(method, path[3:], body)
     parts = path.strip("/").split("/")
     if parts[0] == "invocations" and len(parts) in (2, 3):
         return _invocation_key(parts[1])
