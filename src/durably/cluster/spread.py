@@ -47,6 +47,7 @@ from durably.cluster.node import (
     _replay,
     read_body,
 )
+from durably.cluster.schema import REGISTRY_CHANNEL
 from durably.engine.partitions import PartitionMoved, Partitions, apply
 from durably.ids import InvocationId, parse_awakeable_id, partition_key_for
 
@@ -197,6 +198,7 @@ class SpreadNode(NodeBase):
         self._tasks: list[asyncio.Task[Any]] = []
         self._wake = asyncio.Event()
         self._refresh = asyncio.Event()
+        self._registry_changed = False  # a commit changed the registry (NOTIFY)
         self.moves_done = 0  # partitions taken over since start (for status and tests)
 
     # -- the server's hooks -------------------------------------------------------------
@@ -301,13 +303,18 @@ class SpreadNode(NodeBase):
                 if conn is None or conn.is_closed():
                     conn = await asyncpg.connect(self.cfg.postgres_dsn, timeout=5.0)
                     await conn.add_listener("durably_outbox", lambda *_: self._wake.set())
+                    await conn.add_listener(REGISTRY_CHANNEL, self._registry_notified)
+                    last_registry = 0.0  # (a change notified while it was down)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), _POLL_S)
                 self._wake.clear()
                 if self._refresh.is_set():
                     self._refresh.clear()
                     self.keeper.owners = await owners(conn)
-                if loop.time() - last_registry >= _REGISTRY_CHECK_S:
+                if self._registry_changed or loop.time() - last_registry >= _REGISTRY_CHECK_S:
+                    # notified at the writer's COMMIT; the periodic check is the fallback
+                    # (a notification is lost while this connection is down)
+                    self._registry_changed = False
                     last_registry = loop.time()
                     await self._sync_registry(conn)
                 await self._deliver(conn, applied)
@@ -321,6 +328,10 @@ class SpreadNode(NodeBase):
                     conn.terminate()
                 conn = None
                 await asyncio.sleep(_POLL_S)
+
+    def _registry_notified(self, *_: Any) -> None:
+        self._registry_changed = True
+        self._wake.set()
 
     async def _deliver(self, conn: Any, applied: dict[int, bool]) -> None:
         engine, store = self.server.engine, self.server.store
