@@ -1,12 +1,17 @@
-"""The web UI of a cluster under the spread placement: three nodes on one PostgreSQL, every
-request sent to node a's UI. Pages and actions about invocations that b and c own, bulk
+"""The web UI of a cluster: three nodes on one PostgreSQL, every request sent to node a's
+UI. Under the spread placement, pages and actions about invocations that b and c own, bulk
 actions over invocations of all three, a state edit of a key another node owns and a
 change of a service's options all reach the node that owns what they touch; the
-same-origin check still holds for forwarded requests; and no node stops on the way
-(a write of another node's partition would stop it on the fence)."""
+same-origin check holds for forwarded requests (a browser's form through any node works,
+a cross-site one is refused); and no node stops on the way (a write of another node's
+partition would stop it on the fence). Under the leader placement the same requests go to
+the leader.
+
+The placement is spread unless DURABLY_TEST_PLACEMENT names another."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +30,7 @@ pytestmark = [pytest.mark.timeout(300)]
 
 NAMES = ("a", "b", "c")
 PARTITIONS = 64
+PLACEMENT = os.environ.get("DURABLY_TEST_PLACEMENT", "").strip() or "spread"
 
 
 class Cluster:
@@ -36,7 +42,7 @@ class Cluster:
                                         env={"UI_TEST_DIR": str(release)})
         self.nodes = {
             n: DurablyServer(base / n, store=self.dsn,
-                             extra_args=["--node-name", n, "--placement", "spread"])
+                             extra_args=["--node-name", n, "--placement", PLACEMENT])
             for n in NAMES
         }
         self.http = httpx.Client(timeout=30)
@@ -82,30 +88,39 @@ class Cluster:
 
         poll(check, timeout=60)
 
+    def ready(self) -> None:
+        """Every partition runs: spread over the three nodes, or all on the leader."""
+        statuses = [self.http.get(f"{n.admin_url}/cluster").json()
+                    for n in self.nodes.values()]
+        owners = self.owners()
+        assert len(owners) == PARTITIONS
+        if PLACEMENT == "spread":
+            assert set(owners.values()) == set(NAMES)
+            assert sum(s["partitions_ready"] for s in statuses) == PARTITIONS
+        else:
+            assert [s["role"] for s in statuses].count("leader") == 1
+
     def all_alive(self) -> None:
-        ready = 0
         for name, node in self.nodes.items():
             assert node.proc is not None and node.proc.poll() is None, (
                 f"node {name} stopped:\n{node.log_tail()}")
-            ready += self.http.get(f"{node.admin_url}/cluster").json()["partitions_ready"]
-        assert ready == PARTITIONS
+        self.ready()
+
+    def runs_on(self, inv_id: str, node: str) -> None:
+        """Where an invocation runs: under spread, its partition's owner; else the leader."""
+        owner = self.owner_of_id(inv_id)
+        assert owner == (node if PLACEMENT == "spread" else self.owners()[0]), (inv_id, owner)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("ui-spread"))
+    c = Cluster(tmp_path_factory.mktemp("ui-any-node"))
     c.services.start()
     try:
         for node in c.nodes.values():
             node.start()
 
-        def spread() -> None:
-            owners = c.owners()
-            assert len(owners) == PARTITIONS and set(owners.values()) == set(NAMES)
-            assert sum(c.http.get(f"{n.admin_url}/cluster").json()["partitions_ready"]
-                       for n in c.nodes.values()) == PARTITIONS
-
-        poll(spread, timeout=60)
+        poll(c.ready, timeout=60)
         # request/response: a handler that awaits something suspends at once
         register(c.nodes["b"].admin_url, c.services.url, use_http_11=True)
         yield c
@@ -128,7 +143,7 @@ def test_pages_and_actions_on_invocations_other_nodes_own(cluster: Cluster) -> N
     waiting = {n: cluster.send(n, "Waiter", "wait", f"owned by {n}") for n in ("b", "c")}
     flaky = cluster.send("c", "Flaky", "fail", "fails on c")
     for node, inv in [*waiting.items(), ("c", flaky)]:
-        assert cluster.owner_of_id(inv) == node
+        cluster.runs_on(inv, node)
     for inv in waiting.values():
         cluster.wait_status(inv, "suspended")
     cluster.wait_status(flaky, "backing-off")
@@ -188,7 +203,8 @@ def test_pages_and_actions_on_invocations_other_nodes_own(cluster: Cluster) -> N
 
 def test_a_bulk_action_over_invocations_of_every_node(cluster: Cluster) -> None:
     ids = [cluster.send(n, "Waiter", "wait", f"bulk {n} {i}") for n in NAMES for i in range(3)]
-    assert {cluster.owner_of_id(i) for i in ids} == set(NAMES)
+    for i, inv in enumerate(ids):
+        cluster.runs_on(inv, NAMES[i // 3])
     for inv in ids:
         cluster.wait_status(inv, "suspended")
     form = {"action": "kill", "scope": "selected", "id": ids, "filter": ""}
@@ -216,7 +232,7 @@ def test_a_bulk_action_over_invocations_of_every_node(cluster: Cluster) -> None:
 
 
 def test_state_edit_of_a_key_another_node_owns(cluster: Cluster) -> None:
-    key = cluster.key_owned_by("c", "ui-state")
+    key = cluster.key_owned_by("c", "ui-state") if PLACEMENT == "spread" else "ui-state"
     r = cluster.http.post(f"{cluster.nodes['a'].ingress_url}/Cart/{key}/add", json="apple")
     assert r.status_code == 200, r.text
     ui, same = cluster.ui("a"), cluster.same_origin("a")
