@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.cluster import key_owned_by
 from tests.support.harness import DurablyServer, ServicesProcess, register
 from tests.support.postgres import fetch, shared_cluster
 
@@ -56,12 +57,7 @@ class Cluster:
         return self.owners().get(partition_of(partition_key_for(key=key), PARTITIONS))
 
     def key_owned_by(self, name: str, prefix: str) -> str:
-        owners = self.owners()
-        for i in range(10_000):
-            key = f"{prefix}-{i}"
-            if owners.get(partition_of(partition_key_for(key=key), PARTITIONS)) == name:
-                return key
-        raise AssertionError(f"no key on {name}")
+        return key_owned_by(self.owners(), name, prefix, PARTITIONS)
 
     def wait_spread(
         self, names: list[str], timeout: float = 60, headers: dict[str, str] | None = None

@@ -20,11 +20,12 @@ from urllib.parse import unquote_plus
 
 import httpx
 import pytest
+from tests.support.cluster import key_owned_by
 from tests.support.harness import DurablyServer, ServicesProcess, poll, register
 from tests.support.postgres import fetch, shared_cluster
 from tests.ui.world import UI_APP
 
-from durably.ids import InvocationId, partition_key_for, partition_of
+from durably.ids import InvocationId, partition_of
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -57,12 +58,7 @@ class Cluster:
         return self.owners().get(pid)
 
     def key_owned_by(self, name: str, prefix: str) -> str:
-        owners = self.owners()
-        for i in range(10_000):
-            key = f"{prefix}-{i}"
-            if owners.get(partition_of(partition_key_for(key=key), PARTITIONS)) == name:
-                return key
-        raise AssertionError(f"no key on {name}")
+        return key_owned_by(self.owners(), name, prefix, PARTITIONS)
 
     def ui(self, node: str = "a") -> str:
         return f"{self.nodes[node].admin_url}/ui/"
@@ -70,6 +66,21 @@ class Cluster:
     def same_origin(self, node: str = "a") -> dict[str, str]:
         """What a browser on node's UI sends with a form (its Origin is the node's admin)."""
         return {"origin": self.nodes[node].admin_url, "sec-fetch-site": "same-origin"}
+
+    def act(self, inv_id: str, action: str) -> str:
+        """A confirmed action from the invocation's page on a's UI: the message or error
+        the redirect carries to the next page."""
+        r = self.http.post(self.ui("a") + f"invocations/{inv_id}",
+                           data={"action": action, "confirm": "yes"}, headers=self.same_origin())
+        return _message(r)
+
+    def bulk(self, action: str, ids: list[str]) -> dict[str, Any]:
+        """A confirmed bulk action on a's UI (one chunk), as its script sends it."""
+        form = {"action": action, "scope": "selected", "id": ids, "filter": "", "confirm": "yes"}
+        r = self.http.post(self.ui("a") + "bulk", data=form,
+                           headers={**self.same_origin(), "accept": "application/json"})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
 
     def send(self, node: str, service: str, handler: str, body: Any, key: str = "") -> str:
         path = f"{service}/{key}/{handler}" if key else f"{service}/{handler}"
@@ -168,34 +179,20 @@ def test_pages_and_actions_on_invocations_other_nodes_own(cluster: Cluster) -> N
     r = cluster.http.post(ui + f"invocations/{waiting['b']}", data={"action": "cancel"},
                           headers=same)
     assert r.status_code == 200 and 'name="confirm" value="yes"' in r.text
-    r = cluster.http.post(ui + f"invocations/{waiting['b']}",
-                          data={"action": "cancel", "confirm": "yes"}, headers=same)
-    assert _message(r) == "Cancel: done (202)."
-    r = cluster.http.post(ui + f"invocations/{waiting['c']}",
-                          data={"action": "kill", "confirm": "yes"}, headers=same)
-    assert _message(r) == "Kill: done (202)." or _message(r) == "Kill: done (200).", r.headers
+    assert cluster.act(waiting["b"], "cancel") == "Cancel: done (202)."
+    assert cluster.act(waiting["c"], "kill") in ("Kill: done (202).", "Kill: done (200).")
     for inv in waiting.values():
         cluster.wait_status(inv, "completed")
-    r = cluster.http.post(ui + f"invocations/{waiting['c']}",
-                          data={"action": "kill", "confirm": "yes"}, headers=same)
-    assert _message(r).startswith("Kill refused (409)"), r.headers  # c's own answer
+    assert cluster.act(waiting["c"], "kill").startswith("Kill refused (409)")  # c's answer
 
     # pause and resume c's retrying invocation, then purge a completed one of c's
-    r = cluster.http.post(ui + f"invocations/{flaky}",
-                          data={"action": "pause", "confirm": "yes"}, headers=same)
-    assert _message(r).startswith("Pause: done"), r.headers
+    assert cluster.act(flaky, "pause").startswith("Pause: done")
     cluster.wait_status(flaky, "paused")
-    r = cluster.http.post(ui + f"invocations/{flaky}",
-                          data={"action": "resume", "confirm": "yes"}, headers=same)
-    assert _message(r).startswith("Resume: done"), r.headers
+    assert cluster.act(flaky, "resume").startswith("Resume: done")
     cluster.wait_status(flaky, "backing-off", "running", "ready")
-    r = cluster.http.post(ui + f"invocations/{flaky}",
-                          data={"action": "kill", "confirm": "yes"}, headers=same)
-    assert _message(r).startswith("Kill: done"), r.headers
+    assert cluster.act(flaky, "kill").startswith("Kill: done")
     cluster.wait_status(flaky, "completed")
-    r = cluster.http.post(ui + f"invocations/{waiting['c']}",
-                          data={"action": "purge", "confirm": "yes"}, headers=same)
-    assert _message(r) == f"Purged {waiting['c']}.", r.headers
+    assert cluster.act(waiting["c"], "purge") == f"Purged {waiting['c']}."
     assert cluster.http.get(f"{cluster.nodes['c'].admin_url}/invocations/{waiting['c']}"
                             ).status_code == 404
     cluster.all_alive()
@@ -210,20 +207,13 @@ def test_a_bulk_action_over_invocations_of_every_node(cluster: Cluster) -> None:
     form = {"action": "kill", "scope": "selected", "id": ids, "filter": ""}
     r = cluster.http.post(cluster.ui("a") + "bulk", data=form, headers=cluster.same_origin("a"))
     assert r.status_code == 200 and "9" in r.text  # the dry run counts them
-    r = cluster.http.post(cluster.ui("a") + "bulk", data={**form, "confirm": "yes"},
-                          headers={**cluster.same_origin("a"), "accept": "application/json"})
-    assert r.status_code == 200, r.text
-    done = r.json()
+    done = cluster.bulk("kill", ids)
     assert (done["done"], done["failed"], done["finished"]) == (9, 0, True), done
     for inv in ids:
         cluster.wait_status(inv, "completed")
     # purged where they are (cancel and kill also reach other partitions as messages;
     # purge, pause, resume and restart only act on the owner)
-    form = {"action": "purge", "scope": "selected", "id": ids, "filter": "", "confirm": "yes"}
-    r = cluster.http.post(cluster.ui("a") + "bulk", data=form,
-                          headers={**cluster.same_origin("a"), "accept": "application/json"})
-    assert r.status_code == 200, r.text
-    done = r.json()
+    done = cluster.bulk("purge", ids)
     assert (done["done"], done["failed"], done["finished"]) == (9, 0, True), done
     for inv in ids:
         r = cluster.http.get(f"{cluster.nodes['b'].admin_url}/invocations/{inv}")

@@ -22,7 +22,11 @@ engine on them alone (`durably serve --node-name N --placement spread`).
   the new owner once the lease table names it.
 - **Registry.** Deployments and service changes are written by the owner of partition 0
   (admin requests that change them are routed there); every node reloads the registry
-  from the database when it changes (checked every second).
+  from the database when it changes: at once on the NOTIFY its commit sends
+  (`schema.REGISTRY_NOTIFY`), and every second in case a notification was lost.
+- **Web UI.** Its pages and actions are routed as the admin API's are
+  (`durably.ui.routing` names their partition); a bulk action acts on each invocation
+  through this node's admin router (`act_on_invocation`).
 """
 
 from __future__ import annotations
