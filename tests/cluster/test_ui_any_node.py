@@ -47,6 +47,7 @@ class Cluster:
             for n in NAMES
         }
         self.http = httpx.Client(timeout=30)
+        self.last_location: str | None = None  # of the last action's redirect
 
     def owners(self) -> dict[int, str]:
         rows = fetch(self.dsn, "SELECT pid, owner FROM durably.partition_lease "
@@ -72,6 +73,7 @@ class Cluster:
         the redirect carries to the next page."""
         r = self.http.post(self.ui("a") + f"invocations/{inv_id}",
                            data={"action": action, "confirm": "yes"}, headers=self.same_origin())
+        self.last_location = r.headers.get("location")
         return _message(r)
 
     def bulk(self, action: str, ids: list[str]) -> dict[str, Any]:
@@ -192,6 +194,11 @@ def test_pages_and_actions_on_invocations_other_nodes_own(cluster: Cluster) -> N
     cluster.wait_status(flaky, "backing-off", "running", "ready")
     assert cluster.act(flaky, "kill").startswith("Kill: done")
     cluster.wait_status(flaky, "completed")
+    assert cluster.act(flaky, "restart-as-new") == f"Restarted {flaky} as this new invocation."
+    again = str(cluster.last_location).split("?")[0]
+    cluster.runs_on(again, "c")
+    cluster.wait_status(again, "backing-off")
+    assert cluster.act(again, "kill").startswith("Kill: done")
     assert cluster.act(waiting["c"], "purge") == f"Purged {waiting['c']}."
     assert cluster.http.get(f"{cluster.nodes['c'].admin_url}/invocations/{waiting['c']}"
                             ).status_code == 404
