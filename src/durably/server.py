@@ -292,8 +292,7 @@ class Durably:
             create_admin_app, registry, engine, cfg, self.introspector, metrics, self.kafka
         )
         self._tasks.append(asyncio.create_task(self._sweep_loop()))
-        if self.cluster is None or self.cluster.runs_kafka:
-            await self.kafka.start()
+        await self.kafka.start()
         return ingress_app, admin_app
 
     async def _serve_http(self, apps: tuple[Any, Any], ingress_sock: Any, admin_sock: Any) -> None:

@@ -22,7 +22,9 @@ engine on them alone (`durably serve --node-name N --placement spread`).
   the new owner once the lease table names it.
 - **Registry.** Deployments and service changes are written by the owner of partition 0
   (admin requests that change them are routed there); every node reloads the registry
-  from the database when it changes (checked every second).
+  from the database when it changes (checked every second). Kafka clusters and
+  subscriptions are written and read alike; each node consumes the Kafka partitions whose
+  offsets live in its partitions (`durably.kafka.service`).
 """
 
 from __future__ import annotations
@@ -172,7 +174,6 @@ class SpreadNode(NodeBase):
     """One node of a cluster under the spread placement (see the module's doc)."""
 
     placement = "spread"
-    runs_kafka = False  # Kafka subscriptions need the leader placement (docs/cluster.md)
 
     def __init__(self, cfg: Any, server: Any) -> None:
         super().__init__(
@@ -413,6 +414,9 @@ class SpreadNode(NodeBase):
         store, engine = self.server.store, self.server.engine
         if store is None or engine is None:
             return
+        kafka = self.server.kafka
+        if kafka is not None and REGISTRY_PARTITION not in self.ready:
+            await kafka.sync(conn)  # its clusters and subscriptions, written alike
         raw = await conn.fetchval("SELECT value FROM durably.meta WHERE key = $1", REGISTRY_KEY)
         if raw is None or bytes(raw) == store.load_meta(REGISTRY_KEY):
             return
@@ -552,7 +556,9 @@ def admin_partition_key(node: SpreadNode, scope: Any, body: bytes) -> int | None
         except (orjson.JSONDecodeError, AttributeError):
             object_key = None
         return partition_key_for(key=object_key) if isinstance(object_key, str) else None
-    if method in ("POST", "DELETE", "PATCH", "PUT") and parts[0] in ("deployments", "services"):
+    if method in ("POST", "DELETE", "PATCH", "PUT") and parts[0] in (
+        "deployments", "services", "subscriptions", "kafka-clusters"
+    ):
         return -1
     return None
 

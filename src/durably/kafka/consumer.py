@@ -13,6 +13,12 @@ batch is durable; only then commit offset+1 of each partition to the broker. On 
 each partition is moved to max(broker's committed offset, stored offset + 1), so a broker
 that lost its offsets does not make durably ingest a record twice.
 
+In a cluster under the spread placement each node consumes only the Kafka partitions whose
+offset rows live in cluster partitions it owns (`KafkaSubscriptions.owns`), checked every
+round: a partition whose lease moves away is let go of (its records are no longer taken
+from the moment the hand-over starts), one whose lease arrives is assigned at its stored
+offset + 1, read from the rows the store loaded with the partition.
+
 Backpressure: each partition has at most `max_in_flight` unfinished invocations made from
 its records; beyond that the partition is paused (the broker keeps the records) and resumed
 when enough of them have completed.
@@ -100,6 +106,7 @@ class SubscriptionConsumer:
         self._paused: set[TopicPartition] = set()
         self._lag: dict[TopicPartition, int] = {}
         self._ends_asked = 0.0
+        self._assigned: set[int] = set()  # the topic's partitions this consumer reads
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"kafka-{self.sub.id}")
@@ -140,19 +147,29 @@ class SubscriptionConsumer:
         consumer = AIOKafkaConsumer(**settings)
         self._consumer = consumer
         await consumer.start()
+        self._assigned = set()
         partitions = await self._wait_for_topic(consumer)
         await self._assign(consumer, partitions)
-        log.info("subscription %s: consuming %s (%d partitions) from %s for group %s",
-                 self.sub.id, self.sub.topic, len(partitions), self.cluster.name,
-                 self.sub.group_id)
+        log.info("subscription %s: consuming %s (%d of %d partitions) from %s for group %s",
+                 self.sub.id, self.sub.topic, len(self._assigned), len(partitions),
+                 self.cluster.name, self.sub.group_id)
         checked = time.monotonic()
         while not self._stopping:
-            # at most max_in_flight records per fetch: what a paused partition may overshoot by
-            batch = await consumer.getmany(
-                timeout_ms=500, max_records=min(500, self.max_in_flight)
-            )
+            if self._mine(partitions) != self._assigned:
+                await self._assign(consumer, partitions)  # leases moved (spread placement)
+            if not self._assigned:
+                await asyncio.sleep(0.5)
+                batch = {}
+            else:
+                # at most max_in_flight records per fetch: what a paused partition may
+                # overshoot by
+                batch = await consumer.getmany(
+                    timeout_ms=500, max_records=min(500, self.max_in_flight)
+                )
             commits: dict[TopicPartition, OffsetAndMetadata] = {}
             for tp, messages in batch.items():
+                if not self.service.owns(self.sub.id, tp.topic, tp.partition):
+                    continue  # handed over while fetching: its next consumer takes these
                 last = self._taken.get(tp, -1)
                 for m in messages:
                     if m.offset <= last:
@@ -193,10 +210,22 @@ class SubscriptionConsumer:
                 waited = True
             await asyncio.sleep(_TOPIC_WAIT_S)
 
+    def _mine(self, partitions: set[int]) -> set[int]:
+        return {p for p in partitions if self.service.owns(self.sub.id, self.sub.topic, p)}
+
     async def _assign(self, consumer: AIOKafkaConsumer, partitions: set[int]) -> None:
-        """Take every partition of the topic (durably is the only member of the group), each
-        at max(the broker's committed offset, the stored offset + 1)."""
-        tps = [TopicPartition(self.sub.topic, p) for p in sorted(partitions)]
+        """Take every partition of the topic this node consumes (durably is the only member
+        of the group), each at max(the broker's committed offset, the stored offset + 1)."""
+        mine = self._mine(partitions)
+        for p in self._assigned - mine:  # another node takes it from its stored offset
+            tp = TopicPartition(self.sub.topic, p)
+            self._taken.pop(tp, None)
+            self._lag.pop(tp, None)
+        if self._assigned != mine and self._assigned:
+            log.info("subscription %s: now consuming partitions %s of %s", self.sub.id,
+                     sorted(mine), self.sub.topic)
+        self._assigned = mine
+        tps = [TopicPartition(self.sub.topic, p) for p in sorted(mine)]
         consumer.assign(tps)
         stored = self.service.store.kafka_offsets(self.sub.id, self.sub.group_id)
         for tp in tps:
@@ -229,14 +258,16 @@ class SubscriptionConsumer:
     def _track(self, tp: TopicPartition, fut: asyncio.Future[Any]) -> None:
         n = self._in_flight.get(tp, 0) + 1
         self._in_flight[tp] = n
-        fut.add_done_callback(lambda _f: self._finished(tp))
+        fut.add_done_callback(lambda f: self._finished(tp, f))
         if n >= self.max_in_flight and tp not in self._paused and self._consumer is not None:
             self._paused.add(tp)
             self._consumer.pause(tp)
             log.info("subscription %s: %s-%d paused (%d invocations in flight)",
                      self.sub.id, tp.topic, tp.partition, n)
 
-    def _finished(self, tp: TopicPartition) -> None:
+    def _finished(self, tp: TopicPartition, fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled():
+            fut.exception()  # (its partition moved to another node: no longer tracked)
         n = self._in_flight.get(tp, 1) - 1
         self._in_flight[tp] = n
         if tp in self._paused and n <= self.max_in_flight // 2:

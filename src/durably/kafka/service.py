@@ -4,6 +4,15 @@
 creates the invocation of one record (or parks the record) and writes the record's offset
 into the same open store batch, so both commit together or not at all. The consumer awaits
 `durable()` (the batch committed and synced) before it commits the offset to the broker.
+
+In a cluster under the spread placement (`engine.partitions` set), a Kafka partition's
+records are consumed by the node that owns the cluster partition of its offset row
+(`home`): that row's commits are fenced by the lease, so a former consumer can commit
+nothing once the partition moved, and the next one starts from the stored offset. A record
+for an object or a workflow becomes an `invoke` message to the owner of its key's
+partition (`engine.partitions`), written in the same commit as the offset, even when that
+owner is this node: the owner applies the messages of one sender in the order written, so
+the records of a key start in partition order whichever nodes consume and run them.
 """
 
 from __future__ import annotations
@@ -16,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from durably.engine import partitions
 from durably.engine.engine import TargetError
 from durably.engine.model import now_ms
+from durably.ids import partition_key_for
 from durably.kafka.model import (
     KafkaCluster,
     KafkaDoc,
@@ -41,6 +52,10 @@ log = logging.getLogger("durably.kafka")
 META_KEY = "kafka"
 _MISSING = "Kafka subscriptions need aiokafka: pip install 'durably[kafka]'"
 DEFAULT_MAX_IN_FLIGHT = 1000  # unfinished invocations per partition before it is paused
+
+
+class NotHome(Exception):
+    """A record of a Kafka partition this node no longer consumes (spread placement)."""
 
 
 class KafkaSubscriptions:
@@ -80,6 +95,45 @@ class KafkaSubscriptions:
         self._started = False
         consumers, self.consumers = self.consumers, {}
         await asyncio.gather(*(c.stop() for c in consumers.values()), return_exceptions=True)
+
+    async def sync(self, conn: Any) -> None:
+        """Spread placement: read the document from the database (an asyncpg connection)
+        and take it if another node changed it."""
+        raw = await conn.fetchval("SELECT value FROM durably.meta WHERE key = $1", META_KEY)
+        raw = None if raw is None else bytes(raw)
+        if raw is None or raw == self.store.load_meta(META_KEY):
+            return
+        self.store._meta[META_KEY] = raw  # the copy the next comparison reads
+        await self.reload(raw)
+        log.info("Kafka subscriptions reloaded (changed by another node)")
+
+    async def reload(self, raw: bytes | None) -> None:
+        """Another node changed the clusters or subscriptions (spread placement): take its
+        document and start or stop consumers to match. Returns once the consumers of
+        deleted subscriptions stopped (nothing of theirs is taken after that)."""
+        doc = KafkaDoc.load(None if raw is None else orjson.loads(raw))
+        for c in self.doc.clusters.values():
+            if c.static:
+                doc.clusters.setdefault(c.name, c)
+        self.doc = doc
+        if not self._started or not self.available:
+            return
+        gone: list[str] = []
+        for sub_id, consumer in list(self.consumers.items()):
+            sub = doc.subscriptions.get(sub_id)
+            cluster = doc.clusters.get(consumer.cluster.name)
+            if sub is None or cluster is None or cluster.properties != consumer.cluster.properties:
+                await self._stop_consumer(sub_id)
+                if sub is None:
+                    gone.append(sub_id)
+        for sub_id in gone:
+            # an offset this node committed after the writer deleted them goes too
+            self.store.delete_kafka_offsets(sub_id)
+        if gone:
+            await self.engine.committed()
+        for sub in doc.subscriptions.values():
+            if sub.id not in self.consumers:
+                self._start_consumer(sub)
 
     def _start_consumer(self, sub: Subscription) -> None:
         from durably.kafka.consumer import SubscriptionConsumer
@@ -203,17 +257,37 @@ class KafkaSubscriptions:
 
     # -- records -----------------------------------------------------------------------
 
+    def home(self, sub_id: str, topic: str, partition: int) -> int | None:
+        """The cluster partition of a Kafka partition's offset row and parked records (None:
+        a single node, which owns them all)."""
+        parts = self.engine.partitions
+        if parts is None:
+            return None
+        return parts.of_key(partition_key_for(key=f"{sub_id}/{topic}/{partition}"))
+
+    def owns(self, sub_id: str, topic: str, partition: int) -> bool:
+        """Whether this node consumes that Kafka partition now (it owns its home)."""
+        home = self.home(sub_id, topic, partition)
+        parts = self.engine.partitions
+        return home is None or parts is None or home in parts.owned
+
     def take(self, sub: Subscription, record: Record) -> asyncio.Future[Any] | None:
         """Turn one record into an invocation (or a parked record) and store its offset, in
         the engine's open batch. Returns a future resolved when the invocation completes
-        (None when no new invocation was created)."""
+        (None when no new invocation was created here, or none was created at all)."""
+        if not self.owns(sub.id, record.topic, record.partition):
+            # handed over a moment ago: the fence would refuse the offset (the consumer
+            # lets go of the partition on its next round)
+            raise NotHome(record.topic, record.partition)
         if not self.store.put_kafka_offset(sub.id, sub.group_id, record.topic,
                                            record.partition, record.offset):
             return None  # taken before (by this server before a crash, or by another)
         fut = None
         try:
             invocation_id = self._invoke(sub, record)
-            if invocation_id is not None:
+            parts = self.engine.partitions
+            if invocation_id is not None and (parts is None or parts.owns_id(invocation_id)):
+                # (one run by another node is not waited for: see docs/kafka.md, backpressure)
                 fut = self.engine.wait_result(invocation_id)
         except Unusable as e:
             self.park(sub, record, str(e))
@@ -223,7 +297,8 @@ class KafkaSubscriptions:
         return fut
 
     def _invoke(self, sub: Subscription, record: Record) -> str | None:
-        """The id of the invocation created for `record` (None: its workflow already ran)."""
+        """The id of the invocation created for `record` (None: its workflow already ran;
+        under the spread placement, the id of the invocation its message creates)."""
         engine = self.engine
         service, handler = sub.service, sub.handler
         service_ty = engine.schema.service_ty(service)
@@ -234,11 +309,26 @@ class KafkaSubscriptions:
             target, options = engine.schema.target(service, handler, key)
         except TargetError as e:
             raise Unusable(e.message) from None
+        headers = invocation_headers(record, sub.id)
+        parts = engine.partitions
+        if parts is not None and key is not None:
+            # spread placement: a message to the owner of the key's partition, even this
+            # node (the module's doc: the records of a key start in order)
+            inv_id = engine.new_invocation_id(target, None)
+            partitions.send(engine, parts.of_key(inv_id.partition_key), "invoke",
+                            partitions.invoke_payload(
+                                str(inv_id), target, record.value or b"", headers,
+                                idempotency_key=None, execution_time=None,
+                                invoked_by="subscription", caller_id=None, caller_target=None,
+                                invoked_by_id=sub.id, idempotency_retention_ms=None,
+                                reply_to=None,
+                            ))
+            return str(inv_id)
         submitted = engine.create(
             target,
             options,
             record.value or b"",
-            invocation_headers(record, sub.id),
+            headers,
             invoked_by="subscription",
             invoked_by_id=sub.id,
         )

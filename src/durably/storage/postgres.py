@@ -355,6 +355,12 @@ class PostgresStore:
         for timer_id in [i for i, t in self._timers.items() if gone_id(t.invocation_id)]:
             timer = self._timers.pop(timer_id)
             self._timers_of.pop(timer.invocation_id, None)
+        pk_kafka = self._pk_of_kafka_partition
+        for ident in [k for k in self._kafka_offsets if gone(pk_kafka(k[0], k[2], k[3]))]:
+            del self._kafka_offsets[ident]
+        for record_id in [i for i, r in self._parked.items()
+                          if gone(pk_kafka(r.subscription_id, r.topic, r.partition))]:
+            del self._parked[record_id]
         self._pk_cache.clear()
         if self.load_only is not None:
             self.load_only[1].difference_update(pids)
