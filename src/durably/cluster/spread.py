@@ -560,5 +560,12 @@ def admin_partition_key(node: SpreadNode, scope: Any, body: bytes) -> int | None
         "deployments", "services", "subscriptions", "kafka-clusters"
     ):
         return -1
+    if parts[0] == "kafka-parked-records" and len(parts) in (2, 3):
+        # a parked record is replayed or dropped by its partition's owner (its id names it)
+        from durably.kafka.service import parked_partition
+
+        n = node.keeper.num_partitions
+        pid = parked_partition(int(parts[1])) if parts[1].isdigit() else None
+        return None if pid is None or pid >= n else -(-pid * (1 << 64) // n)
     return None
 

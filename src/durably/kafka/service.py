@@ -54,6 +54,15 @@ _MISSING = "Kafka subscriptions need aiokafka: pip install 'durably[kafka]'"
 DEFAULT_MAX_IN_FLIGHT = 1000  # unfinished invocations per partition before it is paused
 
 
+def parked_partition(record_id: int) -> int | None:
+    """The partition whose owner holds a parked record (spread placement; None: an id
+    given by a single node)."""
+    from durably.storage.postgres import PARKED_PARTITION_SHIFT
+
+    pid = (record_id >> PARKED_PARTITION_SHIFT) - 1
+    return pid if pid >= 0 else None
+
+
 class NotHome(Exception):
     """A record of a Kafka partition this node no longer consumes (spread placement)."""
 
@@ -78,7 +87,6 @@ class KafkaSubscriptions:
         self.consumers: dict[str, SubscriptionConsumer] = {}
         self._started = False
         self.available = importlib.util.find_spec("aiokafka") is not None
-        self.parked_count = len(self.store.kafka_parked(None))  # for the metric
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -271,10 +279,11 @@ class KafkaSubscriptions:
         parts = self.engine.partitions
         return home is None or parts is None or home in parts.owned
 
-    def take(self, sub: Subscription, record: Record) -> asyncio.Future[Any] | None:
+    def take(self, sub: Subscription, record: Record) -> asyncio.Future[Any] | str | None:
         """Turn one record into an invocation (or a parked record) and store its offset, in
-        the engine's open batch. Returns a future resolved when the invocation completes
-        (None when no new invocation was created here, or none was created at all)."""
+        the engine's open batch. Returns a future resolved when the invocation completes,
+        the id of an invocation another node will run (`finished` tells when it did), or
+        None when no invocation was created."""
         if not self.owns(sub.id, record.topic, record.partition):
             # handed over a moment ago: the fence would refuse the offset (the consumer
             # lets go of the partition on its next round)
@@ -282,13 +291,15 @@ class KafkaSubscriptions:
         if not self.store.put_kafka_offset(sub.id, sub.group_id, record.topic,
                                            record.partition, record.offset):
             return None  # taken before (by this server before a crash, or by another)
-        fut = None
+        fut: asyncio.Future[Any] | str | None = None
         try:
             invocation_id = self._invoke(sub, record)
             parts = self.engine.partitions
-            if invocation_id is not None and (parts is None or parts.owns_id(invocation_id)):
-                # (one run by another node is not waited for: see docs/kafka.md, backpressure)
-                fut = self.engine.wait_result(invocation_id)
+            if invocation_id is not None:
+                if parts is None or parts.owns_id(invocation_id):
+                    fut = self.engine.wait_result(invocation_id)
+                else:
+                    fut = invocation_id
         except Unusable as e:
             self.park(sub, record, str(e))
         except Exception as e:  # a bug must not jam the partition either: park, log it
@@ -343,7 +354,6 @@ class KafkaSubscriptions:
             timestamp=record.timestamp, error=error, parked_at=now_ms(),
         )
         row.id = self.store.park_kafka_record(row)
-        self.parked_count += 1
         log.warning(
             "subscription %s: parked the record %s/%d@%d (replay or drop it with "
             "`durably subscriptions parked`): %s",
@@ -353,10 +363,47 @@ class KafkaSubscriptions:
     async def durable(self) -> None:
         await self.engine.committed()
 
+    async def finished(self, ids: list[str]) -> set[str]:
+        """Of invocations that records made on other nodes' partitions (spread placement),
+        those that completed or are gone. Read in one snapshot: an id with neither a row
+        nor a message still on its way was created, completed and removed."""
+        parts = self.engine.partitions
+        if parts is None or not ids:
+            return set()
+        conn = await self.store.read_connection()
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                status = dict(await conn.fetch(
+                    "SELECT id, status FROM durably.invocation WHERE id = ANY($1::text[])", ids
+                ))
+                absent = [i for i in ids if i not in status]
+                pending: set[str] = set()
+                if absent:
+                    pids = sorted({pid for i in absent if (pid := parts.of_id(i)) is not None})
+                    for (body,) in await conn.fetch(
+                        "SELECT body FROM durably.outbox WHERE kind = 'invoke' "
+                        "AND pid = ANY($1::integer[])", pids,
+                    ):
+                        pending.add(orjson.loads(bytes(body))["id"])
+        finally:
+            await conn.close()
+        return {
+            i for i in ids
+            if status.get(i) == "completed" or (i not in status and i not in pending)
+        }
+
     # -- parked records ----------------------------------------------------------------
 
     def parked(self, sub_id: str | None = None) -> list[ParkedRecordRow]:
+        """This node's parked records (all of them but under the spread placement)."""
         rows: list[ParkedRecordRow] = self.store.kafka_parked(sub_id)
+        return rows
+
+    async def all_parked(self, sub_id: str | None = None) -> list[ParkedRecordRow]:
+        """Every parked record of the cluster."""
+        if self.engine.partitions is None:
+            return self.parked(sub_id)
+        rows: list[ParkedRecordRow] = await self.store.all_kafka_parked(sub_id)
         return rows
 
     def _parked_row(self, record_id: int) -> ParkedRecordRow:
@@ -379,7 +426,6 @@ class KafkaSubscriptions:
         except Unusable as e:
             raise AdminError(409, f"the record still cannot be delivered: {e}") from None
         self.store.delete_parked_record(record_id)
-        self.parked_count -= 1
         await self.durable()
         log.info("subscription %s: replayed parked record %d as %s", sub.id, record_id,
                  invocation_id)
@@ -388,7 +434,6 @@ class KafkaSubscriptions:
     async def drop(self, record_id: int) -> None:
         self._parked_row(record_id)
         self.store.delete_parked_record(record_id)
-        self.parked_count -= 1
         await self.durable()
         log.info("dropped parked record %d", record_id)
 
@@ -427,5 +472,5 @@ class _LagCollector:
         parked = GaugeMetricFamily(
             "durably_kafka_parked_records", "Records parked because they cannot be delivered"
         )
-        parked.add_metric([], self.kafka.parked_count)
+        parked.add_metric([], len(self.kafka.parked()))
         yield parked
