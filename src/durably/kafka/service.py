@@ -41,7 +41,7 @@ from durably.kafka.model import (
 )
 from durably.kafka.records import Record, Unusable, invocation_headers, invocation_key
 from durably.schema.errors import AdminError
-from durably.storage.base import ParkedRecordRow
+from durably.storage.base import PARKED_PARTITION_SHIFT, ParkedRecordRow
 
 if TYPE_CHECKING:
     from durably.engine.engine import Engine
@@ -57,8 +57,6 @@ DEFAULT_MAX_IN_FLIGHT = 1000  # unfinished invocations per partition before it i
 def parked_partition(record_id: int) -> int | None:
     """The partition whose owner holds a parked record (spread placement; None: an id
     given by a single node)."""
-    from durably.storage.postgres import PARKED_PARTITION_SHIFT
-
     pid = (record_id >> PARKED_PARTITION_SHIFT) - 1
     return pid if pid >= 0 else None
 

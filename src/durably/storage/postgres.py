@@ -51,7 +51,13 @@ from urllib.parse import urlsplit
 import orjson
 
 from durably.ids import InvocationId, partition_key_for
-from durably.storage.base import InvocationRow, ParkedRecordRow, SubscriberRow, TimerRow
+from durably.storage.base import (
+    PARKED_PARTITION_SHIFT,
+    InvocationRow,
+    ParkedRecordRow,
+    SubscriberRow,
+    TimerRow,
+)
 from durably.storage.postgres_schema import LATEST, SchemaTooNew, migrate
 from durably.storage.sqlite import (
     _EXTRA_AT,
@@ -88,9 +94,6 @@ _KAFKA_OFFSET, _KAFKA_OFFSETS_DEL, _PARKED = range(10, 13)
 # messages to other partitions' owners (cluster mode; `_compile` leaves them to the fence)
 _OUTBOX, _OUTBOX_DEL = range(13, 15)
 _LAST_PARKED_ID = "kafka_parked_last_id"  # durably.meta's key
-# spread placement: a parked record's id carries its partition + 1 above these bits, so a
-# request naming it goes to that partition's owner (durably.kafka.service.parked_partition)
-PARKED_PARTITION_SHIFT = 40
 _PARKED_SEQ = (1 << PARKED_PARTITION_SHIFT) - 1
 # the partition of a row's (signed) partition key, in SQL: $1 is the partition count
 _PID_OF = (
