@@ -18,10 +18,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.cluster.test_spread import PARTITIONS, TTL, Cluster, running
 from tests.kafka.broker import Broker
 from tests.kafka.conftest import CLUSTER, KAFKA_APP
-from tests.support.harness import DurablyServer, ServicesProcess, register
-from tests.support.postgres import fetch, shared_cluster
+from tests.support.harness import DurablyServer, ServicesProcess
+from tests.support.postgres import fetch
 
 from durably.ids import partition_key_for, partition_of
 
@@ -31,17 +32,15 @@ pytestmark = [
                        reason="durably's own cluster (Restate's clusters are not compared)"),
 ]
 
-TTL = "3s"
-PARTITIONS = 64
 NAMES = ("n1", "n2", "n3")
 
 
-class Nodes:
-    """Three spread nodes on a new database of the shared PostgreSQL, and the services
-    (bench/kafka_failover.py uses them too)."""
+class Nodes(Cluster):
+    """Three spread nodes on a new database of the shared PostgreSQL, and the Kafka tests'
+    services (bench/kafka_failover.py uses them too)."""
 
     def __init__(self, base: Path, extra_args: list[str], ttl: str = TTL) -> None:
-        self.dsn = shared_cluster().new_database()
+        super().__init__(base, NAMES)
         self.services = ServicesProcess([], base / "services", app=KAFKA_APP)
         self.nodes = {
             name: DurablyServer(
@@ -55,11 +54,6 @@ class Nodes:
 
     def live(self) -> list[DurablyServer]:
         return [n for n in self.nodes.values() if n.proc is not None and n.proc.poll() is None]
-
-    def owners(self) -> dict[int, str]:
-        rows = fetch(self.dsn, "SELECT pid, owner FROM durably.partition_lease "
-                               "WHERE owner <> '' AND expires_at >= now()")
-        return {r[0]: r[1] for r in rows}
 
     def home_owner(self, sub_id: str, topic: str, partition: int) -> str | None:
         """The node consuming that Kafka partition: the owner of its offset row's partition."""
@@ -111,19 +105,11 @@ def _wait(fn, timeout: float, what: str, interval: float = 0.2):  # type: ignore
 
 @pytest.fixture
 def nodes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Nodes]:
-    c = Nodes(tmp_path, list(getattr(request, "param", [])))
-    c.services.start()
-    try:
-        for node in c.nodes.values():
-            node.start()
-        _wait(lambda: c.ready(list(NAMES)), 90, "partitions spread")
-        register(c.nodes["n2"].admin_url, c.services.url, use_http_11=False)
-        yield c
-    finally:
-        for node in c.nodes.values():
-            node.close()
-        c.services.close()
-        c.client.close()
+    with running(Nodes(tmp_path, list(getattr(request, "param", [])))) as c:
+        try:
+            yield c
+        finally:
+            c.client.close()
 
 
 KEYS = [f"s{i}" for i in range(24)]

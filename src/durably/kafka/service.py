@@ -119,8 +119,8 @@ class KafkaSubscriptions:
         deleted subscriptions stopped (nothing of theirs is taken after that)."""
         doc = KafkaDoc.load(None if raw is None else orjson.loads(raw))
         for c in self.doc.clusters.values():
-            if c.static:
-                doc.clusters.setdefault(c.name, c)
+            if c.static:  # given on the command line: they win, as at start
+                doc.clusters[c.name] = c
         self.doc = doc
         if not self._started or not self.available:
             return
