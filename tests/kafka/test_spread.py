@@ -172,9 +172,9 @@ def test_kill_9_restart_and_sigterm_of_consuming_nodes_mid_stream(
     victim = max(by_node, key=lambda n: by_node[n])
     before = nodes.invocations()
     theirs = [p for p, o in consumers.items() if o == victim]
-    offsets = _offsets(nodes, sub_id)
-    nodes.nodes[victim].kill()
     killed_at = time.monotonic()
+    nodes.nodes[victim].kill()
+    offsets = _offsets(nodes, sub_id)  # read once it is gone (a commit it sent may land)
     others = [n for n in NAMES if n != victim]
     # each of its Kafka partitions is taken further by a survivor (the time is reported)
     _wait(lambda: all(_offsets(nodes, sub_id).get(p, -1) > offsets.get(p, -1) for p in theirs),
