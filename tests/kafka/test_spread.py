@@ -10,6 +10,7 @@ of a key in order."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import uuid
@@ -139,37 +140,73 @@ def _records(start: int, stop: int) -> list[tuple[str, dict[str, int]]]:
     return [(k, {"seq": seq}) for seq in range(start, stop) for k in KEYS]
 
 
+class Stream:
+    """Records over 24 keys, produced one per key every 0.2 s until `end()`, while nodes
+    die and come back; `check()` then wants every record handled once, in order per key."""
+
+    def __init__(self, nodes: Nodes, broker: Broker, topic: str) -> None:
+        self.nodes, self.broker, self.topic = nodes, broker, topic
+        self.per_key = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.is_set() and self.per_key < 400:
+            self.broker.produce(self.topic, _records(self.per_key, self.per_key + 1))
+            self.per_key += 1
+            time.sleep(0.2)
+
+    def more(self, what: str) -> None:
+        """Until records produced after this point were taken."""
+        target = (self.per_key + 2) * len(KEYS)
+        _wait(lambda: self.nodes.invocations() >= target, 120, f"consumption {what}")
+
+    def end(self) -> None:
+        assert self.thread.is_alive()  # it was still producing through everything before
+        self.done.set()
+        self.thread.join()
+
+    def check(self, sub_id: str) -> None:
+        expected = list(range(self.per_key))
+        pending = set(KEYS)
+
+        def all_seen() -> bool:
+            for key in sorted(pending):
+                got = self.nodes.seen(key)
+                if got is None:
+                    return False
+                # never a record twice, never out of order, at any moment
+                assert got == expected[: len(got)], f"{key}: {got}"
+                if got == expected:
+                    pending.discard(key)
+            return not pending
+
+        _wait(all_seen, 300, "every record handled", interval=1.0)
+        assert self.nodes.invocations() == self.per_key * len(KEYS)
+        offsets = _offsets(self.nodes, sub_id)
+        assert sum(offset + 1 for offset in offsets.values()) == self.per_key * len(KEYS), offsets
+
+
+def _consumers(nodes: Nodes, sub_id: str, topic: str, n: int) -> dict[int, str | None]:
+    return {p: nodes.home_owner(sub_id, topic, p) for p in range(n)}
+
+
+def _busiest(consumers: dict[int, str | None]) -> str:
+    return max(NAMES, key=lambda n: sum(1 for o in consumers.values() if o == n))
+
+
 def test_kill_9_restart_and_sigterm_of_consuming_nodes_mid_stream(
     nodes: Nodes, broker: Broker
 ) -> None:
     topic, sub_id = _subscribe(nodes, broker, 8)
-    consumers = {p: nodes.home_owner(sub_id, topic, p) for p in range(8)}
+    consumers = _consumers(nodes, sub_id, topic, 8)
     assert set(consumers.values()) <= set(NAMES) and None not in consumers.values()
-
-    # a stream over 24 keys, produced in slices of one record per key until told to end,
-    # while nodes die and come back
-    done = threading.Event()
-    per_key = 0
-
-    def stream() -> None:
-        nonlocal per_key
-        while not done.is_set() and per_key < 400:
-            broker.produce(topic, _records(per_key, per_key + 1))
-            per_key += 1
-            time.sleep(0.2)
-
-    def more(what: str) -> None:
-        """Until records produced after this point were taken."""
-        target = (per_key + 2) * len(KEYS)
-        _wait(lambda: nodes.invocations() >= target, 120, f"consumption {what}")
-
-    producer = threading.Thread(target=stream, daemon=True)
-    producer.start()
-    more("at start")
+    stream = Stream(nodes, broker, topic)
+    stream.more("at start")
 
     # kill -9 the node consuming the most Kafka partitions, mid-stream
-    by_node = {n: sum(1 for o in consumers.values() if o == n) for n in NAMES}
-    victim = max(by_node, key=lambda n: by_node[n])
+    victim = _busiest(consumers)
     before = nodes.invocations()
     theirs = [p for p, o in consumers.items() if o == victim]
     killed_at = time.monotonic()
@@ -181,17 +218,16 @@ def test_kill_9_restart_and_sigterm_of_consuming_nodes_mid_stream(
           120, "the victim's Kafka partitions consumed again")
     print(f"kafka consumption of {len(theirs)} partitions resumed "
           f"{time.monotonic() - killed_at:.2f} s after kill -9 (lease TTL {TTL})")
-    assert producer.is_alive() and nodes.invocations() < per_key * len(KEYS) + len(KEYS)
     _wait(lambda: nodes.ready(others), 60, "survivors run every partition")
     # the survivors consume the victim's Kafka partitions from their stored offsets
-    more("after kill -9")
+    stream.more("after kill -9")
     assert nodes.invocations() > before
     assert all(nodes.home_owner(sub_id, topic, p) in others for p in range(8))
 
     # it comes back: the others hand its share over while records keep arriving
     nodes.nodes[victim].start()
     _wait(lambda: nodes.ready(list(NAMES)), 90, "partitions spread again")
-    more("after the restart")
+    stream.more("after the restart")
 
     # SIGTERM of another consuming node: it hands its partitions over on the way out
     stopped = next(n for n in others if any(
@@ -199,28 +235,39 @@ def test_kill_9_restart_and_sigterm_of_consuming_nodes_mid_stream(
     nodes.nodes[stopped].stop()
     remaining = [n for n in NAMES if n != stopped]
     _wait(lambda: nodes.ready(remaining), 60, "partitions taken after SIGTERM")
-    more("after SIGTERM")
-    assert producer.is_alive()
-    done.set()
-    producer.join()
-    expected = list(range(per_key))
-    pending = set(KEYS)
+    stream.more("after SIGTERM")
+    stream.end()
+    stream.check(sub_id)
 
-    def all_seen() -> bool:
-        for key in sorted(pending):
-            got = nodes.seen(key)
-            if got is None:
-                return False
-            # never a record twice, never out of order, at any moment
-            assert got == expected[: len(got)], f"{key}: {got}"
-            if got == expected:
-                pending.discard(key)
-        return not pending
 
-    _wait(all_seen, 300, "every record handled", interval=1.0)
-    assert nodes.invocations() == per_key * len(KEYS)
-    offsets = _offsets(nodes, sub_id)
-    assert sum(offset + 1 for offset in offsets.values()) == per_key * len(KEYS), offsets
+def test_a_consuming_node_paused_past_its_ttl_takes_nothing_twice(
+    nodes: Nodes, broker: Broker
+) -> None:
+    topic, sub_id = _subscribe(nodes, broker, 4)
+    stream = Stream(nodes, broker, topic)
+    stream.more("at start")
+    victim = _busiest(_consumers(nodes, sub_id, topic, 4))
+    node = nodes.nodes[victim]
+    assert node.proc is not None
+    # SIGSTOP while it consumes; the others take its partitions when its leases expire
+    node.proc.send_signal(signal.SIGSTOP)
+    others = [n for n in NAMES if n != victim]
+    try:
+        _wait(lambda: nodes.ready(others), 60, "the others run every partition")
+        stream.more("while it is paused")
+    finally:
+        node.proc.send_signal(signal.SIGCONT)
+    # on waking its commits are refused: it drops the partitions, or stops (exit 1) if it
+    # had taken records meanwhile; started again then, as an operator's supervisor would
+    def settled() -> bool:
+        if node.proc is not None and node.proc.poll() is not None:
+            node.start()
+        return nodes.ready(list(NAMES))
+
+    _wait(settled, 120, "partitions spread again")
+    stream.more("after waking")
+    stream.end()
+    stream.check(sub_id)
 
 
 @pytest.mark.parametrize("nodes", [["--kafka-max-in-flight", "4"]], indirect=True)
