@@ -108,7 +108,8 @@ class Cluster:
         owners = self.owners()
         assert len(owners) == PARTITIONS
         if PLACEMENT == "spread":
-            assert set(owners.values()) == set(NAMES)
+            shares = [list(owners.values()).count(name) for name in NAMES]
+            assert max(shares) - min(shares) <= 1, shares  # settled: even shares
             assert sum(s["partitions_ready"] for s in statuses) == PARTITIONS
         else:
             assert [s["role"] for s in statuses].count("leader") == 1
@@ -117,7 +118,7 @@ class Cluster:
         for name, node in self.nodes.items():
             assert node.proc is not None and node.proc.poll() is None, (
                 f"node {name} stopped:\n{node.log_tail()}")
-        self.ready()
+        poll(self.ready, timeout=30)  # (a lease renewed late under load is back soon)
 
     def runs_on(self, inv_id: str, node: str) -> None:
         """Where an invocation runs: under spread, its partition's owner; else the leader."""
