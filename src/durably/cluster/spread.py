@@ -46,6 +46,7 @@ from durably.cluster.node import (
     _replay,
     read_body,
 )
+from durably.cluster.waits import WaitsReader
 from durably.engine.partitions import PartitionMoved, Partitions, apply
 from durably.ids import InvocationId, parse_awakeable_id, partition_key_for
 
@@ -191,6 +192,7 @@ class SpreadNode(NodeBase):
         self._wake = asyncio.Event()
         self._refresh = asyncio.Event()
         self.moves_done = 0  # partitions taken over since start (for status and tests)
+        self.waits: WaitsReader | None = None
 
     # -- the server's hooks -------------------------------------------------------------
 
@@ -201,6 +203,9 @@ class SpreadNode(NodeBase):
         owned = set(self.server.store.load_only[1])
         engine.partitions = Partitions(self.keeper.num_partitions, owned)
         self.ready = set(owned)
+        # deadlock reports across nodes read other nodes' waits from the database
+        self.waits = WaitsReader(self.server.store.read_connection)
+        engine.read_waits = self.waits
 
     async def start(self) -> tuple[Any, Any]:
         await self._start_keeper()
@@ -479,6 +484,8 @@ class SpreadNode(NodeBase):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.keeper.stop(release=release)
+        if self.waits is not None:
+            await self.waits.close()
         if self._client is not None:
             await self._client.aclose()
 
