@@ -1066,9 +1066,12 @@ class Engine:
             # one waits on nothing, so a finished call adds no cycle)
             extra = inv.row.extra
             for field in ("remote_calls", "remote_waits"):
-                ids = extra.get(field)
-                if isinstance(ids, list):
-                    out.extend(i for i in ids if isinstance(i, str) and self.is_remote(i))
+                entries = extra.get(field)
+                for entry in entries if isinstance(entries, list) else ():
+                    # an id, or [id, completion id]
+                    child = entry[0] if isinstance(entry, list) and entry else entry
+                    if isinstance(child, str) and self.is_remote(child):
+                        out.append(child)
         return out
 
     def check_deadlock(self, invocation_id: str) -> list[str] | None:
