@@ -7,34 +7,20 @@ Real PostgreSQL, real nodes, real SDK services (the cluster of test_spread)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from tests.cluster import test_spread
 from tests.cluster.test_spread import PARTITIONS, Cluster
-from tests.support.harness import register
 from tests.support.postgres import fetch
 
 from durably.ids import InvocationId, partition_of
 
 pytestmark = [pytest.mark.timeout(400), pytest.mark.restart]
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, ("n1", "n2", "n3"))
-    c.services.start()
-    try:
-        for node in c.nodes.values():
-            node.start()
-        c.wait_spread(list(c.nodes))
-        register(c.nodes["n2"].admin_url, c.services.url, use_http_11=False)
-        yield c
-    finally:
-        for node in c.nodes.values():
-            node.close()
-        c.services.close()
+# the three-node cluster of test_spread (its services include CallChain)
+cluster = test_spread.cluster
 
 
 def _poll(check: Any, timeout: float = 60.0) -> Any:
