@@ -1024,15 +1024,32 @@ class Engine:
         """Attach to (`subscribe`) or get the output of (`output`) a remote invocation: its
         owner answers `subscriber` with a notification of `msg_type`."""
         if kind == "subscribe" and int(msg_type) in self._WAIT_TYPES:
-            # a wait the deadlock search follows (its subscriber row is on the other side)
+            # a wait the deadlock search follows (its subscriber row is on the other side),
+            # until its completion arrives (`forget_remote_wait`)
             remote_waits = subscriber.row.extra.setdefault("remote_waits", [])
             assert isinstance(remote_waits, list)
-            remote_waits.append(target_id)
+            remote_waits.append([target_id, completion_id])
             self._persist(subscriber)
         partitions.send_to_invocation(self, target_id, kind, {
             "target": target_id, "subscriber": subscriber.id, "cid": completion_id,
             "type": int(msg_type),
         })
+
+    def forget_remote_wait(self, invocation_id: str, msg_type: MessageType, body: bytes) -> None:
+        """An attach's completion from another partition is here: the wait is over."""
+        inv = self.active.get(invocation_id)
+        waits = inv.row.extra.get("remote_waits") if inv is not None else None
+        if inv is None or not isinstance(waits, list):
+            return
+        nid = notification_id(msg_type, body)
+        kept = [w for w in waits if not (isinstance(w, list) and nid is not None and w[1] == nid[1])]
+        if len(kept) == len(waits):
+            return
+        if kept:
+            inv.row.extra["remote_waits"] = kept
+        else:
+            del inv.row.extra["remote_waits"]
+        self._persist(inv)
 
     # ------------------------------------------------------------------ deadlocks
 

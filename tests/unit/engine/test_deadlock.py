@@ -13,6 +13,8 @@ from durably.engine.deadlock import (
     find_cycle_across,
     find_cycle_with,
 )
+from durably.engine.notifications import notification
+from durably.protocol.messages import MessageType
 
 
 def test_find_cycle_follows_edges_back_to_start() -> None:
@@ -151,3 +153,20 @@ def test_waits_from_rows_groups_edges_under_their_invocation() -> None:
         "y": Waits("CallChain/b/hop", False, ("z",)),
         "w": Waits("Svc/run", True, ("h",)),
     }
+
+
+async def test_an_attach_to_another_partition_is_followed_until_its_completion(h: Harness) -> None:
+    # (spread placement) an attach to another node's invocation is kept on the row for the
+    # deadlock search; its completion, arriving as a message, ends that wait
+    inv_id = h.submit("Counter", "add", "k").invocation_id
+    await h.settle()
+    inv = h.engine.active[inv_id]
+    inv.row.extra["remote_waits"] = [["inv_elsewhere", 3], ["inv_other", 4]]
+    t = MessageType.ATTACH_INVOCATION_COMPLETION
+    h.engine.forget_remote_wait(inv_id, t, notification(t, completion_id=3, void=True))
+    assert inv.row.extra["remote_waits"] == [["inv_other", 4]]
+    h.engine.forget_remote_wait(inv_id, t, notification(t, completion_id=4, void=True))
+    assert "remote_waits" not in inv.row.extra
+    await h.settle()
+    row = h.store.get_invocation(inv_id)
+    assert row is not None and "remote_waits" not in row.extra
