@@ -289,7 +289,8 @@ class Durably:
             self.introspector = Introspector(str(store.path))
         self.kafka = _kafka(engine, registry, cfg, metrics)
         admin_app = _admin_app(
-            create_admin_app, registry, engine, cfg, self.introspector, metrics, self.kafka
+            create_admin_app, registry, engine, cfg, self.introspector, metrics, self.kafka,
+            act=getattr(self.cluster, "act_on_invocation", None),  # the UI's, on any node
         )
         self._tasks.append(asyncio.create_task(self._sweep_loop()))
         if self.cluster is None or self.cluster.runs_kafka:
@@ -398,6 +399,7 @@ def _admin_app(
     introspector: Any,
     metrics: Any,
     kafka: Any,
+    act: Any = None,
 ) -> Any:
     from starlette.requests import Request
     from starlette.responses import Response
@@ -419,7 +421,7 @@ def _admin_app(
         from durably.ui import ui_routes
 
         ui = ui_routes(engine, registry, introspector, read_only=cfg.ui_read_only,
-                       ingress_url=ingress_url)
+                       ingress_url=ingress_url, act=act)
     routes = [
         *service_routes(engine, registry),
         *invocation_routes(engine),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.cluster import key_owned_by
 from tests.support.harness import DurablyServer, ServicesProcess, register
 from tests.support.postgres import fetch, shared_cluster
 
@@ -56,12 +57,7 @@ class Cluster:
         return self.owners().get(partition_of(partition_key_for(key=key), PARTITIONS))
 
     def key_owned_by(self, name: str, prefix: str) -> str:
-        owners = self.owners()
-        for i in range(10_000):
-            key = f"{prefix}-{i}"
-            if owners.get(partition_of(partition_key_for(key=key), PARTITIONS)) == name:
-                return key
-        raise AssertionError(f"no key on {name}")
+        return key_owned_by(self.owners(), name, prefix, PARTITIONS)
 
     def wait_spread(
         self, names: list[str], timeout: float = 60, headers: dict[str, str] | None = None
@@ -263,11 +259,17 @@ def test_kill_and_cancel_propagate_across_partitions(cluster: Cluster) -> None:
     with httpx.Client(timeout=60) as client:
         parent_key = cluster.key_owned_by(names[0], "parent")
         child_key = cluster.key_owned_by(names[1], "child")
-        # Proxy (on nodes[2]) calls CancelTestBlockingService/child/block on names[1]'s
-        # partition: it holds an awakeable and waits
-        r = client.post(f"{nodes[2].ingress_url}/Proxy/call/send",
-                        json=_proxy("CancelTestBlockingService", "block", b'"AWAKEABLE"',
-                                    key=child_key))
+        counter_key = cluster.key_owned_by(names[0], "first-child")
+        # Proxy (on nodes[2]) calls Counter/add on names[0]'s partition, which answers,
+        # and CancelTestBlockingService/child/block on names[1]'s: it holds an awakeable
+        # and waits
+        r = client.post(f"{nodes[2].ingress_url}/Proxy/manyCalls/send", json=[
+            {"proxyRequest": _proxy("Counter", "add", b"1", key=counter_key),
+             "awaitAtTheEnd": True},
+            {"proxyRequest": _proxy("CancelTestBlockingService", "block", b'"AWAKEABLE"',
+                                    key=child_key),
+             "awaitAtTheEnd": True},
+        ])
         assert r.status_code in (200, 202), r.text
         parent = r.json()["invocationId"]
 
@@ -281,6 +283,14 @@ def test_kill_and_cancel_propagate_across_partitions(cluster: Cluster) -> None:
             "SELECT id FROM durably.invocation WHERE service = 'CancelTestBlockingService' "
             f"AND key = '{child_key}' AND status <> 'completed'"))
         child = rows[0][0]
+
+        def remote_calls() -> list[str]:
+            extra = fetch(cluster.dsn, f"SELECT extra FROM durably.invocation WHERE id = '{parent}'")
+            return [c[0] for c in json.loads(bytes(extra[0][0] or b"{}")).get("remote_calls", [])]
+
+        # the parent's row keeps the callees it waits for on other partitions (to kill them
+        # with it); the counter's answer arrived and took it off the list
+        _poll(lambda: remote_calls() == [child])
         # kill the parent through a node that owns neither: the child is killed too
         r = client.patch(f"{nodes[0].admin_url}/invocations/{parent}/kill")
         assert r.status_code in (200, 202), r.text

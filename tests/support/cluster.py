@@ -96,3 +96,14 @@ class ClusterServer(ServerProcess):
 
     def store_rows(self, sql: str) -> list[tuple]:
         return self.nodes[0].store_rows(sql)
+
+
+def key_owned_by(owners: dict[int, str], node: str, prefix: str, partitions: int = 64) -> str:
+    """An object key (`prefix-N`) whose partition `node` owns, in `owners` (pid -> node)."""
+    from durably.ids import partition_key_for, partition_of
+
+    for i in range(10_000):
+        key = f"{prefix}-{i}"
+        if owners.get(partition_of(partition_key_for(key=key), partitions)) == node:
+            return key
+    raise AssertionError(f"no key on {node}")

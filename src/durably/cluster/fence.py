@@ -101,7 +101,7 @@ async def attach(store: Any, fence: Fence, incarnation: str) -> None:
             fence.node, store._durable_seq, incarnation,
         )
         block = int(await conn.fetchval("SELECT nextval('durably.timer_block')"))
-        from durably.cluster.schema import WRITER_PER_NODE
+        from durably.cluster.schema import REGISTRY_NOTIFY, WRITER_PER_NODE
 
         has_rule = await conn.fetchval(
             "SELECT 1 FROM pg_rules WHERE schemaname = 'durably' AND rulename = 'writer_per_node'"
@@ -110,6 +110,11 @@ async def attach(store: Any, fence: Fence, incarnation: str) -> None:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _RULE_LOCK)
                 await conn.execute(WRITER_PER_NODE)
+        if not await _has_registry_trigger(conn):
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _RULE_LOCK)
+                if not await _has_registry_trigger(conn):  # another node was first
+                    await conn.execute(REGISTRY_NOTIFY)
     finally:
         await conn.close()
     store._next_timer = block << 32
@@ -119,3 +124,10 @@ async def attach(store: Any, fence: Fence, incarnation: str) -> None:
     if store._conn is not None:
         await store._conn.execute("SELECT set_config('durably.node', $1, false)", fence.node)
     store.fence = fence
+
+
+async def _has_registry_trigger(conn: Any) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT 1 FROM pg_trigger WHERE tgname = 'registry_changed' "
+        "AND tgrelid = 'durably.meta'::regclass"
+    ))

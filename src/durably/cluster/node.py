@@ -59,7 +59,8 @@ _HOP = {
 
 def keep_authorization(app: Any) -> Any:
     """Wraps a port's guarded app: keeps the caller's Authorization header in the scope, so
-    that a forwarded request carries it to the node that serves it."""
+    that a forwarded request carries it to the node that serves it (and, for the web UI,
+    the host the browser sent it to)."""
 
     async def wrapped(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -68,9 +69,27 @@ def keep_authorization(app: Any) -> Any:
                     scope = dict(scope)
                     scope[AUTHORIZATION] = v
                     break
+            if scope["path"].startswith("/ui/"):
+                scope = _with_origin_host(scope)
         await app(scope, receive, send)
 
     return wrapped
+
+
+def _with_origin_host(scope: Any) -> Any:
+    """A UI request keeps the host the browser sent it to (the owner it may be forwarded to
+    checks the browser's Origin against that, `durably.ui.routing`); a request forwarded
+    here keeps the one its sender put in."""
+    from durably.ui.routing import ORIGIN_HOST
+
+    origin_host = ORIGIN_HOST.encode()
+    headers = scope.get("headers") or []
+    if any(k == FORWARDED for k, _ in headers):
+        return scope
+    host = next((v for k, v in headers if k == b"host"), b"")
+    scope = dict(scope)
+    scope["headers"] = [(k, v) for k, v in headers if k != origin_host] + [(origin_host, host)]
+    return scope
 
 
 def cluster_node(cfg: Any, server: Any) -> Any:

@@ -114,6 +114,23 @@ CREATE OR REPLACE RULE writer_per_node AS ON UPDATE TO durably.writer
     WHERE coalesce(current_setting('durably.node', true), '') <> ''
     DO INSTEAD NOTHING
 """
+# spread placement: a commit that changes the schema registry wakes every node at COMMIT
+# (`spread.SpreadNode._reader` listens), which re-reads it at once instead of at its next
+# periodic check; only registry changes notify (they are rare), never the write path.
+# Created with the writer rule, once the store's tables exist.
+REGISTRY_CHANNEL = "durably_registry"
+REGISTRY_NOTIFY = f"""
+CREATE OR REPLACE FUNCTION durably.registry_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{REGISTRY_CHANNEL}', '');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER registry_changed AFTER INSERT OR UPDATE ON durably.meta
+    FOR EACH ROW WHEN (NEW.key = 'schema_registry')  -- durably.server.REGISTRY_KEY
+    EXECUTE FUNCTION durably.registry_changed();
+"""
 LATEST = MIGRATIONS[-1][0]
 
 _LOCK = 0x64757261626C7A  # the migration lock of the cluster tables

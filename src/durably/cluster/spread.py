@@ -22,7 +22,11 @@ engine on them alone (`durably serve --node-name N --placement spread`).
   the new owner once the lease table names it.
 - **Registry.** Deployments and service changes are written by the owner of partition 0
   (admin requests that change them are routed there); every node reloads the registry
-  from the database when it changes (checked every second).
+  from the database when it changes: at once on the NOTIFY its commit sends
+  (`schema.REGISTRY_NOTIFY`), and every second in case a notification was lost.
+- **Web UI.** Its pages and actions are routed as the admin API's are
+  (`durably.ui.routing` names their partition); a bulk action acts on each invocation
+  through this node's admin router (`act_on_invocation`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import orjson
 
@@ -46,6 +51,7 @@ from durably.cluster.node import (
     _replay,
     read_body,
 )
+from durably.cluster.schema import REGISTRY_CHANNEL
 from durably.cluster.waits import WaitsReader
 from durably.engine.partitions import PartitionMoved, Partitions, apply
 from durably.ids import InvocationId, parse_awakeable_id, partition_key_for
@@ -118,9 +124,15 @@ class Router(Forwarder):
                 started = True
             await send(message)
 
-        if self.kind == "admin" and admin_partition_key(self.spread, scope, b"") == -1:
-            await self._change_registry(app, scope, receive, send)
-            return
+        if self.kind == "admin" and scope.get("method") not in ("GET", "HEAD"):
+            # (the body names what a UI form changes)
+            body = await read_body(receive)
+            if body is None:
+                return
+            receive = _replay(body, receive)
+            if admin_partition_key(self.spread, scope, body) == -1:
+                await self._change_registry(app, scope, receive, send)
+                return
         try:
             await app(scope, receive, tracking)
         except PartitionMoved as e:
@@ -191,6 +203,7 @@ class SpreadNode(NodeBase):
         self._tasks: list[asyncio.Task[Any]] = []
         self._wake = asyncio.Event()
         self._refresh = asyncio.Event()
+        self._registry_changed = False  # a commit changed the registry (NOTIFY)
         self.moves_done = 0  # partitions taken over since start (for status and tests)
         self.waits: WaitsReader | None = None
 
@@ -299,13 +312,18 @@ class SpreadNode(NodeBase):
                 if conn is None or conn.is_closed():
                     conn = await asyncpg.connect(self.cfg.postgres_dsn, timeout=5.0)
                     await conn.add_listener("durably_outbox", lambda *_: self._wake.set())
+                    await conn.add_listener(REGISTRY_CHANNEL, self._registry_notified)
+                    last_registry = 0.0  # (a change notified while it was down)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), _POLL_S)
                 self._wake.clear()
                 if self._refresh.is_set():
                     self._refresh.clear()
                     self.keeper.owners = await owners(conn)
-                if loop.time() - last_registry >= _REGISTRY_CHECK_S:
+                if self._registry_changed or loop.time() - last_registry >= _REGISTRY_CHECK_S:
+                    # notified at the writer's COMMIT; the periodic check is the fallback
+                    # (a notification is lost while this connection is down)
+                    self._registry_changed = False
                     last_registry = loop.time()
                     await self._sync_registry(conn)
                 await self._deliver(conn, applied)
@@ -319,6 +337,10 @@ class SpreadNode(NodeBase):
                     conn.terminate()
                 conn = None
                 await asyncio.sleep(_POLL_S)
+
+    def _registry_notified(self, *_: Any) -> None:
+        self._registry_changed = True
+        self._wake.set()
 
     async def _deliver(self, conn: Any, applied: dict[int, bool]) -> None:
         engine, store = self.server.engine, self.server.store
@@ -386,6 +408,42 @@ class SpreadNode(NodeBase):
                                        headers=headers, timeout=5.0)
 
         await asyncio.gather(*(one(i) for n, i in self.keeper.nodes.items() if n != self.name))
+
+    async def act_on_invocation(
+        self, scope: Any, inv_id: str, action: str, params: dict[str, str]
+    ) -> Any:
+        """An admin action on an invocation of any partition (the web UI's actions, one by
+        one in a bulk action): `PATCH /invocations/{id}/{action}` through this node's admin
+        router, so the owner performs it; the caller's token (from `scope`) goes with it."""
+        from starlette.responses import Response
+
+        path = f"/invocations/{quote(inv_id, safe='')}/{quote(action, safe='')}"
+        request = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "PATCH", "scheme": "http", "path": path, "raw_path": path.encode(),
+            "root_path": "", "query_string": urlencode(params).encode(),
+            "headers": [(b"host", b"localhost")],
+            "client": scope.get("client"), "server": scope.get("server"),
+        }
+        auth = scope.get(AUTHORIZATION)
+        if auth is not None:
+            request[AUTHORIZATION] = auth
+        start: dict[str, Any] = {}
+        body = bytearray()
+
+        async def receive() -> Any:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def collect(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+
+        await self.admin.app(request, receive, collect)  # the Router
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", [])
+                   if k.lower() in (b"content-type",)}
+        return Response(bytes(body), status_code=int(start.get("status", 502)), headers=headers)
 
     def may_need_registry(self, kind: str, scope: Any) -> bool:
         """Whether the request reads the registry in a way a stale copy would answer
@@ -549,6 +607,13 @@ def admin_partition_key(node: SpreadNode, scope: Any, body: bytes) -> int | None
     schema registry (the owner of partition 0 writes it), None: any node."""
     path: str = scope.get("path") or "/"
     method: str = scope.get("method") or "GET"
+    if path.startswith("/ui/"):
+        cfg = node.cfg
+        if not cfg.ui or cfg.ui_read_only:
+            return None  # this node's UI answers (no UI here, or a read-only one)
+        from durably.ui.routing import ui_partition_key
+
+        return ui_partition_key(method, path[3:], body)
     parts = path.strip("/").split("/")
     if parts[0] == "invocations" and len(parts) in (2, 3):
         return _invocation_key(parts[1])

@@ -466,9 +466,10 @@ class Engine:
             # another node's partition: a message to its owner, in this step's commit
             if reply_to is not None and caller is not None:
                 # remembered for kill propagation (its subscriber row is on the other side)
+                # with the completion that ends it (`_forget_remote_call`)
                 remote_calls = caller.row.extra.setdefault("remote_calls", [])
                 assert isinstance(remote_calls, list)
-                remote_calls.append(inv_str)
+                remote_calls.append([inv_str, reply_to])
                 self._persist(caller)
             partitions.send(self, parts.of_key(inv_id.partition_key), "invoke", partitions.invoke_payload(
                 inv_str, target, body, headers,
@@ -637,7 +638,9 @@ class Engine:
                     partitions.notify_payload(invocation_id, msg_type, body),
                 )
             return  # completed or unknown: nobody waits any more
-        self._append(inv, msg_type, body)
+        if msg_type == MessageType.CALL_COMPLETION and "remote_calls" in inv.row.extra:
+            self._forget_remote_call(inv, body)
+        self._append(inv, msg_type, body)  # (writes the row: the pruned list goes with it)
         self._track_notification(inv, msg_type, body)
         if self.observer is not None:
             self.observer.notification(inv, msg_type)
@@ -649,6 +652,22 @@ class Engine:
             waiting = waiting_of(inv.row)
             if waiting is not None and self._satisfied(waiting, ((msg_type, body),)):
                 self._start_attempt(inv)
+
+    @staticmethod
+    def _forget_remote_call(inv: ActiveInvocation, body: bytes) -> None:
+        """A call's completion arrived: its callee (on another partition) is done and needs
+        no kill any more; dropped from the caller's row in this step's commit."""
+        nid = notification_id(MessageType.CALL_COMPLETION, body)
+        remote_calls = inv.row.extra.get("remote_calls")
+        if nid is None or not isinstance(remote_calls, list):
+            return
+        kept = [c for c in remote_calls if not (isinstance(c, list) and c[1] == nid[1])]
+        if len(kept) == len(remote_calls):
+            return
+        if kept:
+            inv.row.extra["remote_calls"] = kept
+        else:
+            del inv.row.extra["remote_calls"]
 
     @staticmethod
     def _satisfied(waiting: Waiting, entries: Iterable[tuple[int, bytes]]) -> bool:
@@ -1284,7 +1303,9 @@ class Engine:
         remote_calls = inv.row.extra.get("remote_calls")
         if isinstance(remote_calls, list):
             for child in remote_calls:
-                self.kill(str(child))  # a message to its owner (a completed one ignores it)
+                # [id, completion id] (a bare id: written before completions pruned them)
+                child_id = child[0] if isinstance(child, list) else child
+                self.kill(str(child_id))  # a message to its owner (a completed one ignores it)
         self._remove_from_inbox(inv)
         self._complete(inv, Result(failure=KILLED))
         return "done"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -58,12 +59,17 @@ from durably.ui.filters import (
     display_status,
     sql_literal,
 )
+from durably.ui.routing import ORIGIN_HOST
 
 if TYPE_CHECKING:
     from durably.engine.engine import Engine
     from durably.schema.registry import SchemaRegistry, Service
 
-__all__ = ["ui_routes"]
+__all__ = ["Act", "ui_routes"]
+
+# (the request's ASGI scope, invocation id, admin action, its query parameters) -> the
+# admin API's answer
+Act = Callable[[Any, str, str, dict[str, str]], Awaitable[Response]]
 
 _HERE = Path(__file__).parent
 CSP = (
@@ -148,7 +154,8 @@ def same_origin(request: Request) -> bool:
     if origin is not None:
         if origin == "null":
             return False
-        host = request.headers.get("host", "")
+        # a request forwarded by another node of a cluster: the host the browser talked to
+        host = request.headers.get(ORIGIN_HOST) or request.headers.get("host", "")
         if urlsplit(origin).netloc != host:
             return False
     return True
@@ -162,9 +169,20 @@ def ui_routes(
     read_only: bool = False,
     ingress_url: str | None = None,
     live_interval_s: float = 2.0,
+    act: Act | None = None,
 ) -> list[BaseRoute]:
-    """`/` and `/ui` redirect to `/ui/`; `/ui/...` is the UI."""
+    """`/` and `/ui` redirect to `/ui/`; `/ui/...` is the UI.
+
+    `act` performs an admin action on an invocation; by default on this engine (which
+    runs every partition). A cluster that spreads partitions over nodes gives one that
+    sends it to the invocation's owner (a bulk action's ids are on several nodes)."""
     env = _environment()
+
+    async def act_here(scope: Any, inv_id: str, action: str, params: dict[str, str]
+                       ) -> Response:
+        return await perform(engine, inv_id, action, params)
+
+    perform_action: Act = act or act_here
     gate = asyncio.Semaphore(2)
 
     # -- reading ---------------------------------------------------------------------------
@@ -436,8 +454,8 @@ def ui_routes(
                         text=present.ACTION_HELP[action], action_label=
                         present.ACTION_LABELS[action], back=quote(inv_id),
                         fields={"action": action, **params})
-        response = await perform(engine, inv_id, present.ADMIN_ACTION.get(action, action),
-                                 params)
+        response = await perform_action(request.scope, inv_id,
+                                        present.ADMIN_ACTION.get(action, action), params)
         label = present.ACTION_LABELS[action]
         if response.status_code >= 300:
             try:
@@ -514,7 +532,7 @@ def ui_routes(
         admin_action = present.ADMIN_ACTION.get(action, action)
         errors: list[str] = []
         for r in batch:
-            response = await perform(engine, r["id"], admin_action, {})
+            response = await perform_action(request.scope, r["id"], admin_action, {})
             if response.status_code < 300:
                 done += 1
             else:
