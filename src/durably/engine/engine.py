@@ -68,6 +68,12 @@ ATTEMPTS_KEPT = 20
 # a deadlock search through other nodes' partitions that found nothing runs once more
 # after this long (see Engine._search)
 _RESEARCH_S = 2.0
+# the ids on a row of calls and attaches to other partitions (spread placement), by the
+# completion that ends each: kill propagation and the deadlock search follow them
+_REMOTE_WAITS = {
+    MessageType.CALL_COMPLETION: "remote_calls",
+    MessageType.ATTACH_INVOCATION_COMPLETION: "remote_waits",
+}
 ATTEMPT_MESSAGE_CHARS = 2048
 
 
@@ -466,7 +472,7 @@ class Engine:
             # another node's partition: a message to its owner, in this step's commit
             if reply_to is not None and caller is not None:
                 # remembered for kill propagation (its subscriber row is on the other side)
-                # with the completion that ends it (`_forget_remote_call`)
+                # with the completion that ends it (`_forget_remote`)
                 remote_calls = caller.row.extra.setdefault("remote_calls", [])
                 assert isinstance(remote_calls, list)
                 remote_calls.append([inv_str, reply_to])
@@ -638,8 +644,9 @@ class Engine:
                     partitions.notify_payload(invocation_id, msg_type, body),
                 )
             return  # completed or unknown: nobody waits any more
-        if msg_type == MessageType.CALL_COMPLETION and "remote_calls" in inv.row.extra:
-            self._forget_remote_call(inv, body)
+        remote = _REMOTE_WAITS.get(msg_type)
+        if remote is not None and remote in inv.row.extra:
+            self._forget_remote(inv, remote, msg_type, body)
         self._append(inv, msg_type, body)  # (writes the row: the pruned list goes with it)
         self._track_notification(inv, msg_type, body)
         if self.observer is not None:
@@ -654,20 +661,21 @@ class Engine:
                 self._start_attempt(inv)
 
     @staticmethod
-    def _forget_remote_call(inv: ActiveInvocation, body: bytes) -> None:
-        """A call's completion arrived: its callee (on another partition) is done and needs
-        no kill any more; dropped from the caller's row in this step's commit."""
-        nid = notification_id(MessageType.CALL_COMPLETION, body)
-        remote_calls = inv.row.extra.get("remote_calls")
-        if nid is None or not isinstance(remote_calls, list):
+    def _forget_remote(inv: ActiveInvocation, field: str, msg_type: MessageType, body: bytes) -> None:
+        """A call's (or attach's) completion arrived: its callee (on another partition) is
+        done and needs no kill (no deadlock search) any more; dropped from the caller's row
+        in this step's commit."""
+        nid = notification_id(msg_type, body)
+        remote = inv.row.extra.get(field)
+        if nid is None or not isinstance(remote, list):
             return
-        kept = [c for c in remote_calls if not (isinstance(c, list) and c[1] == nid[1])]
-        if len(kept) == len(remote_calls):
+        kept = [c for c in remote if not (isinstance(c, list) and c[1] == nid[1])]
+        if len(kept) == len(remote):
             return
         if kept:
-            inv.row.extra["remote_calls"] = kept
+            inv.row.extra[field] = kept
         else:
-            del inv.row.extra["remote_calls"]
+            del inv.row.extra[field]
 
     @staticmethod
     def _satisfied(waiting: Waiting, entries: Iterable[tuple[int, bytes]]) -> bool:
@@ -1044,7 +1052,7 @@ class Engine:
         owner answers `subscriber` with a notification of `msg_type`."""
         if kind == "subscribe" and int(msg_type) in self._WAIT_TYPES:
             # a wait the deadlock search follows (its subscriber row is on the other side),
-            # until its completion arrives (`forget_remote_wait`)
+            # until its completion arrives (`_forget_remote`)
             remote_waits = subscriber.row.extra.setdefault("remote_waits", [])
             assert isinstance(remote_waits, list)
             remote_waits.append([target_id, completion_id])
@@ -1053,22 +1061,6 @@ class Engine:
             "target": target_id, "subscriber": subscriber.id, "cid": completion_id,
             "type": int(msg_type),
         })
-
-    def forget_remote_wait(self, invocation_id: str, msg_type: MessageType, body: bytes) -> None:
-        """An attach's completion from another partition is here: the wait is over."""
-        inv = self.active.get(invocation_id)
-        waits = inv.row.extra.get("remote_waits") if inv is not None else None
-        if inv is None or not isinstance(waits, list):
-            return
-        nid = notification_id(msg_type, body)
-        kept = [w for w in waits if not (isinstance(w, list) and nid is not None and w[1] == nid[1])]
-        if len(kept) == len(waits):
-            return
-        if kept:
-            inv.row.extra["remote_waits"] = kept
-        else:
-            del inv.row.extra["remote_waits"]
-        self._persist(inv)
 
     # ------------------------------------------------------------------ deadlocks
 

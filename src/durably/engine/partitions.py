@@ -165,10 +165,7 @@ def apply(engine: Engine, kind: str, raw: bytes) -> None:
         engine.notify(subscriber, t, body)
 
     if kind == "notify":
-        body = _unb(msg["body"])
-        if msg["type"] == int(MessageType.ATTACH_INVOCATION_COMPLETION):
-            engine.forget_remote_wait(msg["id"], MessageType(msg["type"]), body)
-        engine.notify(msg["id"], MessageType(msg["type"]), body)
+        engine.notify(msg["id"], MessageType(msg["type"]), _unb(msg["body"]))
     elif kind == "invoke":
         inv_id: str = msg["id"]
         reply_to = msg.get("reply_to")

@@ -163,9 +163,9 @@ async def test_an_attach_to_another_partition_is_followed_until_its_completion(h
     inv = h.engine.active[inv_id]
     inv.row.extra["remote_waits"] = [["inv_elsewhere", 3], ["inv_other", 4]]
     t = MessageType.ATTACH_INVOCATION_COMPLETION
-    h.engine.forget_remote_wait(inv_id, t, notification(t, completion_id=3, void=True))
+    h.engine.notify(inv_id, t, notification(t, completion_id=3, void=True))
     assert inv.row.extra["remote_waits"] == [["inv_other", 4]]
-    h.engine.forget_remote_wait(inv_id, t, notification(t, completion_id=4, void=True))
+    h.engine.notify(inv_id, t, notification(t, completion_id=4, void=True))
     assert "remote_waits" not in inv.row.extra
     await h.settle()
     row = h.store.get_invocation(inv_id)
