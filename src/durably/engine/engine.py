@@ -1334,6 +1334,8 @@ class Engine:
     def shutdown(self) -> None:
         self.stopping = True
         self.timers.close()
+        for search in self._searches.values():
+            search.cancel()  # a deadlock search waiting on the database (spread placement)
         for inv in self.active.values():
             if isinstance(inv.retry_handle, asyncio.TimerHandle):
                 inv.retry_handle.cancel()
