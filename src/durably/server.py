@@ -293,8 +293,7 @@ class Durably:
             act=getattr(self.cluster, "act_on_invocation", None),  # the UI's, on any node
         )
         self._tasks.append(asyncio.create_task(self._sweep_loop()))
-        if self.cluster is None or self.cluster.runs_kafka:
-            await self.kafka.start()
+        await self.kafka.start()
         return ingress_app, admin_app
 
     async def _serve_http(self, apps: tuple[Any, Any], ingress_sock: Any, admin_sock: Any) -> None:

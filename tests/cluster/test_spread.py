@@ -6,6 +6,7 @@ traffic loses and doubles nothing; partitions move when a node joins or stops.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -86,9 +87,10 @@ class Cluster:
                 time.sleep(0.1)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, ("n1", "n2", "n3"))
+@contextlib.contextmanager
+def running(c: Cluster) -> Iterator[Cluster]:
+    """The services and the nodes started, the partitions spread, the services registered
+    (tests/kafka/test_spread.py runs its cluster this way too)."""
     c.services.start()
     try:
         for node in c.nodes.values():
@@ -100,6 +102,12 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         for node in c.nodes.values():
             node.close()
         c.services.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with running(Cluster(tmp_path, ("n1", "n2", "n3"))) as c:
+        yield c
 
 
 def _proxy(service: str, handler: str, message: bytes, key: str | None = None,

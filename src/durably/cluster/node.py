@@ -422,7 +422,6 @@ class ClusterNode(NodeBase):
         )
 
     placement = "leader"
-    runs_kafka = True
 
     def prepare_store(self, store: Any) -> None:
         pass  # the leader loads every partition

@@ -23,7 +23,9 @@ engine on them alone (`durably serve --node-name N --placement spread`).
 - **Registry.** Deployments and service changes are written by the owner of partition 0
   (admin requests that change them are routed there); every node reloads the registry
   from the database when it changes: at once on the NOTIFY its commit sends
-  (`schema.REGISTRY_NOTIFY`), and every second in case a notification was lost.
+  (`schema.REGISTRY_NOTIFY`), and every second in case a notification was lost. Kafka
+  clusters and subscriptions are written and read alike; each node consumes the Kafka
+  partitions whose offsets live in its partitions (`durably.kafka.service`).
 - **Web UI.** Its pages and actions are routed as the admin API's are
   (`durably.ui.routing` names their partition); a bulk action acts on each invocation
   through this node's admin router (`act_on_invocation`).
@@ -185,7 +187,6 @@ class SpreadNode(NodeBase):
     """One node of a cluster under the spread placement (see the module's doc)."""
 
     placement = "spread"
-    runs_kafka = False  # Kafka subscriptions need the leader placement (docs/cluster.md)
 
     def __init__(self, cfg: Any, server: Any) -> None:
         super().__init__(
@@ -476,6 +477,9 @@ class SpreadNode(NodeBase):
         store, engine = self.server.store, self.server.engine
         if store is None or engine is None:
             return
+        kafka = self.server.kafka
+        if kafka is not None and REGISTRY_PARTITION not in self.ready:
+            await kafka.sync(conn)  # its clusters and subscriptions, written alike
         raw = await conn.fetchval("SELECT value FROM durably.meta WHERE key = $1", REGISTRY_KEY)
         if raw is None or bytes(raw) == store.load_meta(REGISTRY_KEY):
             return
@@ -624,7 +628,16 @@ def admin_partition_key(node: SpreadNode, scope: Any, body: bytes) -> int | None
         except (orjson.JSONDecodeError, AttributeError):
             object_key = None
         return partition_key_for(key=object_key) if isinstance(object_key, str) else None
-    if method in ("POST", "DELETE", "PATCH", "PUT") and parts[0] in ("deployments", "services"):
+    if method in ("POST", "DELETE", "PATCH", "PUT") and parts[0] in (
+        "deployments", "services", "subscriptions", "kafka-clusters"
+    ):
         return -1
+    if parts[0] == "kafka-parked-records" and len(parts) in (2, 3):
+        # a parked record is replayed or dropped by its partition's owner (its id names it)
+        from durably.kafka.service import parked_partition
+
+        n = node.keeper.num_partitions
+        pid = parked_partition(int(parts[1])) if parts[1].isdigit() else None
+        return None if pid is None or pid >= n else -(-pid * (1 << 64) // n)
     return None
 

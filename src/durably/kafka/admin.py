@@ -205,7 +205,7 @@ def kafka_routes(kafka: KafkaSubscriptions) -> list[Route]:
         return int(value)
 
     async def list_parked(request: Request) -> Response:
-        rows = kafka.parked(request.query_params.get("subscription"))
+        rows = await kafka.all_parked(request.query_params.get("subscription"))
         return _json({"records": [parked_json(r) for r in rows]})
 
     async def replay_parked(request: Request) -> Response:

@@ -13,9 +13,17 @@ batch is durable; only then commit offset+1 of each partition to the broker. On 
 each partition is moved to max(broker's committed offset, stored offset + 1), so a broker
 that lost its offsets does not make durably ingest a record twice.
 
+In a cluster under the spread placement each node consumes only the Kafka partitions whose
+offset rows live in cluster partitions it owns (`KafkaSubscriptions.owns`), checked every
+round: a partition whose lease moves away is let go of (its records are no longer taken
+from the moment the hand-over starts), one whose lease arrives is assigned at its stored
+offset + 1, read from the rows the store loaded with the partition.
+
 Backpressure: each partition has at most `max_in_flight` unfinished invocations made from
 its records; beyond that the partition is paused (the broker keeps the records) and resumed
-when enough of them have completed.
+when enough of them have completed. Invocations this node runs are followed by their
+futures; those another node runs (spread placement) are looked up in the database, about
+once a second and only while the partition is paused.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ _RESTART_DELAY_S = 1.0
 _TOPIC_WAIT_S = 1.0
 _PARTITION_CHECK_S = 30.0  # how often to look for partitions added to the topic
 _LAG_REFRESH_S = 2.0  # how often to ask the broker for the end of paused partitions
+_REMOTE_CHECK_S = 1.0  # how often a paused partition's invocations on other nodes are looked up
 
 
 def consumer_settings(sub: Subscription, cluster: KafkaCluster) -> dict[str, Any]:
@@ -97,9 +106,13 @@ class SubscriptionConsumer:
         # partition -> highest offset taken (loaded from the store on assignment)
         self._taken: dict[TopicPartition, int] = {}
         self._in_flight: dict[TopicPartition, int] = {}
+        # invocations run by other nodes (spread placement), per partition, until finished
+        self._remote: dict[TopicPartition, list[str]] = {}
+        self._remote_checked = 0.0
         self._paused: set[TopicPartition] = set()
         self._lag: dict[TopicPartition, int] = {}
         self._ends_asked = 0.0
+        self._assigned: set[int] = set()  # the topic's partitions this consumer reads
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"kafka-{self.sub.id}")
@@ -140,19 +153,29 @@ class SubscriptionConsumer:
         consumer = AIOKafkaConsumer(**settings)
         self._consumer = consumer
         await consumer.start()
+        self._assigned = set()
         partitions = await self._wait_for_topic(consumer)
         await self._assign(consumer, partitions)
-        log.info("subscription %s: consuming %s (%d partitions) from %s for group %s",
-                 self.sub.id, self.sub.topic, len(partitions), self.cluster.name,
-                 self.sub.group_id)
+        log.info("subscription %s: consuming %s (%d of %d partitions) from %s for group %s",
+                 self.sub.id, self.sub.topic, len(self._assigned), len(partitions),
+                 self.cluster.name, self.sub.group_id)
         checked = time.monotonic()
         while not self._stopping:
-            # at most max_in_flight records per fetch: what a paused partition may overshoot by
-            batch = await consumer.getmany(
-                timeout_ms=500, max_records=min(500, self.max_in_flight)
-            )
+            if self._mine(partitions) != self._assigned:
+                await self._assign(consumer, partitions)  # leases moved (spread placement)
+            if not self._assigned:
+                await asyncio.sleep(0.5)
+                batch = {}
+            else:
+                # at most max_in_flight records per fetch: what a paused partition may
+                # overshoot by
+                batch = await consumer.getmany(
+                    timeout_ms=500, max_records=min(500, self.max_in_flight)
+                )
             commits: dict[TopicPartition, OffsetAndMetadata] = {}
             for tp, messages in batch.items():
+                if not self.service.owns(self.sub.id, tp.topic, tp.partition):
+                    continue  # handed over while fetching: its next consumer takes these
                 last = self._taken.get(tp, -1)
                 for m in messages:
                     if m.offset <= last:
@@ -161,7 +184,10 @@ class SubscriptionConsumer:
                                     m.timestamp)
                     fut = self.service.take(self.sub, record)
                     last = m.offset
-                    if fut is not None:
+                    if isinstance(fut, str):
+                        self._remote.setdefault(tp, []).append(fut)
+                        self._maybe_pause(tp)
+                    elif fut is not None:
                         self._track(tp, fut)
                 if last >= 0 and last != self._taken.get(tp, -1):
                     self._taken[tp] = last
@@ -174,6 +200,9 @@ class SubscriptionConsumer:
                     # the stored offsets keep repeats out; the broker catches up next time
                     log.info("subscription %s: offset commit failed (%s)", self.sub.id, e)
             await self._update_lag(consumer)
+            if self._paused and time.monotonic() - self._remote_checked > _REMOTE_CHECK_S:
+                self._remote_checked = time.monotonic()
+                await self._check_remote()
             if time.monotonic() - checked > _PARTITION_CHECK_S:
                 checked = time.monotonic()
                 now = await _topic_partitions(consumer, self.sub.topic)
@@ -193,10 +222,24 @@ class SubscriptionConsumer:
                 waited = True
             await asyncio.sleep(_TOPIC_WAIT_S)
 
+    def _mine(self, partitions: set[int]) -> set[int]:
+        return {p for p in partitions if self.service.owns(self.sub.id, self.sub.topic, p)}
+
     async def _assign(self, consumer: AIOKafkaConsumer, partitions: set[int]) -> None:
-        """Take every partition of the topic (durably is the only member of the group), each
-        at max(the broker's committed offset, the stored offset + 1)."""
-        tps = [TopicPartition(self.sub.topic, p) for p in sorted(partitions)]
+        """Take every partition of the topic this node consumes (durably is the only member
+        of the group), each at max(the broker's committed offset, the stored offset + 1)."""
+        mine = self._mine(partitions)
+        for p in self._assigned - mine:  # another node takes it from its stored offset
+            tp = TopicPartition(self.sub.topic, p)
+            self._taken.pop(tp, None)
+            self._lag.pop(tp, None)
+            self._remote.pop(tp, None)  # (the next consumer counts from zero)
+            self._paused.discard(tp)
+        if self._assigned != mine and self._assigned:
+            log.info("subscription %s: now consuming partitions %s of %s", self.sub.id,
+                     sorted(mine), self.sub.topic)
+        self._assigned = mine
+        tps = [TopicPartition(self.sub.topic, p) for p in sorted(mine)]
         consumer.assign(tps)
         stored = self.service.store.kafka_offsets(self.sub.id, self.sub.group_id)
         for tp in tps:
@@ -226,21 +269,47 @@ class SubscriptionConsumer:
 
     # -- backpressure ------------------------------------------------------------------
 
+    def _unfinished(self, tp: TopicPartition) -> int:
+        return self._in_flight.get(tp, 0) + len(self._remote.get(tp, ()))
+
     def _track(self, tp: TopicPartition, fut: asyncio.Future[Any]) -> None:
-        n = self._in_flight.get(tp, 0) + 1
-        self._in_flight[tp] = n
-        fut.add_done_callback(lambda _f: self._finished(tp))
+        self._in_flight[tp] = self._in_flight.get(tp, 0) + 1
+        fut.add_done_callback(lambda f: self._finished(tp, f))
+        self._maybe_pause(tp)
+
+    def _maybe_pause(self, tp: TopicPartition) -> None:
+        n = self._unfinished(tp)
         if n >= self.max_in_flight and tp not in self._paused and self._consumer is not None:
             self._paused.add(tp)
             self._consumer.pause(tp)
             log.info("subscription %s: %s-%d paused (%d invocations in flight)",
                      self.sub.id, tp.topic, tp.partition, n)
 
-    def _finished(self, tp: TopicPartition) -> None:
-        n = self._in_flight.get(tp, 1) - 1
-        self._in_flight[tp] = n
-        if tp in self._paused and n <= self.max_in_flight // 2:
+    def _finished(self, tp: TopicPartition, fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled():
+            fut.exception()  # (its partition moved to another node: no longer tracked)
+        self._in_flight[tp] = self._in_flight.get(tp, 1) - 1
+        self._maybe_resume(tp)
+
+    def _maybe_resume(self, tp: TopicPartition) -> None:
+        if tp in self._paused and self._unfinished(tp) <= self.max_in_flight // 2:
             self._paused.discard(tp)
             if self._consumer is not None:
                 with contextlib.suppress(Exception):
                     self._consumer.resume(tp)
+
+    async def _check_remote(self) -> None:
+        """Forget the invocations of paused partitions that other nodes finished."""
+        ids = [i for tp in self._paused for i in self._remote.get(tp, ())]
+        if not ids:
+            return
+        try:
+            done = await self.service.finished(ids)
+        except Exception as e:  # the database away: the partition stays paused a while
+            log.info("subscription %s: looking up invocations failed (%s)", self.sub.id, e)
+            return
+        for tp in list(self._paused):
+            remote = self._remote.get(tp)
+            if remote:
+                self._remote[tp] = [i for i in remote if i not in done]
+            self._maybe_resume(tp)

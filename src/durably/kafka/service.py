@@ -4,6 +4,15 @@
 creates the invocation of one record (or parks the record) and writes the record's offset
 into the same open store batch, so both commit together or not at all. The consumer awaits
 `durable()` (the batch committed and synced) before it commits the offset to the broker.
+
+In a cluster under the spread placement (`engine.partitions` set), a Kafka partition's
+records are consumed by the node that owns the cluster partition of its offset row
+(`home`): that row's commits are fenced by the lease, so a former consumer can commit
+nothing once the partition moved, and the next one starts from the stored offset. A record
+for an object or a workflow becomes an `invoke` message to the owner of its key's
+partition (`engine.partitions`), written in the same commit as the offset, even when that
+owner is this node: the owner applies the messages of one sender in the order written, so
+the records of a key start in partition order whichever nodes consume and run them.
 """
 
 from __future__ import annotations
@@ -16,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from durably.engine import partitions
 from durably.engine.engine import TargetError
 from durably.engine.model import now_ms
+from durably.ids import partition_key_for
 from durably.kafka.model import (
     KafkaCluster,
     KafkaDoc,
@@ -30,7 +41,7 @@ from durably.kafka.model import (
 )
 from durably.kafka.records import Record, Unusable, invocation_headers, invocation_key
 from durably.schema.errors import AdminError
-from durably.storage.base import ParkedRecordRow
+from durably.storage.base import PARKED_PARTITION_SHIFT, ParkedRecordRow
 
 if TYPE_CHECKING:
     from durably.engine.engine import Engine
@@ -41,6 +52,17 @@ log = logging.getLogger("durably.kafka")
 META_KEY = "kafka"
 _MISSING = "Kafka subscriptions need aiokafka: pip install 'durably[kafka]'"
 DEFAULT_MAX_IN_FLIGHT = 1000  # unfinished invocations per partition before it is paused
+
+
+def parked_partition(record_id: int) -> int | None:
+    """The partition whose owner holds a parked record (spread placement; None: an id
+    given by a single node)."""
+    pid = (record_id >> PARKED_PARTITION_SHIFT) - 1
+    return pid if pid >= 0 else None
+
+
+class NotHome(Exception):
+    """A record of a Kafka partition this node no longer consumes (spread placement)."""
 
 
 class KafkaSubscriptions:
@@ -63,7 +85,6 @@ class KafkaSubscriptions:
         self.consumers: dict[str, SubscriptionConsumer] = {}
         self._started = False
         self.available = importlib.util.find_spec("aiokafka") is not None
-        self.parked_count = len(self.store.kafka_parked(None))  # for the metric
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -80,6 +101,45 @@ class KafkaSubscriptions:
         self._started = False
         consumers, self.consumers = self.consumers, {}
         await asyncio.gather(*(c.stop() for c in consumers.values()), return_exceptions=True)
+
+    async def sync(self, conn: Any) -> None:
+        """Spread placement: read the document from the database (an asyncpg connection)
+        and take it if another node changed it."""
+        raw = await conn.fetchval("SELECT value FROM durably.meta WHERE key = $1", META_KEY)
+        raw = None if raw is None else bytes(raw)
+        if raw is None or raw == self.store.load_meta(META_KEY):
+            return
+        self.store._meta[META_KEY] = raw  # the copy the next comparison reads
+        await self.reload(raw)
+        log.info("Kafka subscriptions reloaded (changed by another node)")
+
+    async def reload(self, raw: bytes | None) -> None:
+        """Another node changed the clusters or subscriptions (spread placement): take its
+        document and start or stop consumers to match. Returns once the consumers of
+        deleted subscriptions stopped (nothing of theirs is taken after that)."""
+        doc = KafkaDoc.load(None if raw is None else orjson.loads(raw))
+        for c in self.doc.clusters.values():
+            if c.static:  # given on the command line: they win, as at start
+                doc.clusters[c.name] = c
+        self.doc = doc
+        if not self._started or not self.available:
+            return
+        gone: list[str] = []
+        for sub_id, consumer in list(self.consumers.items()):
+            sub = doc.subscriptions.get(sub_id)
+            cluster = doc.clusters.get(consumer.cluster.name)
+            if sub is None or cluster is None or cluster.properties != consumer.cluster.properties:
+                await self._stop_consumer(sub_id)
+                if sub is None:
+                    gone.append(sub_id)
+        for sub_id in gone:
+            # an offset this node committed after the writer deleted them goes too
+            self.store.delete_kafka_offsets(sub_id)
+        if gone:
+            await self.engine.committed()
+        for sub in doc.subscriptions.values():
+            if sub.id not in self.consumers:
+                self._start_consumer(sub)
 
     def _start_consumer(self, sub: Subscription) -> None:
         from durably.kafka.consumer import SubscriptionConsumer
@@ -203,18 +263,41 @@ class KafkaSubscriptions:
 
     # -- records -----------------------------------------------------------------------
 
-    def take(self, sub: Subscription, record: Record) -> asyncio.Future[Any] | None:
+    def home(self, sub_id: str, topic: str, partition: int) -> int | None:
+        """The cluster partition of a Kafka partition's offset row and parked records (None:
+        a single node, which owns them all)."""
+        parts = self.engine.partitions
+        if parts is None:
+            return None
+        return parts.of_key(partition_key_for(key=f"{sub_id}/{topic}/{partition}"))
+
+    def owns(self, sub_id: str, topic: str, partition: int) -> bool:
+        """Whether this node consumes that Kafka partition now (it owns its home)."""
+        home = self.home(sub_id, topic, partition)
+        parts = self.engine.partitions
+        return home is None or parts is None or home in parts.owned
+
+    def take(self, sub: Subscription, record: Record) -> asyncio.Future[Any] | str | None:
         """Turn one record into an invocation (or a parked record) and store its offset, in
-        the engine's open batch. Returns a future resolved when the invocation completes
-        (None when no new invocation was created)."""
+        the engine's open batch. Returns a future resolved when the invocation completes,
+        the id of an invocation another node will run (`finished` tells when it did), or
+        None when no invocation was created."""
+        if not self.owns(sub.id, record.topic, record.partition):
+            # handed over a moment ago: the fence would refuse the offset (the consumer
+            # lets go of the partition on its next round)
+            raise NotHome(record.topic, record.partition)
         if not self.store.put_kafka_offset(sub.id, sub.group_id, record.topic,
                                            record.partition, record.offset):
             return None  # taken before (by this server before a crash, or by another)
-        fut = None
+        fut: asyncio.Future[Any] | str | None = None
         try:
             invocation_id = self._invoke(sub, record)
+            parts = self.engine.partitions
             if invocation_id is not None:
-                fut = self.engine.wait_result(invocation_id)
+                if parts is None or parts.owns_id(invocation_id):
+                    fut = self.engine.wait_result(invocation_id)
+                else:
+                    fut = invocation_id
         except Unusable as e:
             self.park(sub, record, str(e))
         except Exception as e:  # a bug must not jam the partition either: park, log it
@@ -223,7 +306,8 @@ class KafkaSubscriptions:
         return fut
 
     def _invoke(self, sub: Subscription, record: Record) -> str | None:
-        """The id of the invocation created for `record` (None: its workflow already ran)."""
+        """The id of the invocation created for `record` (None: its workflow already ran;
+        under the spread placement, the id of the invocation its message creates)."""
         engine = self.engine
         service, handler = sub.service, sub.handler
         service_ty = engine.schema.service_ty(service)
@@ -234,11 +318,26 @@ class KafkaSubscriptions:
             target, options = engine.schema.target(service, handler, key)
         except TargetError as e:
             raise Unusable(e.message) from None
+        headers = invocation_headers(record, sub.id)
+        parts = engine.partitions
+        if parts is not None and key is not None:
+            # spread placement: a message to the owner of the key's partition, even this
+            # node (the module's doc: the records of a key start in order)
+            inv_id = engine.new_invocation_id(target, None)
+            partitions.send(engine, parts.of_key(inv_id.partition_key), "invoke",
+                            partitions.invoke_payload(
+                                str(inv_id), target, record.value or b"", headers,
+                                idempotency_key=None, execution_time=None,
+                                invoked_by="subscription", caller_id=None, caller_target=None,
+                                invoked_by_id=sub.id, idempotency_retention_ms=None,
+                                reply_to=None,
+                            ))
+            return str(inv_id)
         submitted = engine.create(
             target,
             options,
             record.value or b"",
-            invocation_headers(record, sub.id),
+            headers,
             invoked_by="subscription",
             invoked_by_id=sub.id,
         )
@@ -253,7 +352,6 @@ class KafkaSubscriptions:
             timestamp=record.timestamp, error=error, parked_at=now_ms(),
         )
         row.id = self.store.park_kafka_record(row)
-        self.parked_count += 1
         log.warning(
             "subscription %s: parked the record %s/%d@%d (replay or drop it with "
             "`durably subscriptions parked`): %s",
@@ -263,10 +361,47 @@ class KafkaSubscriptions:
     async def durable(self) -> None:
         await self.engine.committed()
 
+    async def finished(self, ids: list[str]) -> set[str]:
+        """Of invocations that records made on other nodes' partitions (spread placement),
+        those that completed or are gone. Read in one snapshot: an id with neither a row
+        nor a message still on its way was created, completed and removed."""
+        parts = self.engine.partitions
+        if parts is None or not ids:
+            return set()
+        conn = await self.store.read_connection()
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                status = dict(await conn.fetch(
+                    "SELECT id, status FROM durably.invocation WHERE id = ANY($1::text[])", ids
+                ))
+                absent = [i for i in ids if i not in status]
+                pending: set[str] = set()
+                if absent:
+                    pids = sorted({pid for i in absent if (pid := parts.of_id(i)) is not None})
+                    for (body,) in await conn.fetch(
+                        "SELECT body FROM durably.outbox WHERE kind = 'invoke' "
+                        "AND pid = ANY($1::integer[])", pids,
+                    ):
+                        pending.add(orjson.loads(bytes(body))["id"])
+        finally:
+            await conn.close()
+        return {
+            i for i in ids
+            if status.get(i) == "completed" or (i not in status and i not in pending)
+        }
+
     # -- parked records ----------------------------------------------------------------
 
     def parked(self, sub_id: str | None = None) -> list[ParkedRecordRow]:
+        """This node's parked records (all of them but under the spread placement)."""
         rows: list[ParkedRecordRow] = self.store.kafka_parked(sub_id)
+        return rows
+
+    async def all_parked(self, sub_id: str | None = None) -> list[ParkedRecordRow]:
+        """Every parked record of the cluster."""
+        if self.engine.partitions is None:
+            return self.parked(sub_id)
+        rows: list[ParkedRecordRow] = await self.store.all_kafka_parked(sub_id)
         return rows
 
     def _parked_row(self, record_id: int) -> ParkedRecordRow:
@@ -289,7 +424,6 @@ class KafkaSubscriptions:
         except Unusable as e:
             raise AdminError(409, f"the record still cannot be delivered: {e}") from None
         self.store.delete_parked_record(record_id)
-        self.parked_count -= 1
         await self.durable()
         log.info("subscription %s: replayed parked record %d as %s", sub.id, record_id,
                  invocation_id)
@@ -298,7 +432,6 @@ class KafkaSubscriptions:
     async def drop(self, record_id: int) -> None:
         self._parked_row(record_id)
         self.store.delete_parked_record(record_id)
-        self.parked_count -= 1
         await self.durable()
         log.info("dropped parked record %d", record_id)
 
@@ -337,5 +470,5 @@ class _LagCollector:
         parked = GaugeMetricFamily(
             "durably_kafka_parked_records", "Records parked because they cannot be delivered"
         )
-        parked.add_metric([], self.kafka.parked_count)
+        parked.add_metric([], len(self.kafka.parked()))
         yield parked

@@ -60,6 +60,11 @@ class TimerRow:
     completion_id: int
 
 
+# spread placement: a parked record's id carries its partition + 1 above these bits, so a
+# request naming it goes to that partition's owner (durably.kafka.service.parked_partition)
+PARKED_PARTITION_SHIFT = 40
+
+
 @dataclass(slots=True)
 class ParkedRecordRow:
     """A Kafka record that could not become an invocation (see durably.kafka)."""

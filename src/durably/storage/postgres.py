@@ -51,7 +51,13 @@ from urllib.parse import urlsplit
 import orjson
 
 from durably.ids import InvocationId, partition_key_for
-from durably.storage.base import InvocationRow, ParkedRecordRow, SubscriberRow, TimerRow
+from durably.storage.base import (
+    PARKED_PARTITION_SHIFT,
+    InvocationRow,
+    ParkedRecordRow,
+    SubscriberRow,
+    TimerRow,
+)
 from durably.storage.postgres_schema import LATEST, SchemaTooNew, migrate
 from durably.storage.sqlite import (
     _EXTRA_AT,
@@ -88,6 +94,7 @@ _KAFKA_OFFSET, _KAFKA_OFFSETS_DEL, _PARKED = range(10, 13)
 # messages to other partitions' owners (cluster mode; `_compile` leaves them to the fence)
 _OUTBOX, _OUTBOX_DEL = range(13, 15)
 _LAST_PARKED_ID = "kafka_parked_last_id"  # durably.meta's key
+_PARKED_SEQ = (1 << PARKED_PARTITION_SHIFT) - 1
 # the partition of a row's (signed) partition key, in SQL: $1 is the partition count
 _PID_OF = (
     "floor((partition_key::numeric + CASE WHEN partition_key < 0 THEN 18446744073709551616 "
@@ -266,8 +273,8 @@ class PostgresStore:
                 self._meta[key] = bytes(value)
             await self._load_rows(conn, self.load_only)
             self._next_timer = max(self._timers, default=0) + 1
-            last = int(self._meta.get(_LAST_PARKED_ID, b"0"))
-            self._next_parked = max(last, max(self._parked, default=0)) + 1
+            last = int(self._meta.get(_LAST_PARKED_ID, b"0")) & _PARKED_SEQ
+            self._next_parked = max(last, self._parked_seq_max()) + 1
 
     async def _load_rows(self, conn: Any, only: tuple[int, set[int]] | None) -> None:
         """Load the partitioned tables' rows (of the partitions `only` names, or all)."""
@@ -308,10 +315,7 @@ class PostgresStore:
         ):
             self._kafka_offsets[(sub, group, topic, part)] = offset
         for r in await rows("SELECT * FROM durably.kafka_parked ORDER BY id"):
-            self._parked[r[1]] = ParkedRecordRow(
-                r[1], r[2], r[3], r[4], r[5], _opt_bytes(r[6]), _opt_bytes(r[7]), r[8], r[9],
-                r[10],
-            )
+            self._parked[r[1]] = _parked_row(r)
 
     async def load_partitions(self, num_partitions: int, pids: set[int]) -> None:
         """Add the rows of partitions `pids` to the copy (this node just took them over:
@@ -324,6 +328,11 @@ class PostgresStore:
             await conn.close()
         if self.load_only is not None:
             self.load_only[1].update(pids)
+        # ids go on above those of the partitions' records parked by their former owners
+        self._next_parked = max(self._next_parked, self._parked_seq_max() + 1)
+
+    def _parked_seq_max(self) -> int:
+        return max((i & _PARKED_SEQ for i in self._parked), default=0)
 
     def drop_partitions(self, num_partitions: int, pids: set[int]) -> None:
         """Forget the rows of partitions `pids` (handed over; call it once what this node
@@ -355,6 +364,12 @@ class PostgresStore:
         for timer_id in [i for i, t in self._timers.items() if gone_id(t.invocation_id)]:
             timer = self._timers.pop(timer_id)
             self._timers_of.pop(timer.invocation_id, None)
+        pk_kafka = self._pk_of_kafka_partition
+        for ident in [k for k in self._kafka_offsets if gone(pk_kafka(k[0], k[2], k[3]))]:
+            del self._kafka_offsets[ident]
+        for record_id in [i for i, r in self._parked.items()
+                          if gone(pk_kafka(r.subscription_id, r.topic, r.partition))]:
+            del self._parked[record_id]
         self._pk_cache.clear()
         if self.load_only is not None:
             self.load_only[1].difference_update(pids)
@@ -832,10 +847,15 @@ class PostgresStore:
         self._check()
         record_id = self._next_parked
         self._next_parked += 1
+        pk = self._pk_of_kafka_partition(row.subscription_id, row.topic, row.partition)
+        if self.load_only is not None:  # spread placement: the id names the partition
+            from durably.ids import partition_of
+
+            pid = partition_of(pk & 0xFFFFFFFFFFFFFFFF, self.load_only[0])
+            record_id |= (pid + 1) << PARKED_PARTITION_SHIFT
         # remembered, so an id is never reused for another record (as SQLite's AUTOINCREMENT)
         self.save_meta(_LAST_PARKED_ID, str(record_id).encode())
         self._parked[record_id] = dataclasses.replace(row, id=record_id)
-        pk = self._pk_of_kafka_partition(row.subscription_id, row.topic, row.partition)
         record = (
             pk, record_id, row.subscription_id, row.topic, row.partition, row.offset, row.key,
             row.value, row.timestamp, row.error, row.parked_at,
@@ -850,10 +870,29 @@ class PostgresStore:
             if subscription_id is None or r.subscription_id == subscription_id
         ]
 
+    async def all_kafka_parked(self, subscription_id: str | None = None) -> list[ParkedRecordRow]:
+        """Every node's parked records, from the database (spread placement: this store's
+        copy holds only its partitions')."""
+        conn = await self.read_connection()
+        try:
+            rows = await conn.fetch(
+                "SELECT * FROM durably.kafka_parked WHERE $1::text IS NULL "
+                "OR subscription_id = $1 ORDER BY id", subscription_id,
+            )
+        finally:
+            await conn.close()
+        return [_parked_row(r) for r in rows]
+
     def delete_parked_record(self, record_id: int) -> None:
         self._check()
         self._parked.pop(record_id, None)
         self._ops.append((_PARKED, record_id, None))
+
+
+def _parked_row(r: Any) -> ParkedRecordRow:
+    return ParkedRecordRow(
+        r[1], r[2], r[3], r[4], r[5], _opt_bytes(r[6]), _opt_bytes(r[7]), r[8], r[9], r[10],
+    )
 
 
 def _opt_bytes(value: Any) -> bytes | None:
