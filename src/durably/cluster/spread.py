@@ -54,6 +54,7 @@ from durably.cluster.node import (
     read_body,
 )
 from durably.cluster.schema import REGISTRY_CHANNEL
+from durably.cluster.waits import WaitsReader
 from durably.engine.partitions import PartitionMoved, Partitions, apply
 from durably.ids import InvocationId, parse_awakeable_id, partition_key_for
 
@@ -205,6 +206,7 @@ class SpreadNode(NodeBase):
         self._refresh = asyncio.Event()
         self._registry_changed = False  # a commit changed the registry (NOTIFY)
         self.moves_done = 0  # partitions taken over since start (for status and tests)
+        self.waits: WaitsReader | None = None
 
     # -- the server's hooks -------------------------------------------------------------
 
@@ -215,6 +217,9 @@ class SpreadNode(NodeBase):
         owned = set(self.server.store.load_only[1])
         engine.partitions = Partitions(self.keeper.num_partitions, owned)
         self.ready = set(owned)
+        # deadlock reports across nodes read other nodes' waits from the database
+        self.waits = WaitsReader(self.server.store.read_connection)
+        engine.read_waits = self.waits
 
     async def start(self) -> tuple[Any, Any]:
         await self._start_keeper()
@@ -543,6 +548,8 @@ class SpreadNode(NodeBase):
                 await task
         await self.keeper.stop(release=release)
         await self.peers.close()
+        if self.waits is not None:
+            await self.waits.close()
 
 
 def _invocation_key(invocation_id: str) -> int | None:

@@ -25,7 +25,14 @@ from typing import Any, Protocol
 
 from durably.engine import management, partitions
 from durably.engine.attempt import Attempt
-from durably.engine.deadlock import describe_cycle, find_cycle
+from durably.engine.deadlock import (
+    ReadWaits,
+    Waits,
+    describe_cycle,
+    find_cycle,
+    find_cycle_across,
+    find_cycle_with,
+)
 from durably.engine.model import (
     CANCELED,
     KILLED,
@@ -58,6 +65,15 @@ DAY_MS = 24 * 3600 * 1000
 # the failed attempts an invocation keeps (row.extra["attempts"], newest last) and how much
 # of each message: what the web UI lists on the invocation's page
 ATTEMPTS_KEPT = 20
+# a deadlock search through other nodes' partitions that found nothing runs once more
+# after this long (see Engine._search)
+_RESEARCH_S = 2.0
+# the ids on a row of calls and attaches to other partitions (spread placement), by the
+# completion that ends each: kill propagation and the deadlock search follow them
+_REMOTE_WAITS = {
+    MessageType.CALL_COMPLETION: "remote_calls",
+    MessageType.ATTACH_INVOCATION_COMPLETION: "remote_waits",
+}
 ATTEMPT_MESSAGE_CHARS = 2048
 
 
@@ -159,6 +175,10 @@ class Engine:
         self.observer: Observer | None = None
         # the partitions this engine owns (engine.partitions), None: all of them (one node)
         self.partitions: Partitions | None = None
+        # set by a spread node: reads what invocations of other nodes' partitions wait on
+        # (engine.deadlock); a search that reaches one runs as a task of its own
+        self.read_waits: ReadWaits | None = None
+        self._searches: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------ commit & effects
 
@@ -240,6 +260,9 @@ class Engine:
         for row in rows:
             inv = self._materialize(row)
             self.active[row.id] = inv
+            cycle = row.extra.get("deadlock_cycle")
+            if isinstance(cycle, list):
+                self.deadlocks[row.id] = [str(m) for m in cycle]
             if row.inbox_seq is not None:
                 self._inbox_seq = max(self._inbox_seq, row.inbox_seq)
             status = row.status
@@ -449,7 +472,7 @@ class Engine:
             # another node's partition: a message to its owner, in this step's commit
             if reply_to is not None and caller is not None:
                 # remembered for kill propagation (its subscriber row is on the other side)
-                # with the completion that ends it (`_forget_remote_call`)
+                # with the completion that ends it (`_forget_remote`)
                 remote_calls = caller.row.extra.setdefault("remote_calls", [])
                 assert isinstance(remote_calls, list)
                 remote_calls.append([inv_str, reply_to])
@@ -621,8 +644,9 @@ class Engine:
                     partitions.notify_payload(invocation_id, msg_type, body),
                 )
             return  # completed or unknown: nobody waits any more
-        if msg_type == MessageType.CALL_COMPLETION and "remote_calls" in inv.row.extra:
-            self._forget_remote_call(inv, body)
+        remote = _REMOTE_WAITS.get(msg_type)
+        if remote is not None and remote in inv.row.extra:
+            self._forget_remote(inv, remote, msg_type, body)
         self._append(inv, msg_type, body)  # (writes the row: the pruned list goes with it)
         self._track_notification(inv, msg_type, body)
         if self.observer is not None:
@@ -637,20 +661,21 @@ class Engine:
                 self._start_attempt(inv)
 
     @staticmethod
-    def _forget_remote_call(inv: ActiveInvocation, body: bytes) -> None:
-        """A call's completion arrived: its callee (on another partition) is done and needs
-        no kill any more; dropped from the caller's row in this step's commit."""
-        nid = notification_id(MessageType.CALL_COMPLETION, body)
-        remote_calls = inv.row.extra.get("remote_calls")
-        if nid is None or not isinstance(remote_calls, list):
+    def _forget_remote(inv: ActiveInvocation, field: str, msg_type: MessageType, body: bytes) -> None:
+        """A call's (or attach's) completion arrived: its callee (on another partition) is
+        done and needs no kill (no deadlock search) any more; dropped from the caller's row
+        in this step's commit."""
+        nid = notification_id(msg_type, body)
+        remote = inv.row.extra.get(field)
+        if nid is None or not isinstance(remote, list):
             return
-        kept = [c for c in remote_calls if not (isinstance(c, list) and c[1] == nid[1])]
-        if len(kept) == len(remote_calls):
+        kept = [c for c in remote if not (isinstance(c, list) and c[1] == nid[1])]
+        if len(kept) == len(remote):
             return
         if kept:
-            inv.row.extra["remote_calls"] = kept
+            inv.row.extra[field] = kept
         else:
-            del inv.row.extra["remote_calls"]
+            del inv.row.extra[field]
 
     @staticmethod
     def _satisfied(waiting: Waiting, entries: Iterable[tuple[int, bytes]]) -> bool:
@@ -1025,6 +1050,13 @@ class Engine:
     ) -> None:
         """Attach to (`subscribe`) or get the output of (`output`) a remote invocation: its
         owner answers `subscriber` with a notification of `msg_type`."""
+        if kind == "subscribe" and int(msg_type) in self._WAIT_TYPES:
+            # a wait the deadlock search follows (its subscriber row is on the other side),
+            # until its completion arrives (`_forget_remote`)
+            remote_waits = subscriber.row.extra.setdefault("remote_waits", [])
+            assert isinstance(remote_waits, list)
+            remote_waits.append([target_id, completion_id])
+            self._persist(subscriber)
         partitions.send_to_invocation(self, target_id, kind, {
             "target": target_id, "subscriber": subscriber.id, "cid": completion_id,
             "type": int(msg_type),
@@ -1035,57 +1067,165 @@ class Engine:
     _WAIT_TYPES = (int(MessageType.CALL_COMPLETION), int(MessageType.ATTACH_INVOCATION_COMPLETION))
 
     def _waits_on(self, invocation_id: str) -> list[str]:
+        """What this node knows `invocation_id` waits on: for one of its own partitions,
+        everything; for another node's, its waits on this node's partitions (their
+        subscriber rows are here), the rest being read from the database."""
         inv = self.active.get(invocation_id)
         if inv is None:
-            return []
+            if self.partitions is None:
+                return []
+            return [
+                child
+                for kind in self._WAIT_TYPES
+                for child in self.store.children_of(invocation_id, kind)
+                if child in self.active
+            ]
         if inv.row.status == "inboxed":
             holder = self.locks.get(self._lock_key(inv.target))
             return [holder] if holder is not None else []
-        return [
+        out = [
             child
             for kind in self._WAIT_TYPES
             for child in self.store.children_of(invocation_id, kind)
             if child in self.active
         ]
+        if self.partitions is not None:
+            # calls and attaches to other nodes' partitions: followed there (a completed
+            # one waits on nothing, so a finished call adds no cycle)
+            extra = inv.row.extra
+            for field in ("remote_calls", "remote_waits"):
+                entries = extra.get(field)
+                for entry in entries if isinstance(entries, list) else ():
+                    # an id, or [id, completion id]
+                    child = entry[0] if isinstance(entry, list) and entry else entry
+                    if isinstance(child, str) and self.is_remote(child):
+                        out.append(child)
+        return out
 
     def check_deadlock(self, invocation_id: str) -> list[str] | None:
-        """Report (not resolve) a cycle of waits through an inboxed invocation."""
+        """Report (not resolve) a cycle of waits through an inboxed invocation. A cycle
+        through other nodes' partitions is searched for by a task (`None` here)."""
         inv = self.active.get(invocation_id)
         if inv is None or inv.row.status != "inboxed" or invocation_id in self.deadlocks:
             return None
-        cycle = find_cycle(invocation_id, self._waits_on)
+        if self.read_waits is None:
+            cycle = find_cycle(invocation_id, self._waits_on)
+        else:
+            cycle, missing = find_cycle_with(invocation_id, self._waits_on, self.is_remote, {})
+            if missing or (cycle is not None and any(map(self.is_remote, cycle))):
+                # another node's invocation on the way: what it waits on (or its name) is read
+                self._search_across(invocation_id, again=True)
+                return None
         if cycle is None:
             return None
+        self._report_cycle(cycle, {})
+        return cycle
 
+    def _search_across(self, invocation_id: str, again: bool) -> None:
+        if invocation_id in self._searches or self.stopping:
+            return
+        self._searches[invocation_id] = asyncio.ensure_future(self._search(invocation_id, again))
+
+    async def _search(self, start: str, again: bool) -> None:
+        assert self.read_waits is not None
+        try:
+            cycle, known = await find_cycle_across(start, self._waits_on, self.is_remote, self.read_waits)
+        except Exception as e:
+            log.warning("deadlock search from %s failed: %s", start, e)
+            cycle, known = None, {}
+        finally:
+            self._searches.pop(start, None)
+        inv = self.active.get(start)
+        if inv is None or inv.row.status != "inboxed" or start in self.deadlocks or self.stopping:
+            return
+        if cycle is not None:
+            self._report_cycle(cycle, known)
+        elif again:
+            # a cycle that closed on two nodes at once: each may have read the other's new
+            # edge before its commit; one more search once both are committed finds it
+            assert self._loop is not None
+            self._loop.call_later(_RESEARCH_S, self._search_again, start)
+
+    def _search_again(self, start: str) -> None:
+        inv = self.active.get(start)
+        if inv is not None and inv.row.status == "inboxed" and start not in self.deadlocks:
+            self._search_across(start, again=False)
+
+    def _report_cycle(self, cycle: list[str], known: dict[str, Waits]) -> None:
         def target_of(member: str) -> str:
             a = self.active.get(member)
-            return a.target.describe() if a is not None else "?"
+            if a is not None:
+                return a.target.describe()
+            read = known.get(member)
+            return read.target if read is not None else "?"
 
         def queued(member: str) -> bool:
             a = self.active.get(member)
-            return a is not None and a.row.status == "inboxed"
+            if a is not None:
+                return a.row.status == "inboxed"
+            read = known.get(member)
+            return read is not None and read.queued
 
         text = describe_cycle(cycle, target_of, queued)
-        log.warning("%s", text, extra={"invocation_id": invocation_id})
+        log.warning("%s", text, extra={"invocation_id": cycle[0]})
         for member in cycle:
-            self.deadlocks[member] = cycle
-            a = self.active[member]
-            a.row.extra["deadlock"] = text
-            self._persist(a)
-        return cycle
+            a = self.active.get(member)
+            if a is not None:
+                self._mark_deadlocked(a, cycle, text)
+            elif self.is_remote(member):
+                # its owner marks it, in the order of this node's other messages to it
+                partitions.send_to_invocation(self, member, "deadlock", {
+                    "id": member, "cycle": cycle, "text": text,
+                })
+        self._schedule_flush()
+
+    def _mark_deadlocked(self, inv: ActiveInvocation, cycle: list[str], text: str) -> None:
+        self.deadlocks[inv.id] = cycle
+        inv.row.extra["deadlock"] = text
+        # kept with it: a node that takes its partition over knows whom to tell when it ends
+        inv.row.extra["deadlock_cycle"] = cycle
+        self._persist(inv)
 
     def _report_deadlock(self, invocation_id: str) -> None:
         self.check_deadlock(invocation_id)
 
     def _clear_deadlock(self, invocation_id: str) -> None:
         cycle = self.deadlocks.pop(invocation_id, None)
-        if cycle is None:
-            return
+        if cycle is not None:
+            self._forget_cycle(cycle)
+
+    def _forget_cycle(self, cycle: list[str]) -> None:
         for member in cycle:
-            self.deadlocks.pop(member, None)
-            a = self.active.get(member)
-            if a is not None and a.row.extra.pop("deadlock", None) is not None:
-                self._persist(a)
+            if self.is_remote(member):
+                partitions.send_to_invocation(self, member, "undeadlock", {
+                    "id": member, "cycle": cycle,
+                })
+            else:
+                self._unmark_deadlocked(member)
+
+    def _unmark_deadlocked(self, invocation_id: str) -> None:
+        self.deadlocks.pop(invocation_id, None)
+        a = self.active.get(invocation_id)
+        if a is not None and a.row.extra.pop("deadlock", None) is not None:
+            a.row.extra.pop("deadlock_cycle", None)
+            self._persist(a)
+
+    def deadlock_reported(self, invocation_id: str, cycle: list[str], text: str) -> None:
+        """Another node found a cycle this node's `invocation_id` is part of."""
+        inv = self.active.get(invocation_id)
+        if inv is None or any(m not in self.active for m in cycle if not self.is_remote(m)):
+            # a member of this node ended before the report arrived: the cycle is broken,
+            # take it back from every member
+            self._forget_cycle(cycle)
+            return
+        if invocation_id not in self.deadlocks:
+            self._mark_deadlocked(inv, cycle, text)
+
+    def deadlock_broken(self, invocation_id: str, cycle: list[str]) -> None:
+        """A member of the cycle `invocation_id` was reported in (by another node) ended."""
+        current = self.deadlocks.get(invocation_id)
+        if current is not None and set(current) == set(cycle):
+            self._unmark_deadlocked(invocation_id)
 
     # ------------------------------------------------------------------ timers
 
@@ -1194,6 +1334,8 @@ class Engine:
     def shutdown(self) -> None:
         self.stopping = True
         self.timers.close()
+        for search in self._searches.values():
+            search.cancel()  # a deadlock search waiting on the database (spread placement)
         for inv in self.active.values():
             if isinstance(inv.retry_handle, asyncio.TimerHandle):
                 inv.retry_handle.cancel()

@@ -16,7 +16,9 @@ Messages (kind, JSON payload):
 - `subscribe`: attach to an invocation (answered at once if completed, NOT_FOUND if unknown);
 - `output`: get an invocation's output now (result, void or NOT_FOUND);
 - `notify`: a notification for an invocation's journal (completions, signals, awakeables);
-- `cancel`, `kill`: as the admin API's, on the target's owner.
+- `cancel`, `kill`: as the admin API's, on the target's owner;
+- `deadlock`, `undeadlock`: a wait-for cycle found by another node that the target is
+  part of, and its end (`engine.deadlock`).
 
 Pure bookkeeping and no I/O: the store writes and deletes the outbox rows.
 """
@@ -214,4 +216,8 @@ def apply(engine: Engine, kind: str, raw: bytes) -> None:
         engine.cancel(msg["id"])
     elif kind == "kill":
         engine.kill(msg["id"])
+    elif kind == "deadlock":
+        engine.deadlock_reported(msg["id"], [str(m) for m in msg["cycle"]], str(msg["text"]))
+    elif kind == "undeadlock":
+        engine.deadlock_broken(msg["id"], [str(m) for m in msg["cycle"]])
     engine._schedule_flush()

@@ -303,8 +303,14 @@ DROP FUNCTION durably.commit_batch(
 # and indexes for the web UI's list (storage.postgres_introspection)
 _V5 = postgres_introspection.migration_sql()
 
+# 7: the wait-for edges of an invocation (subscriber rows by subscriber): what a deadlock
+# search reads for invocations of other nodes' partitions (durably.cluster.waits)
+_V7 = """
+CREATE INDEX subscriber_by_subscriber ON durably.subscriber (subscriber_id);
+"""
+
 # (version, SQL). Append new steps; never edit a released one.
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (5, _V5)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (5, _V5), (7, _V7)]
 LATEST = MIGRATIONS[-1][0]
 
 # an arbitrary constant: the advisory lock that serialises migrations of one database

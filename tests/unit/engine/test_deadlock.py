@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from _engine_harness import Harness, T, notification_msg, pb
 
-from durably.engine.deadlock import describe_cycle, find_cycle
+from durably.cluster.waits import waits_from_rows
+from durably.engine.deadlock import (
+    UNKNOWN,
+    Waits,
+    describe_cycle,
+    find_cycle,
+    find_cycle_across,
+    find_cycle_with,
+)
+from durably.engine.notifications import notification
+from durably.protocol.messages import MessageType
 
 
 def test_find_cycle_follows_edges_back_to_start() -> None:
@@ -70,3 +80,93 @@ async def test_plain_inboxing_is_not_a_deadlock(h: Harness) -> None:
     assert h.engine.deadlocks == {}
     await h.output(h.attempt(first), b"1")
     assert h.status(second) == "invoked"
+
+
+# ---------------------------------------------------------------- across nodes (spread)
+
+def test_find_cycle_with_names_the_foreign_ids_it_could_not_follow() -> None:
+    local = {"z": ["x"], "x": ["y"], "y": []}  # y is another node's: what it waits on is there
+    cycle, missing = find_cycle_with("z", lambda n: local.get(n, []), lambda n: n == "y", {})
+    assert cycle is None and missing == {"y"}
+    known = {"y": Waits("S/b/h", False, ("z",))}
+    cycle, missing = find_cycle_with("z", lambda n: local.get(n, []), lambda n: n == "y", known)
+    assert cycle == ["z", "x", "y"] and missing == set()
+
+
+async def test_find_cycle_across_reads_hop_by_hop_until_the_cycle_closes() -> None:
+    # z (here, inboxed) -> x (here) -> y (node 2) -> w (node 3, inboxed) -> h (node 3) -> z
+    local = {"z": ["x"], "x": ["y"]}
+    remote = {
+        "y": Waits("S/b/h", False, ("w",)),
+        "w": Waits("S/c/h", True, ("h",)),
+        "h": Waits("S/c/h", False, ("z",)),
+    }
+    reads: list[set[str]] = []
+
+    async def read(ids: set[str]) -> dict[str, Waits]:
+        reads.append(set(ids))
+        return {i: remote[i] for i in ids if i in remote}
+
+    cycle, known = await find_cycle_across(
+        "z", lambda n: local.get(n, []), lambda n: n not in local, read)
+    assert cycle == ["z", "x", "y", "w", "h"]
+    assert reads == [{"y"}, {"w"}, {"h"}]
+    assert known == remote
+
+
+async def test_find_cycle_across_reads_the_names_of_foreign_members_it_knew_the_edges_of() -> None:
+    # y's wait on z is known here (z's subscriber row is on this node): the cycle closes
+    # without a read, but y is still read for the report to name its target
+    local = {"z": ["x"], "x": ["y"], "y": ["z"]}
+
+    async def read(ids: set[str]) -> dict[str, Waits]:
+        return {"y": Waits("S/b/h", False, ("z",))} if "y" in ids else {}
+
+    cycle, known = await find_cycle_across(
+        "z", lambda n: local.get(n, []), lambda n: n == "y", read)
+    assert cycle == ["z", "x", "y"] and known["y"].target == "S/b/h"
+
+
+async def test_find_cycle_across_a_chain_that_leaves_without_coming_back() -> None:
+    local = {"z": ["x"], "x": ["y"]}
+
+    async def read(ids: set[str]) -> dict[str, Waits]:
+        # y waits on v, which is not in the database (not created yet, or purged)
+        return {"y": Waits("S/b/h", False, ("v",))} if "y" in ids else {}
+
+    cycle, known = await find_cycle_across(
+        "z", lambda n: local.get(n, []), lambda n: n not in local, read)
+    assert cycle is None and known["v"] == UNKNOWN
+
+
+def test_waits_from_rows_groups_edges_under_their_invocation() -> None:
+    rows = [
+        ("y", "CallChain", "hop", "b", "suspended", None),
+        ("w", "Svc", "run", None, "inboxed", None),
+        ("y", None, None, None, None, "z"),
+        ("y", None, None, None, None, "z"),  # two calls to the same callee: one edge
+        ("w", None, None, None, None, "h"),
+        ("gone", None, None, None, None, "z"),  # an edge of an id not asked about as a row
+    ]
+    got = waits_from_rows(rows)
+    assert got == {
+        "y": Waits("CallChain/b/hop", False, ("z",)),
+        "w": Waits("Svc/run", True, ("h",)),
+    }
+
+
+async def test_an_attach_to_another_partition_is_followed_until_its_completion(h: Harness) -> None:
+    # (spread placement) an attach to another node's invocation is kept on the row for the
+    # deadlock search; its completion, arriving as a message, ends that wait
+    inv_id = h.submit("Counter", "add", "k").invocation_id
+    await h.settle()
+    inv = h.engine.active[inv_id]
+    inv.row.extra["remote_waits"] = [["inv_elsewhere", 3], ["inv_other", 4]]
+    t = MessageType.ATTACH_INVOCATION_COMPLETION
+    h.engine.notify(inv_id, t, notification(t, completion_id=3, void=True))
+    assert inv.row.extra["remote_waits"] == [["inv_other", 4]]
+    h.engine.notify(inv_id, t, notification(t, completion_id=4, void=True))
+    assert "remote_waits" not in inv.row.extra
+    await h.settle()
+    row = h.store.get_invocation(inv_id)
+    assert row is not None and "remote_waits" not in row.extra
