@@ -31,15 +31,25 @@ class ClusterServer(ServerProcess):
 
         self.postgres_dsn = shared_cluster().new_database()
         self.nodes = [
-            DurablyServer(
-                self.base_dir / f"n{i + 1}", options, store=self.postgres_dsn,
-                extra_args=["--node-name", f"n{i + 1}", "--lease-ttl", "5s",
-                            "--placement", PLACEMENT, *extra_args],
-            )
+            DurablyServer(self.base_dir / f"n{i + 1}", options, store=self.postgres_dsn)
             for i in range(nodes)
         ]
+        self.extra_args = list(extra_args)
         self._ingress = itertools.cycle(self.nodes)
         self._admin = itertools.cycle(self.nodes)
+
+    @property
+    def extra_args(self) -> list[str]:
+        """The `durably serve` flags every node gets besides its own name (a test may add
+        some before `start`, as it does to a single server)."""
+        return list(self._extra_args)
+
+    @extra_args.setter
+    def extra_args(self, value: Any) -> None:
+        self._extra_args = list(value)
+        for i, node in enumerate(self.nodes):
+            node.extra_args = ["--node-name", f"n{i + 1}", "--lease-ttl", "5s",
+                               "--placement", PLACEMENT, *self._extra_args]
 
     @property
     def ingress_url(self) -> str:
