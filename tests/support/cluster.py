@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from tests.support.harness import DurablyServer, HarnessError, ServerProcess, free_port
 
 # `leader` or `spread` (DURABLY_TEST_PLACEMENT): how the nodes share the partitions
@@ -71,21 +73,53 @@ class ClusterServer(ServerProcess):
         return self.nodes[0].command()
 
     def start(self, timeout: float | None = None) -> None:
-        for node in self.nodes:
-            for attempt in range(3):
+        """Start every node at once, wait until each is healthy, then until the nodes
+        agree on who runs which partition (`wait_settled`)."""
+        if timeout is None:
+            timeout = float(os.environ.get("DURABLY_TEST_START_TIMEOUT", "60"))
+        pending = list(self.nodes)
+        for attempt in range(3):
+            for node in pending:
+                node.launch()
+            failed = []
+            for node in pending:
                 try:
-                    node.start(timeout)
-                    break
+                    node.wait_healthy(timeout)
                 except HarnessError as e:
                     # six ports picked at once, on a machine where other tests pick theirs:
                     # one may be taken before the node binds it
                     if "already in use" not in str(e) or attempt == 2:
                         raise
+                    node.kill()
                     node.ingress_port, node.admin_port = free_port(), free_port()
+                    failed.append(node)
+            pending = failed
+            if not pending:
+                break
+        self.wait_settled(timeout)
 
-    def wait_healthy(self, timeout: float = 60.0) -> None:
-        for node in self.nodes:
-            node.wait_healthy(timeout)
+    def wait_settled(self, timeout: float = 60.0) -> None:
+        """Until every node sees all nodes live and the partitions are placed: under spread
+        each node runs an even share (the busiest at most one partition more than the
+        idlest) and none is still loading; under leader one node leads and the others
+        know it. The suites test the API of a steady cluster: what a caller sees while
+        partitions move is the subject of tests/cluster."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        with httpx.Client(timeout=5.0) as client:
+            while True:
+                try:
+                    statuses = [client.get(f"{n.admin_url}/cluster").json() for n in self.nodes]
+                    last = statuses
+                    if _settled(statuses, len(self.nodes)):
+                        return
+                except (httpx.HTTPError, ValueError) as e:
+                    last = e
+                if time.monotonic() > deadline:
+                    raise HarnessError(
+                        f"the cluster's partitions did not settle within {timeout}s: {last!r}"
+                    )
+                time.sleep(0.2)
 
     def kill(self) -> None:
         for node in self.nodes:
@@ -106,3 +140,19 @@ class ClusterServer(ServerProcess):
 
     def store_rows(self, sql: str) -> list[tuple]:
         return self.nodes[0].store_rows(sql)
+
+
+def _settled(statuses: list[dict[str, Any]], nodes: int) -> bool:
+    if any(len(s["nodes"]) != nodes for s in statuses):
+        return False
+    if all(s.get("placement") == "spread" for s in statuses):
+        ready = [s["partitions_ready"] for s in statuses]
+        return (
+            all(s["partitions_held"] == s["partitions_ready"] for s in statuses)
+            and sum(ready) == statuses[0]["partitions"]
+            and max(ready) - min(ready) <= 1
+        )
+    leaders = {s["leader"] for s in statuses}
+    return len(leaders) == 1 and None not in leaders and sorted(
+        s["role"] for s in statuses
+    ) == ["leader"] + ["standby"] * (nodes - 1)
