@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 from tests.support.harness import DurablyServer, HarnessError, ServerProcess, free_port
 
-# `leader` or `spread` (DURABLY_TEST_PLACEMENT): how the nodes share the partitions
-PLACEMENT = os.environ.get("DURABLY_TEST_PLACEMENT", "leader")
+# `spread` (the server's default) or `leader` (DURABLY_TEST_PLACEMENT): how the nodes share
+# the partitions
+PLACEMENT = os.environ.get("DURABLY_TEST_PLACEMENT", "spread")
 
 
 class ClusterServer(ServerProcess):
