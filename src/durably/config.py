@@ -38,7 +38,8 @@ class ServerConfig:
     advertise_address: str | None = None  # how other nodes reach this one (default: bind)
     cluster_secret: str | None = None  # required when bound beyond loopback
     lease_ttl_s: float = 6.0
-    # `leader`: one node runs every partition; `spread`: each live node runs its share
-    placement: str = "leader"
+    # `spread`: each live node runs its share of the partitions; `leader`: one node runs
+    # every partition, the others stand by
+    placement: str = "spread"
     # OTLP/HTTP collector spans are exported to (durably.tracing); None: no tracing
     tracing_endpoint: str | None = None

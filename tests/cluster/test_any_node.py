@@ -55,7 +55,17 @@ class Cluster:
         env.pop("RESTATE_AUTH_TOKEN", None)
         r = subprocess.run([str(restate_cli()), *args], capture_output=True, text=True,
                            timeout=60, env=env)
-        assert r.returncode == 0, f"restate {' '.join(args)} on {node}:\n{r.stdout}{r.stderr}"
+        if r.returncode != 0:
+            # the CLI parses every id of these answers: show what it was given
+            answers = []
+            for path in ("/services", "/deployments"):
+                try:
+                    answers.append(f"GET {path}: "
+                                   + httpx.get(self.nodes[node].admin_url + path, timeout=10).text)
+                except httpx.HTTPError as e:
+                    answers.append(f"GET {path}: {e!r}")
+            raise AssertionError(f"restate {' '.join(args)} on {node}:\n{r.stdout}{r.stderr}\n"
+                                 + "\n".join(answers))
         return r.stdout
 
     def durably(self, node: str, *args: str) -> str:

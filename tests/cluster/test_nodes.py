@@ -1,4 +1,4 @@
-"""Three `durably serve --node-name` processes on one PostgreSQL: one leads (holds every
+"""Three `durably serve --node-name --placement leader` processes on one PostgreSQL: one leads (holds every
 partition's lease and runs the engine), the others forward; any node answers for the
 cluster; kill -9 of the leader moves the engine to a standby, and acknowledged calls made
 with idempotency keys are applied exactly once across the failover."""
@@ -27,7 +27,7 @@ class Cluster:
         self.nodes = {
             name: DurablyServer(
                 base / name, store=self.dsn,
-                extra_args=["--node-name", name, "--lease-ttl", TTL],
+                extra_args=["--node-name", name, "--lease-ttl", TTL, "--placement", "leader"],
             )
             for name in NAMES
         }
@@ -235,7 +235,8 @@ def test_a_leader_cut_off_from_postgresql_stops_and_a_standby_takes_over(
     # n1 reaches PostgreSQL only through the proxy; it starts first, so it leads
     cut_dsn = c.dsn.replace(f":{pg.port}/", f":{proxy.port}/")
     c.nodes["n1"] = DurablyServer(
-        tmp_path / "n1", store=cut_dsn, extra_args=["--node-name", "n1", "--lease-ttl", TTL]
+        tmp_path / "n1", store=cut_dsn,
+        extra_args=["--node-name", "n1", "--lease-ttl", TTL, "--placement", "leader"],
     )
     c.services.start()
     try:

@@ -296,6 +296,11 @@ class ServerProcess(abc.ABC):
     def start(self, timeout: Optional[float] = None) -> None:
         if timeout is None:
             timeout = float(os.environ.get("DURABLY_TEST_START_TIMEOUT", "60"))
+        self.launch()
+        self.wait_healthy(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (``start`` also waits until healthy)."""
         cmd, env = self.command()
         self._log_file = open(self.log_path, "ab")
         self._log_file.write(f"\n=== starting: {' '.join(cmd)}\n".encode())
@@ -304,7 +309,6 @@ class ServerProcess(abc.ABC):
             cmd, cwd=self.base_dir, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
-        self.wait_healthy(timeout)
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -145,11 +145,12 @@ def serve(
         help="How long a node's partition leases last without renewal (cluster mode).",
     ),
     placement: str = typer.Option(
-        "leader",
+        "spread",
         "--placement",
         envvar="DURABLY_PLACEMENT",
-        help="Cluster mode: 'leader' (one node runs every partition, the others stand by) "
-        "or 'spread' (every live node runs an even share). See docs/cluster.md.",
+        help="Cluster mode: 'spread' (every live node runs an even share of the partitions) "
+        "or 'leader' (one node runs every partition, the others stand by). See "
+        "docs/cluster.md.",
     ),
     # traces (issue 17)
     tracing_endpoint: str | None = typer.Option(

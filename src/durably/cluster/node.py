@@ -1,7 +1,11 @@
 """`durably serve --node-name`: one node of a cluster on one PostgreSQL.
 
 Two placements (`--placement`, `cluster_node` picks the class):
-- *leader* (`ClusterNode`, the default): the node that takes every partition's lease
+- *spread* (`durably.cluster.spread.SpreadNode`, the default): every live node runs the
+  engine on its own share of the partitions, requests are forwarded to their partition's
+  owner, and invocations reach other partitions through the outbox
+  (`durably.engine.partitions`).
+- *leader* (`ClusterNode`): the node that takes every partition's lease
   (`LeaseKeeper` with `spread=False`) opens the store and runs the engine; the others
   stand by and forward every ingress and admin request to it, so any node answers for the
   whole cluster. When the leader dies its leases expire (the database's clock), a standby
@@ -9,9 +13,6 @@ Two placements (`--placement`, `cluster_node` picks the class):
   recovers: the fence in every commit keeps a paused or cut-off former leader from
   committing anything after that. A leader that loses its leases stops (exit 1) and,
   restarted, rejoins as a standby.
-- *spread* (`durably.cluster.spread.SpreadNode`): every live node runs the engine on its
-  own share of the partitions, requests are forwarded to their partition's owner, and
-  invocations reach other partitions through the outbox (`durably.engine.partitions`).
 
 This module holds what both share: the settings check, the forwarding of a request to
 another node (`Forwarder`: the caller's headers and token kept, the cluster secret added,
@@ -103,7 +104,7 @@ def _with_origin_host(scope: Any) -> Any:
 
 def cluster_node(cfg: Any, server: Any) -> Any:
     """The node for `--placement` (`leader` or `spread`)."""
-    if getattr(cfg, "placement", "leader") == "spread":
+    if getattr(cfg, "placement", "spread") == "spread":
         from durably.cluster.spread import SpreadNode
 
         return SpreadNode(cfg, server)
@@ -416,6 +417,7 @@ class ClusterNode(NodeBase):
         keeper = self.keeper
         return {
             "node": self.name,
+            "placement": "leader",
             "leader": keeper.leader,
             "role": "leader" if keeper.held and self.ingress.app is not self.ingress.forwarder
             else ("starting" if keeper.held else "standby"),

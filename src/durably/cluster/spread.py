@@ -246,6 +246,11 @@ class SpreadNode(NodeBase):
                 started = asyncio.get_running_loop().time()
                 try:
                     await store.load_partitions(self.keeper.num_partitions, fresh)
+                    if REGISTRY_PARTITION in fresh:
+                        # this node writes the registry from now on, on top of its copy:
+                        # that copy may predate the last change (made by the previous
+                        # owner, not yet read here), which the next change would undo
+                        await self.sync_registry_now(strict=True)
                 except Exception as e:
                     log.critical("node %s could not load partitions %s: %s", self.name,
                                  sorted(fresh), e)
@@ -460,7 +465,8 @@ class SpreadNode(NodeBase):
         service = path.strip("/").split("/", 1)[0]
         return bool(service) and engine.schema.service_ty(service) is None
 
-    async def sync_registry_now(self) -> None:
+    async def sync_registry_now(self, strict: bool = False) -> None:
+        """Read the registry from the database now (`strict`: a failure raises)."""
         import asyncpg
 
         try:
@@ -470,6 +476,8 @@ class SpreadNode(NodeBase):
             finally:
                 await conn.close()
         except Exception as e:
+            if strict:
+                raise
             log.warning("reading the schema registry failed: %s", e)
 
     async def _sync_registry(self, conn: Any) -> None:

@@ -2,7 +2,10 @@
 
 Like Restate's, the ULID is 48 bits of creation time in ms and 80 random bits, and it is
 encoded the way Restate does on little-endian hosts (the big-endian bytes read back as a
-little-endian integer), so our ids look like Restate's: the random bits lead.
+little-endian integer), so our ids look like Restate's: the random bits lead. The base62
+digits are Restate's, `[0-9a-zA-Z]` (`durably.ids`): with the other common order,
+`[0-9A-Za-z]`, about one id in fifty reads back as a number beyond 128 bits, and the
+official CLI refuses the whole answer that holds it ("base62 decode error").
 """
 
 from __future__ import annotations
@@ -10,27 +13,19 @@ from __future__ import annotations
 import os
 import time
 
+from durably.ids import _b62_decode, _b62_encode
+
 __all__ = ["DEPLOYMENT_ID_PREFIX", "check_deployment_id", "new_deployment_id"]
 
 DEPLOYMENT_ID_PREFIX = "dp_"
 _CODEC_VERSION = "1"
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_INDEX = {c: i for i, c in enumerate(_ALPHABET)}
 _BODY_LEN = 22  # base62 digits of a u128
-
-
-def _base62(n: int, width: int) -> str:
-    out = []
-    while n:
-        n, r = divmod(n, 62)
-        out.append(_ALPHABET[r])
-    return "".join(reversed(out)).rjust(width, "0")
 
 
 def new_deployment_id(now_ms: int | None = None) -> str:
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     raw = (ms & ((1 << 48) - 1)).to_bytes(6, "big") + os.urandom(10)
-    return DEPLOYMENT_ID_PREFIX + _CODEC_VERSION + _base62(int.from_bytes(raw, "little"), _BODY_LEN)
+    return DEPLOYMENT_ID_PREFIX + _CODEC_VERSION + _b62_encode(int.from_bytes(raw, "little"), _BODY_LEN)
 
 
 def check_deployment_id(value: str) -> str | None:
@@ -41,12 +36,10 @@ def check_deployment_id(value: str) -> str | None:
     if rest[:1] != _CODEC_VERSION:
         return "unrecognized codec version"
     body = rest[1:]
-    n = 0
-    for c in body:
-        i = _INDEX.get(c)
-        if i is None:
-            return "base62 decode error"
-        n = n * 62 + i
+    try:
+        n = _b62_decode(body)
+    except ValueError:
+        return "base62 decode error"
     if n >> 128:
         return "base62 decode error"
     if len(body) != _BODY_LEN:
