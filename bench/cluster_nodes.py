@@ -64,6 +64,7 @@ class Point:
     nodes_cpu_ms: float  # per invocation, all durably nodes together
     db_cpu_ms: float
     sdk_cpu_ms: float
+    commits: float  # PostgreSQL transactions committed per invocation (pg_stat_database)
 
     @property
     def cost_ms(self) -> float:
@@ -124,6 +125,17 @@ class Rig:
             if owner in by_name:
                 self.owner_of[key] = by_name[owner]
 
+    async def _xact_commits(self) -> int:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            return int(await conn.fetchval(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            ))
+        finally:
+            await conn.close()
+
     async def one(self, session: aiohttp.ClientSession, n: int) -> None:
         ingress = self.ingresses[n % self.n]
         if (n // self.n) % 2:
@@ -149,18 +161,21 @@ class Rig:
         _, lat, _ = asyncio.run(drive_for(self.one, warmup, c, self.count))
         self.count += len(lat) + c + 1
         time.sleep(0.2)
+        xact0 = asyncio.run(self._xact_commits())
         before = self._cpu()
         elapsed, lat, errors = asyncio.run(drive_for(self.one, duration, c, self.count))
         after = self._cpu()
+        time.sleep(1.1)  # a backend reports its commits to pg_stat at most once a second
+        xact1 = asyncio.run(self._xact_commits())
         self.count += len(lat) + errors + c + 1
         done = max(1, len(lat))
         lat.sort()
         nodes, db, sdk = ((a - b) * 1000 / done for a, b in zip(after, before, strict=True))
         p = Point(self.n, rnd, len(lat), errors, len(lat) / elapsed, pct(lat, 0.5),
-                  pct(lat, 0.99), nodes, db, sdk)
+                  pct(lat, 0.99), nodes, db, sdk, (xact1 - xact0) / done)
         print(f"round {rnd} nodes {self.n}: {p.throughput:7.1f}/s p50 {p.p50_ms:6.1f} "
               f"p99 {p.p99_ms:7.1f} ms  cpu ms/inv: nodes {p.nodes_cpu_ms:5.2f} "
-              f"db {p.db_cpu_ms:5.2f} sdk {p.sdk_cpu_ms:5.2f}"
+              f"db {p.db_cpu_ms:5.2f} sdk {p.sdk_cpu_ms:5.2f}  commits/inv {p.commits:4.2f}"
               + (f"  errors {errors}" if errors else ""), flush=True)
         return p
 
@@ -176,14 +191,15 @@ def table(points: list[Point]) -> str:
     for p in points:
         by_n.setdefault(p.nodes, []).append(p)
     rows = ["| nodes | req/s | p50 ms | p99 ms | nodes CPU ms/inv | PostgreSQL CPU ms/inv | "
-            "nodes + PG ms/inv | SDK CPU ms/inv | errors |", "|---|---|---|---|---|---|---|---|---|"]
+            "nodes + PG ms/inv | SDK CPU ms/inv | PG commits/inv | errors |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for n, ps in sorted(by_n.items()):
         def med(attr: str, ps: list[Point] = ps) -> float:
             return statistics.median(getattr(p, attr) for p in ps)
         rows.append(
             f"| {n} | {med('throughput'):.0f} | {med('p50_ms'):.1f} | {med('p99_ms'):.1f} | "
             f"{med('nodes_cpu_ms'):.2f} | {med('db_cpu_ms'):.2f} | {med('cost_ms'):.2f} | "
-            f"{med('sdk_cpu_ms'):.2f} | {sum(p.errors for p in ps)} |"
+            f"{med('sdk_cpu_ms'):.2f} | {med('commits'):.2f} | {sum(p.errors for p in ps)} |"
         )
     return "\n".join(rows)
 
