@@ -2,6 +2,7 @@
 
     flock /tmp/durably-bench.lock python -m bench.cluster_nodes [--duration 20] [--rounds 2]
         [--concurrency 32] [--nodes 1,2,3] [--placement leader|spread] [--per-node]
+        [--to-owner]
 
 Three clusters stay up for the whole run, each with a PostgreSQL cluster of its own (fsync
 and synchronous_commit on, `tests/support/postgres.py`), its own services process
@@ -21,6 +22,11 @@ included) and of the SDK process.
 as many), so that every node sees the load one node sees alone: a node's commits group
 as many invocations as one node's would (with the same total load split over N nodes,
 each node's group commits are smaller and cost more per invocation).
+
+`--to-owner` sends each object call to the node that owns its key's partition (read from
+`durably.partition_lease` before each point; under the leader placement: the leader), as a
+partition-aware client or load balancer would; stateless calls still go round robin.
+Without it requests land on nodes in turn, as behind a plain round-robin load balancer.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ class Point:
     nodes_cpu_ms: float  # per invocation, all durably nodes together
     db_cpu_ms: float
     sdk_cpu_ms: float
+    commits: float  # PostgreSQL transactions committed per invocation (pg_stat_database)
 
     @property
     def cost_ms(self) -> float:
@@ -68,14 +75,16 @@ class Rig:
     """A cluster of `n` nodes on a PostgreSQL of its own, registered, with its load."""
 
     def __init__(
-        self, n: int, base: Path, ttl: str, placement: str | None, per_node: bool = False
+        self, n: int, base: Path, ttl: str, placement: str | None, per_node: bool = False,
+        to_owner: bool = False,
     ) -> None:
         self.n = n
         self.per_node = per_node
+        self.to_owner = to_owner
         self.pg = PostgresCluster()
         self.pg.start()
         self.services = ServicesProcess([], base / "services", app="bench.services:app")
-        dsn = self.pg.new_database()
+        dsn = self.dsn = self.pg.new_database()
         args = ["--lease-ttl", ttl] + (["--placement", placement] if placement else [])
         self.nodes = [
             DurablyServer(base / f"n{i + 1}", store=dsn,
@@ -92,13 +101,49 @@ class Rig:
             raise
         self.ingresses = [node.ingress_url for node in self.nodes]
         self.count = 0
+        # key -> ingress of its partition's owner (--to-owner), refreshed before each point
+        self.owner_of: dict[str, str] = {}
+
+    async def _load_owners(self) -> None:
+        import asyncpg
+
+        from durably.ids import partition_key_for, partition_of
+
+        by_name = {f"n{i + 1}": url for i, url in enumerate(self.ingresses)}
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            count = await conn.fetchval("SELECT count(*) FROM durably.partition_lease")
+            owners = dict(await conn.fetch(
+                "SELECT pid, owner FROM durably.partition_lease WHERE expires_at > now()"
+            ))
+        finally:
+            await conn.close()
+        self.owner_of = {}
+        for k in range(100):
+            key = f"k{k}"
+            owner = owners.get(partition_of(partition_key_for(key=key), count))
+            if owner in by_name:
+                self.owner_of[key] = by_name[owner]
+
+    async def _xact_commits(self) -> int:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            return int(await conn.fetchval(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            ))
+        finally:
+            await conn.close()
 
     async def one(self, session: aiohttp.ClientSession, n: int) -> None:
         ingress = self.ingresses[n % self.n]
         if (n // self.n) % 2:
             await _post(session, f"{ingress}/BenchGreeter/greet", b'"bench"', 200)
         else:
-            await _post(session, f"{ingress}/BenchCounter/k{n % 100}/add", b"1", 200)
+            key = f"k{n % 100}"
+            ingress = self.owner_of.get(key, ingress)
+            await _post(session, f"{ingress}/BenchCounter/{key}/add", b"1", 200)
 
     def _cpu(self) -> tuple[float, float, float]:
         nodes = 0.0
@@ -111,21 +156,26 @@ class Rig:
     def measure(self, rnd: int, duration: float, warmup: float, c: int) -> Point:
         if self.per_node:
             c *= self.n
+        if self.to_owner:
+            asyncio.run(self._load_owners())
         _, lat, _ = asyncio.run(drive_for(self.one, warmup, c, self.count))
         self.count += len(lat) + c + 1
         time.sleep(0.2)
+        xact0 = asyncio.run(self._xact_commits())
         before = self._cpu()
         elapsed, lat, errors = asyncio.run(drive_for(self.one, duration, c, self.count))
         after = self._cpu()
+        time.sleep(1.1)  # a backend reports its commits to pg_stat at most once a second
+        xact1 = asyncio.run(self._xact_commits())
         self.count += len(lat) + errors + c + 1
         done = max(1, len(lat))
         lat.sort()
         nodes, db, sdk = ((a - b) * 1000 / done for a, b in zip(after, before, strict=True))
         p = Point(self.n, rnd, len(lat), errors, len(lat) / elapsed, pct(lat, 0.5),
-                  pct(lat, 0.99), nodes, db, sdk)
+                  pct(lat, 0.99), nodes, db, sdk, (xact1 - xact0) / done)
         print(f"round {rnd} nodes {self.n}: {p.throughput:7.1f}/s p50 {p.p50_ms:6.1f} "
               f"p99 {p.p99_ms:7.1f} ms  cpu ms/inv: nodes {p.nodes_cpu_ms:5.2f} "
-              f"db {p.db_cpu_ms:5.2f} sdk {p.sdk_cpu_ms:5.2f}"
+              f"db {p.db_cpu_ms:5.2f} sdk {p.sdk_cpu_ms:5.2f}  commits/inv {p.commits:4.2f}"
               + (f"  errors {errors}" if errors else ""), flush=True)
         return p
 
@@ -141,14 +191,15 @@ def table(points: list[Point]) -> str:
     for p in points:
         by_n.setdefault(p.nodes, []).append(p)
     rows = ["| nodes | req/s | p50 ms | p99 ms | nodes CPU ms/inv | PostgreSQL CPU ms/inv | "
-            "nodes + PG ms/inv | SDK CPU ms/inv | errors |", "|---|---|---|---|---|---|---|---|---|"]
+            "nodes + PG ms/inv | SDK CPU ms/inv | PG commits/inv | errors |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for n, ps in sorted(by_n.items()):
         def med(attr: str, ps: list[Point] = ps) -> float:
             return statistics.median(getattr(p, attr) for p in ps)
         rows.append(
             f"| {n} | {med('throughput'):.0f} | {med('p50_ms'):.1f} | {med('p99_ms'):.1f} | "
             f"{med('nodes_cpu_ms'):.2f} | {med('db_cpu_ms'):.2f} | {med('cost_ms'):.2f} | "
-            f"{med('sdk_cpu_ms'):.2f} | {sum(p.errors for p in ps)} |"
+            f"{med('sdk_cpu_ms'):.2f} | {med('commits'):.2f} | {sum(p.errors for p in ps)} |"
         )
     return "\n".join(rows)
 
@@ -165,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--placement", default=None, help="the nodes' --placement, if set")
     ap.add_argument("--per-node", action="store_true",
                     help="--concurrency connections per node (N nodes: N times as many)")
+    ap.add_argument("--to-owner", action="store_true",
+                    help="send each object call to its partition's owner (a partition-aware "
+                         "client or load balancer); default: nodes in turn")
     args = ap.parse_args(argv)
     sizes = [int(x) for x in args.nodes.split(",") if x.strip()]
     rigs: list[Rig] = []
@@ -173,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for n in sizes:
                 rigs.append(
-                    Rig(n, Path(tmp) / f"c{n}", args.ttl, args.placement, args.per_node)
+                    Rig(n, Path(tmp) / f"c{n}", args.ttl, args.placement, args.per_node,
+                        args.to_owner)
                 )
             for rnd in range(1, args.rounds + 1):
                 order = rigs if rnd % 2 else list(reversed(rigs))
@@ -185,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"medians over {args.rounds} rounds of {args.duration:g} s, concurrency "
           f"{args.concurrency}{' per node' if args.per_node else ''}, placement "
-          f"{args.placement or 'default'}:")
+          f"{args.placement or 'default'}"
+          f"{', object calls sent to the owner' if args.to_owner else ''}:")
     print(table(points))
     return 0
 

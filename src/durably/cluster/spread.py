@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -212,10 +213,15 @@ class SpreadNode(NodeBase):
 
     def prepare_store(self, store: Any) -> None:
         store.load_only = (self.keeper.num_partitions, set(self.keeper.held))
+        if hasattr(store, "commit_delay_s"):
+            store.commit_delay_s = busy_commit_delay_s()
 
     def prepare_engine(self, engine: Any) -> None:
         owned = set(self.server.store.load_only[1])
         engine.partitions = Partitions(self.keeper.num_partitions, owned)
+        store = self.server.store
+        if getattr(store, "commit_delay_s", 0):
+            store.in_flight = lambda: len(engine.active)
         self.ready = set(owned)
         # deadlock reports across nodes read other nodes' waits from the database
         self.waits = WaitsReader(self.server.store.read_connection)
@@ -558,6 +564,21 @@ class SpreadNode(NodeBase):
         await self.peers.close()
         if self.waits is not None:
             await self.waits.close()
+
+
+# A node of a spread cluster carries 1/N of the load, so its commits group 1/N as many steps
+# and it pays a commit's fixed cost (round trip, fence, WAL flush) about N times as often per
+# invocation; a busy node waits this long before a commit so that the steps sealed meanwhile
+# share it (bench/cluster_nodes measures it). DURABLY_COMMIT_DELAY_MS overrides it (0: off).
+BUSY_COMMIT_DELAY_S = 0.005
+
+
+def busy_commit_delay_s() -> float:
+    raw = os.environ.get("DURABLY_COMMIT_DELAY_MS")
+    try:
+        return max(0.0, float(raw) / 1000) if raw else BUSY_COMMIT_DELAY_S
+    except ValueError:
+        return BUSY_COMMIT_DELAY_S
 
 
 def _invocation_key(invocation_id: str) -> int | None:

@@ -188,6 +188,42 @@ async def test_a_step_no_effect_waits_for_joins_the_next_commit(
     assert store.commits == 1
 
 
+async def test_a_busy_store_lets_steps_sealed_during_its_delay_share_a_commit(
+    store: PostgresStore, dsn: str
+) -> None:
+    # the spread placement's busy-commit delay: several invocations in flight, steps sealed
+    # often; a step sealed while the writer waits joins the commit of the one before it,
+    # and neither is acknowledged before that commit
+    store.commit_delay_s = 2.0
+    store.in_flight = lambda: 3
+    store._seal_gap = 0.0
+    acked: list[str] = []
+    gate = store.commit_gate(lambda e: acked.append(f"fatal {e}"))
+    store.put_invocation(row("inv_a"))
+    store.commit()
+    gate.after_sync([lambda: acked.append("a")], lambda fx: [f() for f in fx])
+    await asyncio.sleep(0.2)  # the writer is in its delay
+    assert acked == [] and await _rows(dsn, "SELECT count(*) FROM durably.invocation") == [(0,)]
+    store.put_invocation(row("inv_b"))
+    await _committed(store)
+    assert acked == ["a"]
+    assert await _rows(dsn, "SELECT id FROM durably.invocation ORDER BY id") == [
+        ("inv_a",), ("inv_b",)
+    ]
+    assert store.commits == 1
+
+
+async def test_a_lone_invocation_is_not_delayed(store: PostgresStore, dsn: str) -> None:
+    # one invocation in flight: its next step waits for this commit, so no delay applies
+    # (a delay of a minute would outlast the wait below)
+    store.commit_delay_s = 60.0
+    store.in_flight = lambda: 1
+    store._seal_gap = 0.0
+    store.put_invocation(row("inv_a"))
+    await _committed(store)
+    assert await _rows(dsn, "SELECT id FROM durably.invocation") == [("inv_a",)]
+
+
 async def test_a_held_step_is_committed_without_an_effect(store: PostgresStore, dsn: str) -> None:
     store.idle_commit_s = 0.05
     store.put_invocation(row("inv_a"))
