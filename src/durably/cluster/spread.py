@@ -64,6 +64,12 @@ log = logging.getLogger("durably.cluster")
 REGISTRY_PARTITION = 0  # its owner writes the schema registry
 SYNC_PATH = "/cluster/sync-registry"  # admin port, between nodes: read the registry now
 _POLL_S = 0.5
+# Every statement of the outbox reader gives up after this long: a connection whose bytes
+# are black-holed (the network to PostgreSQL cut and healed) neither answers nor fails, so
+# without a deadline the reader would wait on it forever and this node would apply no
+# message to its partitions again (callers suspended for good). On a timeout the reader
+# drops the connection and opens a new one; the messages stay in the outbox meanwhile.
+_QUERY_TIMEOUT_S = 5.0
 _REGISTRY_CHECK_S = 1.0
 _BATCH = 500
 
@@ -322,7 +328,9 @@ class SpreadNode(NodeBase):
         while True:
             try:
                 if conn is None or conn.is_closed():
-                    conn = await asyncpg.connect(self.cfg.postgres_dsn, timeout=5.0)
+                    conn = await asyncpg.connect(
+                        self.cfg.postgres_dsn, timeout=5.0, command_timeout=_QUERY_TIMEOUT_S
+                    )
                     await conn.add_listener("durably_outbox", lambda *_: self._wake.set())
                     await conn.add_listener(REGISTRY_CHANNEL, self._registry_notified)
                     last_registry = 0.0  # (a change notified while it was down)
@@ -344,7 +352,8 @@ class SpreadNode(NodeBase):
                     conn.terminate()
                 raise
             except Exception as e:
-                log.warning("reading the outbox failed: %s", str(e).splitlines()[0] if str(e) else e)
+                log.warning("reading the outbox failed: %s",
+                            str(e).splitlines()[0] if str(e) else type(e).__name__)
                 if conn is not None:
                     conn.terminate()
                 conn = None
@@ -476,11 +485,13 @@ class SpreadNode(NodeBase):
         import asyncpg
 
         try:
-            conn = await asyncpg.connect(self.cfg.postgres_dsn, timeout=5.0)
+            conn = await asyncpg.connect(
+                self.cfg.postgres_dsn, timeout=5.0, command_timeout=_QUERY_TIMEOUT_S
+            )
             try:
                 await self._sync_registry(conn)
             finally:
-                await conn.close()
+                conn.terminate()  # (a graceful close waits on a black-holed connection)
         except Exception as e:
             if strict:
                 raise

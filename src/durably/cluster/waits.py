@@ -64,6 +64,9 @@ def waits_from_rows(rows: list[tuple[Any, ...]]) -> dict[str, Waits]:
     }
 
 
+_QUERY_TIMEOUT_S = 5.0
+
+
 class WaitsReader:
     """`engine.read_waits` of a spread node: one connection, opened when first needed and
     again after a failure; one query at a time."""
@@ -78,7 +81,10 @@ class WaitsReader:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await self._connect()
             try:
-                rows = await self._conn.fetch(WAITS_SQL, sorted(ids), WAIT_TYPES, HOLDING)
+                # (a connection black-holed by a network cut never answers: give up, reopen)
+                rows = await self._conn.fetch(
+                    WAITS_SQL, sorted(ids), WAIT_TYPES, HOLDING, timeout=_QUERY_TIMEOUT_S
+                )
             except BaseException:
                 conn, self._conn = self._conn, None
                 conn.terminate()

@@ -94,6 +94,9 @@ _KAFKA_OFFSET, _KAFKA_OFFSETS_DEL, _PARKED = range(10, 13)
 # messages to other partitions' owners (cluster mode; `_compile` leaves them to the fence)
 _OUTBOX, _OUTBOX_DEL = range(13, 15)
 _LAST_PARKED_ID = "kafka_parked_last_id"  # durably.meta's key
+# each statement of a partition load (spread placement) gives up after this long; a slow
+# one on a large table is not expected to come near it, a black-holed one never answers
+_LOAD_STATEMENT_TIMEOUT_S = 60.0
 _PARKED_SEQ = (1 << PARKED_PARTITION_SHIFT) - 1
 # the partition of a row's (signed) partition key, in SQL: $1 is the partition count
 _PID_OF = (
@@ -299,7 +302,10 @@ class PostgresStore:
             if extra:
                 head, _, order = sql.partition(" ORDER BY")
                 sql = head + where + (" ORDER BY" + order if order else "")
-            return await conn.fetch(sql, *extra)
+            # a partition load (a rebalance) must not wait forever on a connection a
+            # network cut black-holed: it holds the node's moves and its outbox reader
+            timeout = _LOAD_STATEMENT_TIMEOUT_S if extra else None
+            return await conn.fetch(sql, *extra, timeout=timeout)
 
         for r in await rows("SELECT * FROM durably.invocation"):
             self._inv[r[0]] = tuple(r)
@@ -336,8 +342,10 @@ class PostgresStore:
         try:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 await self._load_rows(conn, (num_partitions, pids))
-        finally:
-            await conn.close()
+        except BaseException:
+            conn.terminate()  # (a graceful close would wait on a black-holed connection)
+            raise
+        await conn.close(timeout=_LOAD_STATEMENT_TIMEOUT_S)
         if self.load_only is not None:
             self.load_only[1].update(pids)
         # ids go on above those of the partitions' records parked by their former owners
