@@ -54,6 +54,7 @@ from durably.cluster.node import (
     _replay,
     read_body,
 )
+from durably.cluster.placement import key_range
 from durably.cluster.schema import REGISTRY_CHANNEL
 from durably.cluster.waits import WaitsReader
 from durably.engine.partitions import PartitionMoved, Partitions, apply
@@ -678,6 +679,6 @@ def admin_partition_key(node: SpreadNode, scope: Any, body: bytes) -> int | None
 
         n = node.keeper.num_partitions
         pid = parked_partition(int(parts[1])) if parts[1].isdigit() else None
-        return None if pid is None or pid >= n else -(-pid * (1 << 64) // n)
+        return None if pid is None or pid >= n else key_range(pid, n)[0]
     return None
 
