@@ -77,6 +77,18 @@ _REMOTE_WAITS = {
 ATTEMPT_MESSAGE_CHARS = 2048
 
 
+def _remote_ids(extra: dict[str, Any], field: str) -> list[str]:
+    """The invocation ids in a row's `remote_calls` or `remote_waits`: each entry is
+    [id, completion id], or a bare id (written before completions pruned them)."""
+    entries = extra.get(field)
+    ids = []
+    for entry in entries if isinstance(entries, list) else ():
+        child = entry[0] if isinstance(entry, list) and entry else entry
+        if isinstance(child, str):
+            ids.append(child)
+    return ids
+
+
 class TargetError(Exception):
     """A target that cannot be invoked (unknown service/handler, wrong key...)."""
 
@@ -1092,14 +1104,8 @@ class Engine:
         if self.partitions is not None:
             # calls and attaches to other nodes' partitions: followed there (a completed
             # one waits on nothing, so a finished call adds no cycle)
-            extra = inv.row.extra
             for field in ("remote_calls", "remote_waits"):
-                entries = extra.get(field)
-                for entry in entries if isinstance(entries, list) else ():
-                    # an id, or [id, completion id]
-                    child = entry[0] if isinstance(entry, list) and entry else entry
-                    if isinstance(child, str) and self.is_remote(child):
-                        out.append(child)
+                out.extend(c for c in _remote_ids(inv.row.extra, field) if self.is_remote(c))
         return out
 
     def check_deadlock(self, invocation_id: str) -> list[str] | None:
@@ -1292,12 +1298,8 @@ class Engine:
         for child in self.store.children_of(inv.id, int(MessageType.CALL_COMPLETION)):
             if child in self.active:
                 self.kill(child)
-        remote_calls = inv.row.extra.get("remote_calls")
-        if isinstance(remote_calls, list):
-            for child in remote_calls:
-                # [id, completion id] (a bare id: written before completions pruned them)
-                child_id = child[0] if isinstance(child, list) else child
-                self.kill(str(child_id))  # a message to its owner (a completed one ignores it)
+        for child in _remote_ids(inv.row.extra, "remote_calls"):
+            self.kill(child)  # a message to its owner (a completed one ignores it)
         self._remove_from_inbox(inv)
         self._complete(inv, Result(failure=KILLED))
         return "done"
