@@ -590,6 +590,8 @@ def busy_commit_delay_s() -> float:
     try:
         return max(0.0, float(raw) / 1000) if raw else BUSY_COMMIT_DELAY_S
     except ValueError:
+        log.warning("DURABLY_COMMIT_DELAY_MS=%r is not a number of milliseconds; using %g",
+                    raw, BUSY_COMMIT_DELAY_S * 1000)
         return BUSY_COMMIT_DELAY_S
 
 
