@@ -4,7 +4,6 @@ idempotency survive a crash (SIGKILL) or a normal stop (SIGTERM) of the server."
 from __future__ import annotations
 
 import httpx
-
 from tests.support.harness import Env
 
 

@@ -4,7 +4,6 @@ order they were issued."""
 from __future__ import annotations
 
 import pytest
-
 from tests.support.harness import Env
 
 SERVICES = ["Proxy", "ListObject"]

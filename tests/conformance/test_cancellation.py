@@ -5,9 +5,7 @@ own child, queued behind it on the same key, is cancelled too."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
-
 from tests.support.harness import Env
 
 SERVICES = ["CancelTestRunner", "CancelTestBlockingService", "AwakeableHolder", "Proxy", "TestUtilsService"]

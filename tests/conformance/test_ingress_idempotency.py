@@ -4,7 +4,6 @@ expiry, attach/output by idempotency key (``RESTATE_WORKER__CLEANUP_INTERVAL=1s`
 from __future__ import annotations
 
 import pytest
-
 from tests.support.harness import Env
 
 SERVICES = ["Counter", "Proxy", "TestUtilsService", "VirtualObjectCommandInterpreter"]

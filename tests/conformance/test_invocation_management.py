@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 
 import httpx
-
 from tests.support.harness import Env, new_key, poll
 
 SERVICES = ["CallChain", "Stepper", "AlwaysFailing", "Counter", "BlockAndWaitWorkflow"]

@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-
 from tests.support.harness import Env, json_bytes
 
 SERVICES = ["Proxy", "TestUtilsService", "Counter"]

@@ -6,7 +6,6 @@ import random
 import time
 
 import pytest
-
 from tests.support.harness import Env
 
 SERVICES = ["VirtualObjectCommandInterpreter"]

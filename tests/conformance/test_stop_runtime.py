@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.conformance._runtime_restart import restart_retains_state
 from tests.support.harness import Env
 

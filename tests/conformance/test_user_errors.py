@@ -4,7 +4,6 @@ ctx.run; state written before a failure is kept; retryable errors are retried.""
 from __future__ import annotations
 
 import pytest
-
 from tests.support.harness import Env
 
 SERVICES = ["Failing", "Counter"]

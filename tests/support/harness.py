@@ -25,8 +25,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -90,7 +91,7 @@ def poll(fn: Callable[[], T], timeout: float = 10.0, interval: float = 0.1) -> T
         time.sleep(interval)
 
 
-def _signal(proc: Optional[subprocess.Popen], sig: int) -> None:
+def _signal(proc: subprocess.Popen | None, sig: int) -> None:
     """Signal the process *group* of ``proc`` (started with ``start_new_session``).
 
     ``hypercorn --workers 1`` is a supervisor plus a spawned worker process: signalling only
@@ -107,7 +108,7 @@ def _signal(proc: Optional[subprocess.Popen], sig: int) -> None:
                 proc.send_signal(sig)
 
 
-def _wait_group_gone(proc: Optional[subprocess.Popen], timeout: float = 10.0) -> bool:
+def _wait_group_gone(proc: subprocess.Popen | None, timeout: float = 10.0) -> bool:
     """Wait until no process of ``proc``'s group is left (orphaned workers included)."""
     if proc is None:
         return True
@@ -121,7 +122,7 @@ def _wait_group_gone(proc: Optional[subprocess.Popen], timeout: float = 10.0) ->
     return False
 
 
-def _wait(proc: Optional[subprocess.Popen], timeout: float) -> bool:
+def _wait(proc: subprocess.Popen | None, timeout: float) -> bool:
     if proc is None:
         return True
     try:
@@ -150,10 +151,10 @@ class ServicesProcess:
         self,
         services: Iterable[str],
         log_dir: Path,
-        port: Optional[int] = None,
-        env: Optional[Mapping[str, str]] = None,
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
         app: str = DEFAULT_SERVICES_APP,
-        config: Optional[Path] = None,
+        config: Path | None = None,
     ) -> None:
         self.app = app
         self.config = Path(config) if config is not None else HYPERCORN_CONFIG
@@ -161,7 +162,7 @@ class ServicesProcess:
         self.port = port or free_port()
         self.log_path = Path(log_dir) / "services.log"
         self.extra_env = dict(env or {})
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         self._log_file = None
 
     @property
@@ -267,7 +268,7 @@ class ServerProcess(abc.ABC):
     name = "server"
     KNOWN_OPTIONS = frozenset({"cleanup_interval"})
 
-    def __init__(self, base_dir: Path, options: Optional[Mapping[str, str]] = None) -> None:
+    def __init__(self, base_dir: Path, options: Mapping[str, str] | None = None) -> None:
         self.base_dir = Path(base_dir)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.base_dir / "data"
@@ -278,7 +279,7 @@ class ServerProcess(abc.ABC):
             raise HarnessError(f"unknown server options {sorted(unknown)}")
         self.ingress_port = free_port()
         self.admin_port = free_port()
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         self._log_file = None
 
     @property
@@ -293,7 +294,7 @@ class ServerProcess(abc.ABC):
     def command(self) -> tuple[list[str], dict[str, str]]:
         """The command line and the environment to start the server with."""
 
-    def start(self, timeout: Optional[float] = None) -> None:
+    def start(self, timeout: float | None = None) -> None:
         if timeout is None:
             timeout = float(os.environ.get("DURABLY_TEST_START_TIMEOUT", "60"))
         self.launch()
@@ -348,7 +349,7 @@ class ServerProcess(abc.ABC):
             raise HarnessError(f"{self.name} did not stop within {timeout}s after SIGTERM")
         self._close_log()
 
-    def restart(self, graceful: bool = False, timeout: Optional[float] = None) -> None:
+    def restart(self, graceful: bool = False, timeout: float | None = None) -> None:
         """Stop or kill, then start again on the same data dir and ports."""
         if graceful:
             self.stop()
@@ -374,7 +375,7 @@ class DurablyServer(ServerProcess):
     name = "durably serve"
 
     def __init__(
-        self, base_dir: Path, options=None, extra_args: Iterable[str] = (), store: Optional[str] = None
+        self, base_dir: Path, options=None, extra_args: Iterable[str] = (), store: str | None = None
     ) -> None:
         super().__init__(base_dir, options)
         self.extra_args = list(extra_args)
@@ -382,7 +383,7 @@ class DurablyServer(ServerProcess):
         if store is None:
             store = os.environ.get("DURABLY_TEST_STORE", "sqlite").strip().lower() or "sqlite"
         self.store = store
-        self.postgres_dsn: Optional[str] = None
+        self.postgres_dsn: str | None = None
         if store == "postgresql":
             from tests.support.postgres import shared_cluster
 
@@ -434,7 +435,7 @@ def restate_server_binary() -> Path:
         return Path(override)
     install_dir = CACHE_DIR / f"restate-server-{RESTATE_VERSION}"
 
-    def find() -> Optional[Path]:
+    def find() -> Path | None:
         arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(
             platform.machine().lower(), platform.machine().lower()
         )
@@ -479,7 +480,7 @@ class RestateServer(ServerProcess):
     name = "restate-server"
     OPTION_ENV = {"cleanup_interval": "RESTATE_WORKER__CLEANUP_INTERVAL"}
 
-    def __init__(self, base_dir: Path, options=None, extra_env: Optional[Mapping[str, str]] = None) -> None:
+    def __init__(self, base_dir: Path, options=None, extra_env: Mapping[str, str] | None = None) -> None:
         super().__init__(base_dir, options)
         self.node_port = free_port()
         self.cluster_name = f"durably-test-{uuid.uuid4().hex[:12]}"
@@ -510,7 +511,7 @@ class RestateServer(ServerProcess):
         return [str(restate_server_binary()), "--no-logo"], env
 
 
-def make_server(base_dir: Path, options: Optional[Mapping[str, str]] = None) -> ServerProcess:
+def make_server(base_dir: Path, options: Mapping[str, str] | None = None) -> ServerProcess:
     target = os.environ.get("DURABLY_TEST_TARGET", "durably").strip().lower() or "durably"
     if target == "durably":
         extra = os.environ.get("DURABLY_TEST_SERVER_ARGS", "").split()
@@ -591,15 +592,15 @@ class Env:
 
     # ingress -----------------------------------------------------------------------------
     @staticmethod
-    def path(service: str, handler: str, key: Optional[str] = None) -> str:
+    def path(service: str, handler: str, key: str | None = None) -> str:
         if key is None:
             return f"/{service}/{handler}"
         return f"/{service}/{quote(key, safe='')}/{handler}"
 
     @staticmethod
-    def _request_parts(body: Any, idem: Any, headers: Optional[Mapping[str, str]], raw: bool):
+    def _request_parts(body: Any, idem: Any, headers: Mapping[str, str] | None, raw: bool):
         hdrs = dict(headers or {})
-        content: Optional[bytes] = None
+        content: bytes | None = None
         if body is not NOTHING:
             if raw:
                 content = body if isinstance(body, bytes) else str(body).encode()
@@ -618,12 +619,12 @@ class Env:
         service: str,
         handler: str,
         body: Any = NOTHING,
-        key: Optional[str] = None,
+        key: str | None = None,
         idem: Any = True,
-        headers: Optional[Mapping[str, str]] = None,
+        headers: Mapping[str, str] | None = None,
         raw: bool = False,
-        timeout: Optional[float] = None,
-        client: Optional[httpx.Client] = None,
+        timeout: float | None = None,
+        client: httpx.Client | None = None,
     ) -> httpx.Response:
         """``POST I/{service}[/{key}]/{handler}``.
 
@@ -651,10 +652,10 @@ class Env:
         service: str,
         handler: str,
         body: Any = NOTHING,
-        key: Optional[str] = None,
+        key: str | None = None,
         idem: Any = True,
-        headers: Optional[Mapping[str, str]] = None,
-        delay: Optional[str] = None,
+        headers: Mapping[str, str] | None = None,
+        delay: str | None = None,
         raw: bool = False,
     ) -> httpx.Response:
         content, hdrs = self._request_parts(body, idem, headers, raw)
@@ -671,24 +672,24 @@ class Env:
         data = r.json()
         return data["invocationId"], data["status"]
 
-    def attach(self, invocation_id: str, timeout: Optional[float] = None) -> httpx.Response:
+    def attach(self, invocation_id: str, timeout: float | None = None) -> httpx.Response:
         kw = {"timeout": timeout} if timeout is not None else {}
         return self.client.get(f"{self.ingress}/restate/invocation/{invocation_id}/attach", **kw)
 
     def output(self, invocation_id: str) -> httpx.Response:
         return self.client.get(f"{self.ingress}/restate/invocation/{invocation_id}/output")
 
-    def _idem_path(self, service: str, handler: str, idempotency_key: str, key: Optional[str]) -> str:
+    def _idem_path(self, service: str, handler: str, idempotency_key: str, key: str | None) -> str:
         target = f"{service}/{handler}" if key is None else f"{service}/{quote(key, safe='')}/{handler}"
         return f"{self.ingress}/restate/invocation/{target}/{quote(idempotency_key, safe='')}"
 
-    def attach_idem(self, service: str, handler: str, idempotency_key: str, key: Optional[str] = None,
-                    timeout: Optional[float] = None) -> httpx.Response:
+    def attach_idem(self, service: str, handler: str, idempotency_key: str, key: str | None = None,
+                    timeout: float | None = None) -> httpx.Response:
         kw = {"timeout": timeout} if timeout is not None else {}
         return self.client.get(self._idem_path(service, handler, idempotency_key, key) + "/attach", **kw)
 
     def output_idem(self, service: str, handler: str, idempotency_key: str,
-                    key: Optional[str] = None) -> httpx.Response:
+                    key: str | None = None) -> httpx.Response:
         return self.client.get(self._idem_path(service, handler, idempotency_key, key) + "/output")
 
     def workflow_attach(self, workflow: str, workflow_id: str) -> httpx.Response:
@@ -727,9 +728,9 @@ class Env:
         service: str,
         handler: str,
         arg: Any = NOTHING,
-        key: Optional[str] = None,
-        delay_ms: Optional[int] = None,
-        idempotency_key: Optional[str] = None,
+        key: str | None = None,
+        delay_ms: int | None = None,
+        idempotency_key: str | None = None,
     ) -> dict:
         """A Proxy ``ProxyRequest``; ``arg`` travels as the list of bytes of its JSON text.
         Optional fields are left out when not given (as the Kotlin suite does)."""
@@ -746,7 +747,7 @@ class Env:
             req["idempotencyKey"] = idempotency_key
         return req
 
-    def background(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "concurrent.futures.Future[T]":
+    def background(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
         """Run ``fn`` in a thread (e.g. a call that blocks until the test unblocks it)."""
         return self._pool.submit(fn, *args, **kwargs)
 
@@ -761,8 +762,8 @@ def start_env(
     base_dir: Path,
     services: Iterable[str],
     mode: str,
-    server_options: Optional[Mapping[str, str]] = None,
-    services_env: Optional[Mapping[str, str]] = None,
+    server_options: Mapping[str, str] | None = None,
+    services_env: Mapping[str, str] | None = None,
 ) -> Env:
     """Start services + server, register the deployment in ``mode``; the caller closes it
     with ``stop_env``."""

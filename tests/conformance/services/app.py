@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import restate
-
 from tests.conformance.services import ALL_SERVICES
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import restate
 from restate import TerminalError, WorkflowContext, WorkflowSharedContext
 
@@ -29,5 +27,5 @@ async def unblock(ctx: WorkflowSharedContext, output: str) -> None:
 
 
 @block_and_wait_workflow.handler(name="getState")
-async def get_state(ctx: WorkflowSharedContext) -> Optional[str]:
+async def get_state(ctx: WorkflowSharedContext) -> str | None:
     return await ctx.get(STATE, type_hint=str)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Optional
+from typing import Any
 
 import restate
 from restate import ObjectContext, ObjectSharedContext, TerminalError
@@ -82,7 +83,7 @@ async def _first_completed(items: list[_Awaitable]) -> str:
 
 async def _first_succeeded(items: list[_Awaitable]) -> str:
     by_future = {id(a.future): a for a in items}
-    last_error: Optional[TerminalError] = None
+    last_error: TerminalError | None = None
     async for fut in restate.as_completed(*[a.future for a in items]):
         try:
             return await by_future[id(fut)].result()
