@@ -20,8 +20,10 @@ __all__ = [
     "awakeable_id",
     "parse_awakeable_id",
     "parse_awakeable_id_bytes",
-    "partition_of",
+    "key_range",
     "partition_key_for",
+    "partition_of",
+    "partition_of_stored",
 ]
 
 INVOCATION_ID_PREFIX = "inv_1"  # resource "inv", scheme version 1
@@ -176,6 +178,18 @@ def partition_of(partition_key: int, num_partitions: int) -> int:
     if not 0 <= partition_key < _U64:
         raise ValueError(f"partition key out of u64 range: {partition_key}")
     return (partition_key * num_partitions) >> 64
+
+
+def partition_of_stored(stored_key: int, num_partitions: int) -> int:
+    """The partition of a partition key as the stores keep it (two's complement i64)."""
+    return partition_of(stored_key & (_U64 - 1), num_partitions)
+
+
+def key_range(pid: int, num_partitions: int) -> tuple[int, int]:
+    """The u64 partition keys [low, high) of partition `pid` (`partition_of`'s inverse)."""
+    if not 0 <= pid < num_partitions:
+        raise ValueError(f"partition {pid} outside 0..{num_partitions - 1}")
+    return -(-pid * _U64 // num_partitions), -(-(pid + 1) * _U64 // num_partitions)
 
 
 # -- awakeables / signals --------------------------------------------------------------------

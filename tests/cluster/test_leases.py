@@ -14,9 +14,8 @@ from tests.support.postgres import shared_cluster
 from durably.cluster import leases
 from durably.cluster.fence import attach
 from durably.cluster.keeper import LeaseKeeper
-from durably.cluster.placement import partition_of_stored
 from durably.cluster.schema import ClusterMismatch, migrate
-from durably.ids import partition_key_for
+from durably.ids import partition_key_for, partition_of_stored
 from durably.storage.postgres import PostgresStore
 
 pytestmark = pytest.mark.timeout(120)

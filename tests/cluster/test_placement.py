@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from durably.cluster.placement import (
-    DEFAULT_PARTITIONS,
-    key_range,
-    partition_of_stored,
-    preferred,
-    share_of,
-)
-from durably.ids import partition_of
+from durably.cluster.placement import DEFAULT_PARTITIONS, preferred, share_of
+from durably.ids import key_range, partition_of, partition_of_stored
 
 
 @pytest.mark.parametrize("n", range(1, 11))

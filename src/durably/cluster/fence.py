@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from durably.cluster.placement import partition_of_stored
-from durably.ids import InvocationId, partition_key_for, partition_of
+from durably.ids import InvocationId, partition_key_for, partition_of, partition_of_stored
 from durably.storage.postgres import COMMIT_ARITY
 
 # the positions of `storage.postgres._compile`'s arguments that carry partition keys

@@ -1,12 +1,11 @@
 """Which partition a row belongs to and how many partitions each live node should own.
 
 Pure functions, no I/O. Partitions cut the u64 partition key space into contiguous
-ranges (`durably.ids.partition_of`); the store keeps the key as a signed 64-bit integer.
+ranges; which partition a key falls in, and a partition's range, are `durably.ids`'
+(`partition_of`, `partition_of_stored` for a key as the store keeps it, `key_range`).
 """
 
 from __future__ import annotations
-
-from durably.ids import partition_of
 
 # 64 partitions. The count is fixed when a cluster's database is created (moving a key to
 # another partition would move its state), so it must outlast growth. With an even split the
@@ -15,20 +14,6 @@ from durably.ids import partition_of
 # A partition costs little: a lease row renewed together with the node's others in one
 # statement, and a share lock taken by each commit that writes it.
 DEFAULT_PARTITIONS = 64
-
-_U64 = 1 << 64
-
-
-def partition_of_stored(stored_key: int, num_partitions: int) -> int:
-    """The partition of a partition key as the store keeps it (two's complement i64)."""
-    return partition_of(stored_key & (_U64 - 1), num_partitions)
-
-
-def key_range(pid: int, num_partitions: int) -> tuple[int, int]:
-    """The u64 partition keys [low, high) of partition `pid`."""
-    if not 0 <= pid < num_partitions:
-        raise ValueError(f"partition {pid} outside 0..{num_partitions - 1}")
-    return -(-pid * _U64 // num_partitions), -(-(pid + 1) * _U64 // num_partitions)
 
 
 def share_of(node: str, live_nodes: list[str], num_partitions: int) -> int:

@@ -54,11 +54,10 @@ from durably.cluster.node import (
     _replay,
     read_body,
 )
-from durably.cluster.placement import key_range
 from durably.cluster.schema import REGISTRY_CHANNEL
 from durably.cluster.waits import WaitsReader
 from durably.engine.partitions import PartitionMoved, Partitions, apply
-from durably.ids import InvocationId, parse_awakeable_id, partition_key_for
+from durably.ids import InvocationId, key_range, parse_awakeable_id, partition_key_for
 
 log = logging.getLogger("durably.cluster")
 
