@@ -486,7 +486,8 @@ def _complete_promise(
 # ---------------------------------------------------------------------------- attach / output
 
 
-def resolve_target_id(engine: Engine, msg: object) -> str | None:
+def resolve_target_id(msg: object) -> str | None:
+    """The invocation an attach or get-output command names (None: it names none)."""
     which = msg.WhichOneof("target")  # type: ignore[attr-defined]
     if which == "invocation_id":
         return str(msg.invocation_id)  # type: ignore[attr-defined]
@@ -514,7 +515,7 @@ def resolve_target_id(engine: Engine, msg: object) -> str | None:
 def _attach(engine: Engine, inv: ActiveInvocation, attempt: Attempt, msg: object, flags: int) -> None:
     assert isinstance(msg, pb.AttachInvocationCommandMessage)
     cid = msg.result_completion_id
-    target_id = resolve_target_id(engine, msg)
+    target_id = resolve_target_id(msg)
     if target_id is not None and engine.is_remote(target_id):
         engine.ask(target_id, "subscribe", inv, cid, MessageType.ATTACH_INVOCATION_COMPLETION)
         return
@@ -535,7 +536,7 @@ def _get_output(
 ) -> None:
     assert isinstance(msg, pb.GetInvocationOutputCommandMessage)
     cid = msg.result_completion_id
-    target_id = resolve_target_id(engine, msg)
+    target_id = resolve_target_id(msg)
     t = MessageType.GET_INVOCATION_OUTPUT_COMPLETION
     if target_id is not None and engine.is_remote(target_id):
         engine.ask(target_id, "output", inv, cid, t)

@@ -89,6 +89,31 @@ def _remote_ids(extra: dict[str, Any], field: str) -> list[str]:
     return ids
 
 
+def _awaited_by(journal: list[tuple[int, bytes]], msg_type: MessageType, cid: int) -> str | None:
+    """The invocation whose completion `cid` (a call's or an attach's result) is, read from
+    the commands in the journal that asked for it."""
+    from durably.engine.commands import resolve_target_id
+
+    if msg_type == MessageType.ATTACH_INVOCATION_COMPLETION:
+        for t, body in journal:
+            if t == MessageType.ATTACH_INVOCATION_COMMAND:
+                attach = pb.AttachInvocationCommandMessage.FromString(body)
+                if attach.result_completion_id == cid:
+                    return resolve_target_id(attach)
+        return None
+    id_notification: int | None = None  # a call: its id arrives as a notification
+    for t, body in journal:
+        if t == MessageType.CALL_COMMAND and id_notification is None:
+            call = pb.CallCommandMessage.FromString(body)
+            if call.result_completion_id == cid:
+                id_notification = call.invocation_id_notification_idx
+        elif t == MessageType.CALL_INVOCATION_ID_COMPLETION and id_notification is not None:
+            note = pb.CallInvocationIdCompletionNotificationMessage.FromString(body)
+            if note.completion_id == id_notification:
+                return str(note.invocation_id)
+    return None
+
+
 class TargetError(Exception):
     """A target that cannot be invoked (unknown service/handler, wrong key...)."""
 
@@ -672,8 +697,7 @@ class Engine:
             if waiting is not None and self._satisfied(waiting, ((msg_type, body),)):
                 self._start_attempt(inv)
 
-    @staticmethod
-    def _forget_remote(inv: ActiveInvocation, field: str, msg_type: MessageType, body: bytes) -> None:
+    def _forget_remote(self, inv: ActiveInvocation, field: str, msg_type: MessageType, body: bytes) -> None:
         """A call's (or attach's) completion arrived: its callee (on another partition) is
         done and needs no kill (no deadlock search) any more; dropped from the caller's row
         in this step's commit."""
@@ -682,6 +706,13 @@ class Engine:
         if nid is None or not isinstance(remote, list):
             return
         kept = [c for c in remote if not (isinstance(c, list) and c[1] == nid[1])]
+        if len(kept) == len(remote) and any(isinstance(c, str) for c in remote):
+            # a bare id, written before entries named their completion: the caller's
+            # journal says which invocation this completion is the answer of
+            journal = inv.journal if inv.journal is not None else self.store.load_journal(inv.id)
+            awaited = _awaited_by(journal, msg_type, int(nid[1]))
+            if awaited in kept:
+                kept.remove(awaited)
         if len(kept) == len(remote):
             return
         if kept:

@@ -389,3 +389,41 @@ async def test_attach_to_a_workflow_by_target(h: Harness) -> None:
     await h.settle()
     ((t, msg),) = h.pushed(caller)
     assert notification_msg(t, msg).value.content == b"wf-out"
+
+
+async def test_bare_remote_call_ids_are_pruned_when_their_completion_arrives(h: Harness) -> None:
+    # (spread placement) rows written before `remote_calls` entries named their completion
+    # hold bare callee ids; the caller's journal tells which call a completion answers,
+    # whether the journal is held (running) or left in the store (suspended)
+    caller_id, caller = await _running(h, "Greeter", "greet")
+    for n in (1, 3):
+        h.send(caller, pb.CallCommandMessage(
+            service_name="Greeter", handler_name="other",
+            invocation_id_notification_idx=n, result_completion_id=n + 1,
+        ))
+    await h.settle()
+    first, second = (notification_msg(*p).invocation_id for p in h.pushed(caller))
+    row = h.engine.active[caller_id].row
+    row.extra["remote_calls"] = [first, second, ["inv_1paired", 9]]
+    await h.suspend(caller, completions=[2, 4])
+    assert h.engine.active[caller_id].journal is None
+
+    await h.output(h.attempt(first), b"a")
+    assert row.extra["remote_calls"] == [second, ["inv_1paired", 9]]
+    assert h.engine.active[caller_id].journal is not None  # running again
+    await h.output(h.attempt(second), b"b")
+    assert row.extra["remote_calls"] == [["inv_1paired", 9]]
+    await h.settle()
+    stored = h.store.get_invocation(caller_id)
+    assert stored is not None and stored.extra["remote_calls"] == [["inv_1paired", 9]]
+
+
+async def test_bare_remote_wait_ids_are_pruned_when_their_completion_arrives(h: Harness) -> None:
+    target_id, target = await _running(h, "Greeter", "other")
+    caller_id, caller = await _running(h, "Greeter", "greet")
+    h.send(caller, pb.AttachInvocationCommandMessage(invocation_id=target_id, result_completion_id=1))
+    await h.settle()
+    row = h.engine.active[caller_id].row
+    row.extra["remote_waits"] = ["inv_1unrelated", target_id]
+    await h.output(target, b"out")
+    assert row.extra["remote_waits"] == ["inv_1unrelated"]  # (its completion never came)
