@@ -462,7 +462,7 @@ def _kafka(engine: Engine, registry: Any, cfg: ServerConfig, metrics: Any) -> An
     except ValueError as e:
         raise StartupError(str(e)) from None
     kafka = KafkaSubscriptions(engine, registry, static, max_in_flight=cfg.kafka_max_in_flight)
-    kafka.register_metrics(metrics.registry)
+    kafka.register_metrics(metrics.registry, node=cfg.node_name)
     return kafka
 
 

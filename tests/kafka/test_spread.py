@@ -10,19 +10,21 @@ of a key in order."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
 from tests.cluster.test_spread import PARTITIONS, TTL, Cluster, running
 from tests.kafka.broker import Broker
 from tests.kafka.conftest import CLUSTER, KAFKA_APP
-from tests.support.harness import DurablyServer, ServicesProcess
+from tests.support.harness import DurablyServer, ServicesProcess, register
 from tests.support.postgres import fetch
 
 from durably.ids import partition_key_for, partition_of
@@ -188,6 +190,22 @@ class Stream:
         assert sum(offset + 1 for offset in offsets.values()) == self.per_key * len(KEYS), offsets
 
 
+def _metrics(nodes: Nodes, name: str) -> tuple[list[tuple[dict[str, str], float]],
+                                                dict[str, float]]:
+    """A node's durably_kafka_consumer_lag series and its durably_kafka_parked_records by
+    node label."""
+    text = nodes.client.get(f"{nodes.nodes[name].admin_url}/metrics").text
+    lag, parked = [], {}
+    for m in re.finditer(r'^(durably_kafka_consumer_lag|durably_kafka_parked_records)'
+                         r'\{([^}]*)\} (\S+)$', text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        if m.group(1) == "durably_kafka_consumer_lag":
+            lag.append((labels, float(m.group(3))))
+        else:
+            parked[labels["node"]] = float(m.group(3))
+    return lag, parked
+
+
 def _consumers(nodes: Nodes, sub_id: str, topic: str, n: int) -> dict[int, str | None]:
     return {p: nodes.home_owner(sub_id, topic, p) for p in range(n)}
 
@@ -302,6 +320,17 @@ def test_parked_records_and_backpressure_across_nodes(nodes: Nodes, broker: Brok
         return out if all(len(g) == 1 for g in out) else []
 
     listed = _wait(parked, 60, "parked record listed")
+    # every node's /metrics reports its own partitions' figures, labelled with its name:
+    # the paused partition's lag by its consumer alone, the parked record by the node
+    # holding it; summed over the nodes, the cluster's
+    scraped = {name: _metrics(nodes, name) for name in NAMES}
+    lags = [(name, labels, value) for name, (lag, _) in scraped.items()
+            for labels, value in lag if labels["subscription"] == sub_id]
+    assert [(name, labels["node"], labels["partition"]) for name, labels, _ in lags] == [
+        (consumer, consumer, "0")], lags
+    assert lags[0][2] > 0
+    assert {name: parked_n for name, (_, parked_n) in scraped.items()} == {
+        name: {name: 1 if name == consumer else 0} for name in NAMES}
     record = listed[0][0]
     assert all(g == [record] for g in listed)
     assert record["subscription_id"] == sub_id and record["offset"] == 1
@@ -318,3 +347,74 @@ def test_parked_records_and_backpressure_across_nodes(nodes: Nodes, broker: Brok
     # the slow record ends, the partition resumes, every record arrives once and in order
     _wait(lambda: nodes.seen(slow) == list(range(30)), 180, "all records handled", 0.5)
     assert nodes.invocations() == 30
+
+
+def test_a_record_whose_handler_goes_before_its_invoke_is_applied_is_parked(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """The consumer checks the sink and writes an `invoke` message; the handler is removed
+    before the key's owner applies it: the record is parked on its Kafka partition's home
+    (as the consumer parks what it cannot deliver), then replayed once the handler is back.
+    The key's owner is killed so that its message waits in the outbox, deterministically,
+    while the deployment is removed; a long TTL keeps that window open."""
+    with running(Nodes(tmp_path, [], ttl="10s")) as c:
+        nodes = cast(Nodes, c)
+        try:
+            _handler_gone_before_apply(nodes, broker)
+        finally:
+            nodes.client.close()
+
+
+def _handler_gone_before_apply(nodes: Nodes, broker: Broker) -> None:
+    topic, sub_id = _subscribe(nodes, broker, 1)
+    consumer = nodes.home_owner(sub_id, topic, 0)
+    writer = nodes.owners().get(0)  # writes the registry
+    victim = next(n for n in NAMES if n not in (consumer, writer))
+    key = nodes.key_owned_by(victim, "gone-")
+    pid = partition_of(partition_key_for(key=key), PARTITIONS)
+    broker.produce(topic, [(key, {"seq": 0})])
+    _wait(lambda: nodes.seen(key) == [0], 60, "the first record handled")
+
+    def invokes() -> int:
+        return int(fetch(nodes.dsn, "SELECT count(*) FROM durably.outbox "
+                                    f"WHERE kind = 'invoke' AND pid = {pid}")[0][0])
+
+    nodes.nodes[victim].kill()
+    broker.produce(topic, [(key, {"seq": 1})])
+    _wait(lambda: invokes() == 1, 60, "the record taken, its invoke waiting in the outbox")
+    admin = nodes.nodes[consumer].admin_url  # type: ignore[index]
+    (deployment,) = nodes.client.get(f"{admin}/deployments").json()["deployments"]
+    r = nodes.client.delete(f"{admin}/deployments/{deployment['id']}", params={"force": "true"})
+    assert r.status_code == 202, r.text
+    assert invokes() == 1, "applied before the handler went: the test proves nothing"
+
+    # the survivors take the victim's partitions; the invoke finds no handler
+    survivors = [n for n in NAMES if n != victim]
+
+    def parked() -> list[dict]:
+        got = [nodes.client.get(f"{nodes.nodes[n].admin_url}/kafka-parked-records").json()[
+            "records"] for n in survivors]
+        return got[0] if all(len(g) == 1 and g == got[0] for g in got) else []
+
+    (record,) = _wait(parked, 90, "the record parked")
+    assert invokes() == 0
+    assert (record["subscription_id"], record["topic"], record["partition"],
+            record["offset"], record["key_utf8"]) == (sub_id, topic, 0, 1, key)
+    assert "KafkaLog" in record["error"], record
+    assert nodes.invocations() == 1  # no invocation was made of it
+    # parked on the consumer's partition (its id names it), counted in that node's metrics
+    assert {n: _metrics(nodes, n)[1] for n in survivors} == {
+        n: {n: 1 if n == consumer else 0} for n in survivors}
+
+    # the handler is back: a replay through any node delivers it
+    register(nodes.nodes[writer].admin_url, nodes.services.url,  # type: ignore[index]
+             use_http_11=False)
+    other = next(n for n in survivors if n != consumer)
+    r = nodes.client.post(f"{nodes.nodes[other].admin_url}/kafka-parked-records/"
+                          f"{record['id']}/replay")
+    assert r.status_code == 200, r.text
+    _wait(lambda: nodes.seen(key) == [0, 1], 90, "the replayed record handled")
+    assert nodes.invocations() == 2
+    for n in survivors:
+        assert nodes.client.get(f"{nodes.nodes[n].admin_url}/kafka-parked-records").json() == {
+            "records": []}

@@ -17,6 +17,9 @@ Messages (kind, JSON payload):
 - `output`: get an invocation's output now (result, void or NOT_FOUND);
 - `notify`: a notification for an invocation's journal (completions, signals, awakeables);
 - `cancel`, `kill`: as the admin API's, on the target's owner;
+- `park`: a Kafka record whose `invoke` found its handler gone (removed after the
+  consumer checked it): parked by the owner of its Kafka partition's home partition,
+  where the consumer parks the records it cannot deliver itself (`durably.kafka.service`);
 - `deadlock`, `undeadlock`: a wait-for cycle found by another node that the target is
   part of, and its end (`engine.deadlock`).
 
@@ -26,18 +29,18 @@ Pure bookkeeping and no I/O: the store writes and deletes the outbox rows.
 from __future__ import annotations
 
 import base64
+import logging
 import random
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from durably.ids import InvocationId, partition_of
+from durably.ids import InvocationId, key_range, partition_of_stored
 
 if TYPE_CHECKING:
     from durably.engine.engine import Engine
 
-_U64 = 1 << 64
-
+log = logging.getLogger("durably.engine")
 
 class PartitionMoved(Exception):
     """The partition of an invocation a caller waited on moved to another node."""
@@ -64,7 +67,7 @@ class Partitions:
         self._owned_list = sorted(self.owned)
 
     def of_key(self, partition_key: int) -> int:
-        return partition_of(partition_key & (_U64 - 1), self.num_partitions)
+        return partition_of_stored(partition_key, self.num_partitions)
 
     def of_id(self, invocation_id: str) -> int | None:
         try:
@@ -83,11 +86,7 @@ class Partitions:
         """A random partition key in one of the owned partitions (None: owns none)."""
         if not self._owned_list:
             return None
-        pid = random.choice(self._owned_list)
-        n = self.num_partitions
-        low = -(-pid * _U64 // n)
-        high = -(-(pid + 1) * _U64 // n)
-        return random.randrange(low, high)
+        return random.randrange(*key_range(random.choice(self._owned_list), self.num_partitions))
 
 
 # ---------------------------------------------------------------------------- sending
@@ -176,6 +175,8 @@ def apply(engine: Engine, kind: str, raw: bytes) -> None:
             if reply_to is not None and caller:
                 answer(caller, reply_to, int(MessageType.CALL_COMPLETION),
                        Result(failure=Failure(e.status, e.message)))
+            elif msg.get("invoked_by") == "subscription":
+                _park_elsewhere(engine, msg, e.message)
             return
         submitted = engine.create(
             target, options, _unb(msg["body"]), [tuple(h) for h in msg["headers"]],
@@ -212,6 +213,15 @@ def apply(engine: Engine, kind: str, raw: bytes) -> None:
             answer(subscriber, cid, ty, None)
         else:
             engine.store.add_subscriber(SubscriberRow(target_id, subscriber, cid, ty))
+    elif kind == "park":
+        from durably.kafka.records import Record
+        from durably.kafka.service import park
+
+        key = msg["key"]
+        park(engine.store, msg["subscription"], Record(
+            msg["topic"], msg["partition"], msg["offset"], None if key is None else _unb(key),
+            _unb(msg["value"]), msg["timestamp"],
+        ), msg["error"])
     elif kind == "cancel":
         engine.cancel(msg["id"])
     elif kind == "kill":
@@ -221,3 +231,24 @@ def apply(engine: Engine, kind: str, raw: bytes) -> None:
     elif kind == "undeadlock":
         engine.deadlock_broken(msg["id"], [str(m) for m in msg["cycle"]])
     engine._schedule_flush()
+
+
+def _park_elsewhere(engine: Engine, msg: dict[str, Any], error: str) -> None:
+    """An `invoke` made from a Kafka record that cannot be created (its handler went away
+    after the consumer checked it): a `park` message to the owner of the record's Kafka
+    partition, which parks it as the consumer parks what it cannot deliver; it can be
+    replayed or dropped like any parked record."""
+    from durably.kafka.records import home_key, record_of_invocation
+
+    found = record_of_invocation([(str(k), str(v)) for k, v in msg["headers"]], _unb(msg["body"]))
+    if found is None or engine.partitions is None:
+        log.warning("invocation %s of %s/%s not created and not parked (no record named "
+                    "in its headers): %s", msg["id"], msg["service"], msg["handler"], error)
+        return
+    sub_id, record = found
+    home = engine.partitions.of_key(home_key(sub_id, record.topic, record.partition))
+    send(engine, home, "park", {
+        "subscription": sub_id, "topic": record.topic, "partition": record.partition,
+        "offset": record.offset, "key": None if record.key is None else _b(record.key),
+        "value": _b(record.value or b""), "timestamp": record.timestamp, "error": error,
+    })

@@ -28,7 +28,6 @@ import orjson
 from durably.engine import partitions
 from durably.engine.engine import TargetError
 from durably.engine.model import now_ms
-from durably.ids import partition_key_for
 from durably.kafka.model import (
     KafkaCluster,
     KafkaDoc,
@@ -39,7 +38,13 @@ from durably.kafka.model import (
     parse_sink,
     parse_source,
 )
-from durably.kafka.records import Record, Unusable, invocation_headers, invocation_key
+from durably.kafka.records import (
+    Record,
+    Unusable,
+    home_key,
+    invocation_headers,
+    invocation_key,
+)
 from durably.schema.errors import AdminError
 from durably.storage.base import PARKED_PARTITION_SHIFT, ParkedRecordRow
 
@@ -59,6 +64,23 @@ def parked_partition(record_id: int) -> int | None:
     given by a single node)."""
     pid = (record_id >> PARKED_PARTITION_SHIFT) - 1
     return pid if pid >= 0 else None
+
+
+def park(store: Any, sub_id: str, record: Record, error: str) -> int:
+    """Park a record that cannot become an invocation, in the store's open batch (its
+    Kafka partition's home partition: this node must own it under the spread placement)."""
+    row = ParkedRecordRow(
+        id=0, subscription_id=sub_id, topic=record.topic, partition=record.partition,
+        offset=record.offset, key=record.key, value=record.value,
+        timestamp=record.timestamp, error=error, parked_at=now_ms(),
+    )
+    row.id = record_id = store.park_kafka_record(row)
+    log.warning(
+        "subscription %s: parked the record %s/%d@%d (replay or drop it with "
+        "`durably subscriptions parked`): %s",
+        sub_id, record.topic, record.partition, record.offset, error,
+    )
+    return int(record_id)
 
 
 class NotHome(Exception):
@@ -269,7 +291,7 @@ class KafkaSubscriptions:
         parts = self.engine.partitions
         if parts is None:
             return None
-        return parts.of_key(partition_key_for(key=f"{sub_id}/{topic}/{partition}"))
+        return parts.of_key(home_key(sub_id, topic, partition))
 
     def owns(self, sub_id: str, topic: str, partition: int) -> bool:
         """Whether this node consumes that Kafka partition now (it owns its home)."""
@@ -346,17 +368,7 @@ class KafkaSubscriptions:
         return submitted.invocation_id
 
     def park(self, sub: Subscription, record: Record, error: str) -> None:
-        row = ParkedRecordRow(
-            id=0, subscription_id=sub.id, topic=record.topic, partition=record.partition,
-            offset=record.offset, key=record.key, value=record.value,
-            timestamp=record.timestamp, error=error, parked_at=now_ms(),
-        )
-        row.id = self.store.park_kafka_record(row)
-        log.warning(
-            "subscription %s: parked the record %s/%d@%d (replay or drop it with "
-            "`durably subscriptions parked`): %s",
-            sub.id, record.topic, record.partition, record.offset, error,
-        )
+        park(self.store, sub.id, record, error)
 
     async def durable(self) -> None:
         await self.engine.committed()
@@ -438,37 +450,51 @@ class KafkaSubscriptions:
     # -- metrics -----------------------------------------------------------------------
 
     def lag(self) -> list[tuple[str, str, int, int]]:
-        """(subscription, topic, partition, records behind the high watermark)."""
+        """(subscription, topic, partition, records behind the high watermark) of the Kafka
+        partitions this node consumes now (under the spread placement, one node each: a
+        partition being handed over is no longer this node's, even before its consumer's
+        next round lets go of it)."""
         out: list[tuple[str, str, int, int]] = []
         for sub_id, consumer in list(self.consumers.items()):
             for topic, partition, lag in consumer.lag():
-                out.append((sub_id, topic, partition, lag))
+                if self.owns(sub_id, topic, partition):
+                    out.append((sub_id, topic, partition, lag))
         return out
 
-    def register_metrics(self, registry: Any) -> None:
-        registry.register(_LagCollector(self))
+    def register_metrics(self, registry: Any, node: str | None = None) -> None:
+        registry.register(_LagCollector(self, node))
 
 
 class _LagCollector:
     """`durably_kafka_consumer_lag{subscription, topic, partition}`: records on the broker
-    not yet taken (high watermark - next offset), as of each consumer's last fetch."""
+    not yet taken (high watermark - next offset), as of each consumer's last fetch;
+    `durably_kafka_parked_records`: the records parked on this node's partitions.
 
-    def __init__(self, kafka: KafkaSubscriptions) -> None:
+    A node of a cluster adds its name as the label `node`. Each Kafka partition is consumed,
+    and each parked record kept, by the owner of one cluster partition, so under the spread
+    placement every node reports the figures of its own partitions, whoever parked the
+    records there, and their sum over the nodes is the cluster's (docs/kafka.md, "In a
+    cluster"); under the leader placement every node's /metrics is the leader's."""
+
+    def __init__(self, kafka: KafkaSubscriptions, node: str | None) -> None:
         self.kafka = kafka
+        self.node = [] if node is None else [node]
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
+        node_label = ["node"] if self.node else []
         lag = GaugeMetricFamily(
             "durably_kafka_consumer_lag",
             "Records of a subscribed partition not yet taken by durably",
-            labels=["subscription", "topic", "partition"],
+            labels=["subscription", "topic", "partition", *node_label],
         )
         for sub_id, topic, partition, n in self.kafka.lag():
-            lag.add_metric([sub_id, topic, str(partition)], n)
+            lag.add_metric([sub_id, topic, str(partition), *self.node], n)
         yield lag
         parked = GaugeMetricFamily(
-            "durably_kafka_parked_records", "Records parked because they cannot be delivered"
+            "durably_kafka_parked_records", "Records parked because they cannot be delivered",
+            labels=node_label,
         )
-        parked.add_metric([], len(self.kafka.parked()))
+        parked.add_metric(self.node, len(self.kafka.parked()))
         yield parked

@@ -50,7 +50,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from durably.ids import InvocationId, partition_key_for
+from durably.ids import InvocationId, partition_key_for, partition_of_stored
+from durably.kafka.records import home_key
 from durably.storage.base import (
     PARKED_PARTITION_SHIFT,
     InvocationRow,
@@ -357,10 +358,8 @@ class PostgresStore:
     def drop_partitions(self, num_partitions: int, pids: set[int]) -> None:
         """Forget the rows of partitions `pids` (handed over; call it once what this node
         wrote to them is committed)."""
-        from durably.ids import partition_of
-
         def gone(stored_key: int) -> bool:
-            return partition_of(stored_key & 0xFFFFFFFFFFFFFFFF, num_partitions) in pids
+            return partition_of_stored(stored_key, num_partitions) in pids
 
         def gone_id(inv_id: str) -> bool:
             return gone(self._pk_of_invocation(inv_id))
@@ -846,7 +845,7 @@ class PostgresStore:
     @staticmethod
     def _pk_of_kafka_partition(subscription_id: str, topic: str, partition: int) -> int:
         # one consumer's offset and parked records share a partition
-        return _to_i64(partition_key_for(key=f"{subscription_id}/{topic}/{partition}"))
+        return _to_i64(home_key(subscription_id, topic, partition))
 
     def kafka_offsets(self, subscription_id: str, group: str) -> dict[tuple[str, int], int]:
         return {
@@ -882,9 +881,7 @@ class PostgresStore:
         self._next_parked += 1
         pk = self._pk_of_kafka_partition(row.subscription_id, row.topic, row.partition)
         if self.load_only is not None:  # spread placement: the id names the partition
-            from durably.ids import partition_of
-
-            pid = partition_of(pk & 0xFFFFFFFFFFFFFFFF, self.load_only[0])
+            pid = partition_of_stored(pk, self.load_only[0])
             record_id |= (pid + 1) << PARKED_PARTITION_SHIFT
         # remembered, so an id is never reused for another record (as SQLite's AUTOINCREMENT)
         self.save_meta(_LAST_PARKED_ID, str(record_id).encode())

@@ -16,7 +16,13 @@ from durably.kafka.model import (
     parse_source,
     valid_subscription_id,
 )
-from durably.kafka.records import Record, Unusable, invocation_headers, invocation_key
+from durably.kafka.records import (
+    Record,
+    Unusable,
+    invocation_headers,
+    invocation_key,
+    record_of_invocation,
+)
 from durably.schema.errors import AdminError
 
 
@@ -96,3 +102,15 @@ def test_record_key_and_headers() -> None:
     with pytest.raises(Unusable, match="must be valid UTF-8"):
         invocation_key(Record("t", 0, 0, b"\xff", None, 0), "virtual_object")
     assert invocation_key(Record("t", 0, 0, b"\xff", None, 0), "service") is None
+
+
+def test_a_record_is_read_back_from_its_invocation_headers() -> None:
+    # (spread placement) the owner that finds the handler gone parks the record from these
+    for rec in (Record("orders", 2, 7, b"\xff\x00k", b"{}", 1795967891621),
+                Record("orders", 0, 3, None, b"", 5)):
+        assert record_of_invocation(invocation_headers(rec, "sub_x"), rec.value or b"") == (
+            "sub_x", rec)
+    assert record_of_invocation([("kafka.topic", "t")], b"") is None  # not from a record
+    headers = invocation_headers(Record("t", 0, 1, None, None, 0), "s")
+    assert record_of_invocation([(k, "x" if k == "kafka.offset" else v) for k, v in headers],
+                                b"") is None
