@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("durably.engine")
 
+
 class PartitionMoved(Exception):
     """The partition of an invocation a caller waited on moved to another node."""
 
