@@ -323,13 +323,18 @@ def test_parked_records_and_backpressure_across_nodes(nodes: Nodes, broker: Brok
     # every node's /metrics reports its own partitions' figures, labelled with its name:
     # the paused partition's lag by its consumer alone, the parked record by the node
     # holding it; summed over the nodes, the cluster's
-    scraped = {name: _metrics(nodes, name) for name in NAMES}
-    lags = [(name, labels, value) for name, (lag, _) in scraped.items()
-            for labels, value in lag if labels["subscription"] == sub_id]
-    assert [(name, labels["node"], labels["partition"]) for name, labels, _ in lags] == [
-        (consumer, consumer, "0")], lags
-    assert lags[0][2] > 0
-    assert {name: parked_n for name, (_, parked_n) in scraped.items()} == {
+    def scraped() -> dict[str, tuple[list[tuple[dict[str, str], float]], dict[str, float]]]:
+        got = {name: _metrics(nodes, name) for name in NAMES}
+        lags = [(name, labels) for name, (lag, _) in got.items()
+                for labels, _value in lag if labels["subscription"] == sub_id]
+        # never reported by another node than the consumer
+        assert all(name == labels["node"] == consumer for name, labels in lags), lags
+        return got if lags else {}
+
+    got = _wait(scraped, 30, "the consumer reports its lag")
+    ((labels, lag),) = got[consumer][0]
+    assert labels["partition"] == "0" and lag > 0, (labels, lag)
+    assert {name: parked_n for name, (_, parked_n) in got.items()} == {
         name: {name: 1 if name == consumer else 0} for name in NAMES}
     record = listed[0][0]
     assert all(g == [record] for g in listed)
