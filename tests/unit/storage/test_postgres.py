@@ -213,6 +213,27 @@ async def test_a_busy_store_lets_steps_sealed_during_its_delay_share_a_commit(
     assert store.commits == 1
 
 
+async def test_a_busy_commit_goes_out_once_every_running_attempt_joined(
+    store: PostgresStore, dsn: str
+) -> None:
+    # two attempts run: once each has sealed a step into the batch, nobody else can join
+    # it, so the commit goes out at once (a delay of a minute would outlast the wait)
+    store.commit_delay_s = 60.0
+    store.in_flight = lambda: 2
+    store._seal_gap = 0.0
+    acked: list[str] = []
+    gate = store.commit_gate(lambda e: acked.append(f"fatal {e}"))
+    store.put_invocation(row("inv_a"))
+    store.commit()
+    gate.after_sync([lambda: acked.append("a")], lambda fx: [f() for f in fx])
+    await asyncio.sleep(0.2)  # the writer gathers
+    assert acked == [] and await _rows(dsn, "SELECT count(*) FROM durably.invocation") == [(0,)]
+    store.put_invocation(row("inv_b"))
+    await _committed(store)
+    assert acked == ["a"]
+    assert store.commits == 1
+
+
 async def test_a_lone_invocation_is_not_delayed(store: PostgresStore, dsn: str) -> None:
     # one invocation in flight: its next step waits for this commit, so no delay applies
     # (a delay of a minute would outlast the wait below)
