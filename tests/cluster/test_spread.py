@@ -521,3 +521,43 @@ def test_a_forwarded_request_keeps_the_callers_token(tmp_path: Path) -> None:
         for node in c.nodes.values():
             node.close()
         c.services.close()
+
+
+def test_suspended_invocations_do_not_delay_a_lone_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The busy-commit delay waits for company only while several attempts run: sleeping
+    (suspended) invocations held by the node do not count, so a lone caller's commits go
+    out at once. The delay is set to ten minutes, which any delayed commit would outlast."""
+    monkeypatch.setenv("DURABLY_COMMIT_DELAY_MS", "600000")
+    c = Cluster(tmp_path, ("n1",))
+    c.services.start()
+    try:
+        c.nodes["n1"].start()
+        c.wait_spread(["n1"])
+        node = c.nodes["n1"]
+        # request/response: the SDK suspends an invocation as soon as it sleeps
+        register(node.admin_url, c.services.url, use_http_11=True)
+        with httpx.Client(timeout=60) as client:
+            sleepers = []
+            for i in range(5):
+                r = client.post(f"{node.ingress_url}/Stepper/steps/send",
+                                json={"name": f"s{i}", "sleep_ms": 3_600_000})
+                assert r.status_code == 202, r.text
+                sleepers.append(r.json()["invocationId"])
+
+            def suspended() -> bool:
+                return all(
+                    client.get(f"{node.admin_url}/invocations/{inv}").json().get("status")
+                    == "suspended" for inv in sleepers
+                )
+
+            _poll(suspended)
+            for n in range(1, 4):
+                r = client.post(f"{node.ingress_url}/Counter/lone/add", json=1)
+                assert r.status_code == 200, r.text
+                assert r.json()["newValue"] == n
+    finally:
+        for node in c.nodes.values():
+            node.close()
+        c.services.close()

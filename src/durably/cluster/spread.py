@@ -227,7 +227,10 @@ class SpreadNode(NodeBase):
         engine.partitions = Partitions(self.keeper.num_partitions, owned)
         store = self.server.store
         if getattr(store, "commit_delay_s", 0):
-            store.in_flight = lambda: len(engine.active)
+            # attempts running, not `engine.active` (which counts suspended and scheduled
+            # invocations too: a node holding many sleeping workflows would delay a lone
+            # caller); the invoker is attached after this hook, hence the lookup per call
+            store.in_flight = lambda: engine.invoker.running if engine.invoker else 0
         self.ready = set(owned)
         # deadlock reports across nodes read other nodes' waits from the database
         self.waits = WaitsReader(self.server.store.read_connection)

@@ -74,6 +74,11 @@ class Invoker:
             self._transports[key] = transport
         return transport
 
+    @property
+    def running(self) -> int:
+        """Attempts whose exchange with a deployment is open (O(1))."""
+        return len(self._tasks)
+
     def start(self, attempt: Attempt) -> None:
         task = asyncio.get_running_loop().create_task(self._run(attempt))
         self._tasks.add(task)

@@ -211,13 +211,15 @@ class PostgresStore:
         self.commits = 0
         self.idle_commit_s = IDLE_COMMIT_S
         # busy-commit delay (0: off): when steps have been sealed at least once per
-        # 4 x `commit_delay_s` lately and `in_flight()` says more than one invocation runs
+        # 4 x `commit_delay_s` lately and `in_flight()` says more than one attempt runs
         # (a lone caller's next step waits for this commit: waiting would only slow it), a
-        # commit that something waits for first waits that long, so that the steps sealed
-        # meanwhile share it (PostgreSQL's commit_delay and commit_siblings, in the node).
-        # A node carrying a small share of a cluster's load otherwise commits nearly every
-        # step alone, and each commit's fixed cost (round trip, fence, WAL flush) is paid
-        # per invocation. Acknowledgements still wait for the commit.
+        # commit that something waits for first waits until the batch holds as many steps
+        # as attempts run (each has had its turn to join), at most `commit_delay_s`, so
+        # that the steps sealed meanwhile share it (PostgreSQL's commit_delay and
+        # commit_siblings, in the node). A node carrying a small share of a cluster's load
+        # otherwise commits nearly every step alone, and each commit's fixed cost (round
+        # trip, fence, WAL flush) is paid per invocation. Acknowledgements still wait for
+        # the commit.
         self.commit_delay_s = 0.0
         self._last_seal = time.perf_counter()
         self._seal_gap = 1.0  # moving average of the time between seals, seconds
@@ -447,12 +449,26 @@ class PostgresStore:
             _, effects, run = waiting.popleft()
             run(effects)
 
-    def _busy(self) -> bool:
-        return (
-            self._seal_gap < 4 * self.commit_delay_s
-            and not self._closing
-            and (self.in_flight is None or self.in_flight() > 1)
-        )
+    def _busy(self) -> int:
+        """How many steps a commit should gather first (0: send it now)."""
+        if self._seal_gap >= 4 * self.commit_delay_s or self._closing:
+            return 0
+        running = 2 if self.in_flight is None else self.in_flight()
+        return running if running > 1 else 0
+
+    async def _gather(self, target: int) -> None:
+        """Wait until `target` steps are sealed and unsent, at most `commit_delay_s`."""
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.commit_delay_s
+        while self._sealed_seq - self._durable_seq < target and not self._closing:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            self._wake.clear()  # set by the next seal (commit)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._wake.wait()
 
     async def _writer(self) -> None:
         assert self._wake is not None and self._needed is not None
@@ -469,8 +485,8 @@ class PostgresStore:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.idle_commit_s):
                         await self._needed.wait()
-            elif self._busy():
-                await asyncio.sleep(self.commit_delay_s)
+            elif target := self._busy():
+                await self._gather(target)
             ops, self._sealed = self._sealed, []
             seq = self._sealed_seq
             args = _compile(ops, self)

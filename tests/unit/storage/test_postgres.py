@@ -188,14 +188,17 @@ async def test_a_step_no_effect_waits_for_joins_the_next_commit(
     assert store.commits == 1
 
 
+@pytest.mark.parametrize("running, delay_s", [(3, 2.0), (2, 60.0)])
 async def test_a_busy_store_lets_steps_sealed_during_its_delay_share_a_commit(
-    store: PostgresStore, dsn: str
+    store: PostgresStore, dsn: str, running: int, delay_s: float
 ) -> None:
-    # the spread placement's busy-commit delay: several invocations in flight, steps sealed
+    # the spread placement's busy-commit delay: several attempts running, steps sealed
     # often; a step sealed while the writer waits joins the commit of the one before it,
-    # and neither is acknowledged before that commit
-    store.commit_delay_s = 2.0
-    store.in_flight = lambda: 3
+    # and neither is acknowledged before that commit. With 3 attempts running the batch
+    # waits for a third step until the delay ends (2 s); with 2 it goes out as soon as
+    # each has sealed one (nobody else can join: a delay of a minute would outlast the wait)
+    store.commit_delay_s = delay_s
+    store.in_flight = lambda: running
     store._seal_gap = 0.0
     acked: list[str] = []
     gate = store.commit_gate(lambda e: acked.append(f"fatal {e}"))
