@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 from tests.support.postgres import shared_cluster
 
+from durably.cluster.side import SideConnection
 from durably.cluster.waits import WaitsReader
 from durably.engine.deadlock import Waits
 from durably.ids import partition_key_for
@@ -73,7 +74,8 @@ async def test_the_waits_of_other_nodes_invocations_as_the_database_has_them() -
         await _invocation(conn, "paused", "e", "paused")
         await _invocation(conn, "queued-e", "e", "inboxed")
 
-        read = WaitsReader(lambda: asyncpg.connect(dsn))
+        side = SideConnection(lambda: asyncpg.connect(dsn))
+        read = WaitsReader(side)
         try:
             got = await read({"holder", "queued", "queued-e", "shared", "nowhere"})
             holder = got.pop("holder")  # (its edges in no particular order)
@@ -85,10 +87,10 @@ async def test_the_waits_of_other_nodes_invocations_as_the_database_has_them() -
                 "shared": Waits("CallChain/b/hop", False, ()),
             }
             # a connection that broke is opened again for the next read
-            await read._conn.close()
+            await side._conn.close()
             again = await read({"queued"})
             assert again == {"queued": Waits("CallChain/b/hop", True, ("holder",))}
         finally:
-            await read.close()
+            await side.close()
     finally:
         await conn.close()
