@@ -12,7 +12,9 @@ cluster has settled, two phases of `--duration` seconds each:
 - **idle**: no request at all;
 - **light**: `--rate` requests per second (open loop, a new request every 1/rate s,
   alternating a stateless call and an object add over 100 keys, request n to node
-  n mod N), the load at which fixed costs are most of the bill.
+  n mod N), the load at which fixed costs are most of the bill;
+- **owner**: the same, each object add sent to the owner of its key's partition (no
+  forwarding hop), which tells the cost of the hops apart from the nodes' own.
 
 Per phase it reports the CPU per second (user + system, as `bench/run.py` measures it) of
 each node and of PostgreSQL (the postmaster, its backends, and backends it reaped),
@@ -137,7 +139,10 @@ class Bench:
         t0 = time.monotonic()
         completed = errors = 0
         if rate > 0 and nodes:
-            completed, errors = asyncio.run(_drive([x.ingress_url for x in nodes], rate, duration))
+            owner_of = _owners(dsn, nodes) if name == "owner" else {}
+            completed, errors = asyncio.run(
+                _drive([x.ingress_url for x in nodes], rate, duration, owner_of)
+            )
         else:
             time.sleep(duration)
         elapsed = time.monotonic() - t0
@@ -182,6 +187,7 @@ class Bench:
             return [
                 self.phase(n, "idle", dsn, nodes, duration, 0, top),
                 self.phase(n, "light", dsn, nodes, duration, rate, top),
+                self.phase(n, "owner", dsn, nodes, duration, rate, top),
             ]
         finally:
             for node in nodes:
@@ -205,7 +211,22 @@ def _settle(nodes: list[DurablyServer], timeout: float = 60.0) -> None:
         time.sleep(0.3)
 
 
-async def _drive(ingresses: list[str], rate: float, duration: float) -> tuple[int, int]:
+def _owners(dsn: str, nodes: list[DurablyServer]) -> dict[str, str]:
+    """Object key -> ingress of the node owning its partition."""
+    from durably.ids import partition_key_for, partition_of
+
+    by_name = {f"n{i + 1}": x.ingress_url for i, x in enumerate(nodes)}
+    owners = dict(sql(dsn, "SELECT pid, owner FROM durably.partition_lease "
+                           "WHERE expires_at > now()"))
+    return {
+        f"k{k}": by_name[o] for k in range(100)
+        if (o := owners.get(partition_of(partition_key_for(key=f"k{k}"), PARTITIONS))) in by_name
+    }
+
+
+async def _drive(
+    ingresses: list[str], rate: float, duration: float, owner_of: dict[str, str]
+) -> tuple[int, int]:
     """Open loop: a request every 1/rate s, whatever the answers' times."""
     done = errors = 0
     interval = 1.0 / rate
@@ -214,8 +235,9 @@ async def _drive(ingresses: list[str], rate: float, duration: float) -> tuple[in
         async def one(i: int) -> None:
             nonlocal done, errors
             base = ingresses[i % len(ingresses)]
+            key = f"k{i % 100}"
             url = (f"{base}/BenchGreeter/greet" if (i // len(ingresses)) % 2
-                   else f"{base}/BenchCounter/k{i % 100}/add")
+                   else f"{owner_of.get(key, base)}/BenchCounter/{key}/add")
             body = b'"idle"' if "Greeter" in url else b"1"
             try:
                 async with session.post(url, data=body,
