@@ -4,6 +4,8 @@ completed, and the holder of an inboxed invocation's key; nothing else."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 from tests.support.postgres import shared_cluster
@@ -94,3 +96,36 @@ async def test_the_waits_of_other_nodes_invocations_as_the_database_has_them() -
             await side.close()
     finally:
         await conn.close()
+
+
+async def test_the_side_connection_is_kept_while_used_and_closed_when_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from durably.cluster import side as side_mod
+
+    monkeypatch.setattr(side_mod, "IDLE_CLOSE_S", 0.3)
+    dsn = shared_cluster().new_database()
+    opened: list[asyncpg.Connection] = []
+
+    async def connect() -> asyncpg.Connection:
+        opened.append(await asyncpg.connect(dsn))
+        return opened[-1]
+
+    side = SideConnection(connect)
+    try:
+        for _ in range(3):  # used again and again: one connection
+            assert await side.run(lambda c: c.fetchval("SELECT 1")) == 1
+        assert len(opened) == 1
+        deadline = asyncio.get_running_loop().time() + 10
+        while not opened[0].is_closed() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert opened[0].is_closed()  # idle: closed
+        assert await side.run(lambda c: c.fetchval("SELECT 2")) == 2  # and opened again
+        assert len(opened) == 2
+        # a use that fails drops the connection; the next one reconnects
+        with pytest.raises(asyncpg.PostgresError):
+            await side.run(lambda c: c.fetchval("SELECT 1/0"))
+        assert opened[1].is_closed()
+        assert await side.run(lambda c: c.fetchval("SELECT 3")) == 3
+    finally:
+        await side.close()

@@ -133,9 +133,14 @@ class LeaseKeeper:
                     old.terminate()
 
     async def _watch(self) -> None:
-        """The self-fence: drop every lease once no renewal was answered in time."""
+        """The self-fence: drop every lease once no renewal was answered in time.
+
+        It sleeps until the current deadline (one wake-up per renewal round while renewals
+        are answered, rather than a poll), then looks again: a renewal answered meanwhile
+        moved the deadline on."""
         while True:
-            await asyncio.sleep(min(0.5, self.ttl_s / 20))
+            left = self._valid_until - time.monotonic()
+            await asyncio.sleep(left if left > 0 else min(0.5, self.ttl_s / 20))
             if self.held and time.monotonic() > self._valid_until:
                 log.error(
                     "no lease renewal answered for %.1f s: dropping partitions %s",
