@@ -272,3 +272,58 @@ async def test_a_retired_leader_never_takes_the_leases_again(
     assert len(c.held) == P
     await a.stop()
     await c.stop()
+
+
+async def test_one_round_is_one_statement_that_renews_beats_and_reads(
+    dsn: str, db: asyncpg.Connection
+) -> None:
+    a, b = keeper(dsn, "a"), keeper(dsn, "b")
+    await a.start()
+    await b.start()
+    await a.tick()
+    await b.tick()
+    # a lease of a's past its expiry but not taken: renewed, and owned by a as of the round
+    mine = min(a.held)
+    await db.execute(
+        "UPDATE durably.partition_lease SET expires_at = now() - interval '1 s' WHERE pid = $1",
+        mine,
+    )
+    got = await leases.renew_round(a._conn, a.membership, dict(a.held), LONG_TTL)
+    assert got.beat and got.renewed == set(a.held)
+    assert [n.name for n in got.nodes] == ["a", "b"] and got.nodes[0].heartbeat_age_s == 0.0
+    assert got.owners == {**{p: "a" for p in a.held}, **{p: "b" for p in b.held}}
+    expires = await db.fetchval(
+        "SELECT expires_at > now() FROM durably.partition_lease WHERE pid = $1", mine
+    )
+    assert expires
+    # another process took the name over: it renews nothing
+    await expire(db, "a")
+    assert await leases.Membership("a", "127.0.0.1", 1, 1).join(db, LONG_TTL) == 0.0
+    got = await leases.renew_round(a._conn, a.membership, dict(a.held), LONG_TTL)
+    assert not got.beat and got.renewed == set()
+    await a.stop(release=False)
+    await b.stop()
+
+
+async def test_an_outbox_notification_names_the_partitions_written_to(
+    dsn: str, db: asyncpg.Connection
+) -> None:
+    await migrate(db, P)
+    heard: list[str] = []
+    await db.add_listener("durably_outbox", lambda *args: heard.append(args[3]))
+    writer = await asyncpg.connect(dsn)
+    try:
+        await writer.execute(
+            "SELECT durably.outbox_write($1, $2, $3, NULL, NULL)",
+            [5, 3, 5], ["invoke", "notify", "notify"], [b"a", b"b", b"c"],
+        )
+        await writer.execute(  # deletions alone notify nobody
+            "SELECT durably.outbox_write(NULL, NULL, NULL, $1, $2)", [3], [2]
+        )
+    finally:
+        await writer.close()
+    deadline = asyncio.get_running_loop().time() + 10
+    while not heard and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    assert heard == ["3,5"]

@@ -4,10 +4,13 @@ completed, and the holder of an inboxed invocation's key; nothing else."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 from tests.support.postgres import shared_cluster
 
+from durably.cluster.side import SideConnection
 from durably.cluster.waits import WaitsReader
 from durably.engine.deadlock import Waits
 from durably.ids import partition_key_for
@@ -73,7 +76,8 @@ async def test_the_waits_of_other_nodes_invocations_as_the_database_has_them() -
         await _invocation(conn, "paused", "e", "paused")
         await _invocation(conn, "queued-e", "e", "inboxed")
 
-        read = WaitsReader(lambda: asyncpg.connect(dsn))
+        side = SideConnection(lambda: asyncpg.connect(dsn))
+        read = WaitsReader(side)
         try:
             got = await read({"holder", "queued", "queued-e", "shared", "nowhere"})
             holder = got.pop("holder")  # (its edges in no particular order)
@@ -85,10 +89,43 @@ async def test_the_waits_of_other_nodes_invocations_as_the_database_has_them() -
                 "shared": Waits("CallChain/b/hop", False, ()),
             }
             # a connection that broke is opened again for the next read
-            await read._conn.close()
+            await side._conn.close()
             again = await read({"queued"})
             assert again == {"queued": Waits("CallChain/b/hop", True, ("holder",))}
         finally:
-            await read.close()
+            await side.close()
     finally:
         await conn.close()
+
+
+async def test_the_side_connection_is_kept_while_used_and_closed_when_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from durably.cluster import side as side_mod
+
+    monkeypatch.setattr(side_mod, "IDLE_CLOSE_S", 0.3)
+    dsn = shared_cluster().new_database()
+    opened: list[asyncpg.Connection] = []
+
+    async def connect() -> asyncpg.Connection:
+        opened.append(await asyncpg.connect(dsn))
+        return opened[-1]
+
+    side = SideConnection(connect)
+    try:
+        for _ in range(3):  # used again and again: one connection
+            assert await side.run(lambda c: c.fetchval("SELECT 1")) == 1
+        assert len(opened) == 1
+        deadline = asyncio.get_running_loop().time() + 10
+        while not opened[0].is_closed() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert opened[0].is_closed()  # idle: closed
+        assert await side.run(lambda c: c.fetchval("SELECT 2")) == 2  # and opened again
+        assert len(opened) == 2
+        # a use that fails drops the connection; the next one reconnects
+        with pytest.raises(asyncpg.PostgresError):
+            await side.run(lambda c: c.fetchval("SELECT 1/0"))
+        assert opened[1].is_closed()
+        assert await side.run(lambda c: c.fetchval("SELECT 3")) == 3
+    finally:
+        await side.close()

@@ -126,7 +126,11 @@ async def attach(store: Any, fence: Fence, incarnation: str) -> None:
 
 
 async def _has_registry_trigger(conn: Any) -> bool:
+    """Whether this version's trigger is there (an earlier one notified registry changes
+    only, not the Kafka document's)."""
     return bool(await conn.fetchval(
         "SELECT 1 FROM pg_trigger WHERE tgname = 'registry_changed' "
-        "AND tgrelid = 'durably.meta'::regclass"
+        "AND tgrelid = 'durably.meta'::regclass "
+        "AND strpos(pg_get_triggerdef(oid), $1) > 0",
+        "'kafka'",
     ))

@@ -1,8 +1,10 @@
 """A node's lease keeper: joins the membership, holds its share of the partitions, renews
 them, notices when it lost one, and hands everything back on a clean stop.
 
-Every `ttl/3` seconds it stamps its heartbeat, renews all its leases in one statement,
-then compares what it holds with its even share of the live nodes (`placement.share_of`):
+Every `ttl/3` seconds it stamps its heartbeat, renews all its leases and reads the live
+nodes and the owners of every partition, all in one statement (`leases.renew_round`: one
+round trip and one transaction per node per round), then compares what it holds with its
+even share of the live nodes (`placement.share_of`):
 below it takes free or expired partitions, above it gives back those `can_release`
 allows (a partition still busy on this node stays until it is idle).
 
@@ -131,9 +133,14 @@ class LeaseKeeper:
                     old.terminate()
 
     async def _watch(self) -> None:
-        """The self-fence: drop every lease once no renewal was answered in time."""
+        """The self-fence: drop every lease once no renewal was answered in time.
+
+        It sleeps until the current deadline (one wake-up per renewal round while renewals
+        are answered, rather than a poll), then looks again: a renewal answered meanwhile
+        moved the deadline on."""
         while True:
-            await asyncio.sleep(min(0.5, self.ttl_s / 20))
+            left = self._valid_until - time.monotonic()
+            await asyncio.sleep(left if left > 0 else min(0.5, self.ttl_s / 20))
             if self.held and time.monotonic() > self._valid_until:
                 log.error(
                     "no lease renewal answered for %.1f s: dropping partitions %s",
@@ -147,17 +154,21 @@ class LeaseKeeper:
         if conn is None or conn.is_closed():
             conn = self._conn = await self._connect(self.ttl_s)
         sent = time.monotonic()
-        if not await self.membership.heartbeat(conn):
+        # heartbeat, renewals, live nodes and owners: one statement (one round trip and one
+        # transaction per node per round, whatever the number of partitions held)
+        asked = dict(self.held)
+        got_round = await leases.renew_round(conn, self.membership, asked, self.ttl_s)
+        if not got_round.beat:
             self._lose(set(self.held))
             raise leases.LeaseError(f"another process took over the node name {self.node!r}")
-        still = await leases.renew(conn, self.node, self.held, self.ttl_s)
         self._valid_until = sent + self.ttl_s - self.margin_s
-        lost = set(self.held) - still
+        lost = set(asked) - got_round.renewed
         if lost:
             log.error("leases of partitions %s were taken over", sorted(lost))
             self._lose(lost)
-        self.nodes = {n.name: n for n in await leases.live_nodes(conn, self.ttl_s)}
+        self.nodes = {n.name: n for n in got_round.nodes}
         self.live = list(self.nodes)
+        self.owners = got_round.owners
         if self.retired:
             return
         if not self.spread:
@@ -168,14 +179,16 @@ class LeaseKeeper:
                     log.info("took all %d partitions: this node leads", len(got))
                     if self.on_acquired is not None:
                         self.on_acquired(got)
-            self.leader = self.node if self.held else await leases.leader_of(conn)
+            self.leader = self.node if self.held else self.owners.get(0)
             return
         share = share_of(self.node, self.live, self.num_partitions)
         order = preferred(self.node, self.live, self.num_partitions)
+        moved = False
         if len(self.held) < share:
             wanted = [p for p in order if p not in self.held]
             got = await leases.acquire(conn, self.node, wanted, self.ttl_s, share - len(self.held))
             if got:
+                moved = True
                 self.held.update(got)
                 log.info("acquired partitions %s", sorted(got))
                 if self.on_acquired is not None:
@@ -187,10 +200,12 @@ class LeaseKeeper:
                 p for p in excess if self.can_release is None or self.can_release(p)
             ][: len(self.held) - share]
             if chosen:
+                moved = True
                 if self.before_release is not None:
                     await self.before_release(set(chosen))
                 await self._release({p: self.held[p] for p in chosen}, conn)
-        self.owners = await owners(conn)
+        if moved:  # (a steady round reads nothing more)
+            self.owners = await owners(conn)
 
     async def _release(self, which: dict[int, int], conn: Any) -> None:
         # drop locally first: a commit after this must not pass the fence with these epochs

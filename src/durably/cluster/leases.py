@@ -99,6 +99,76 @@ async def live_nodes(conn: Any, ttl_s: float) -> list[NodeInfo]:
     return [NodeInfo(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class Round:
+    """What one keeper round learnt (`renew_round`)."""
+
+    beat: bool  # False: another incarnation took the node's name over
+    renewed: set[int]  # the pids still held (renewed at their epochs)
+    nodes: list[NodeInfo]  # the live nodes, this one first when `beat`
+    owners: dict[int, str]  # pid -> owner of every unexpired lease (renewals included)
+
+
+# One statement per round: heartbeat, renewal of every lease held, the live nodes and the
+# owners of every partition. The reads see the database as of the statement's start (the
+# updates' effects are not visible to the rest of a statement), so this node's own row is
+# taken from `beat` and its renewed leases from `renewed`. A renewal goes ahead only with
+# the heartbeat: a process whose name was taken over renews nothing.
+_ROUND_SQL = """
+WITH beat AS (
+    UPDATE durably.node SET heartbeat_at = now()
+    WHERE name = $1 AND incarnation = $2
+    RETURNING address, ingress_port, admin_port
+), renewed AS (
+    UPDATE durably.partition_lease l SET expires_at = now() + make_interval(secs => $5)
+    FROM unnest($3::integer[], $4::bigint[]) AS h(pid, epoch)
+    WHERE l.pid = h.pid AND l.epoch = h.epoch AND l.owner = $1 AND EXISTS (SELECT 1 FROM beat)
+    RETURNING l.pid
+)
+SELECT 'b' AS what, NULL::integer AS pid, $1::text AS name, address, ingress_port, admin_port,
+       0.0::float8 AS age
+FROM beat
+UNION ALL
+SELECT 'r', pid, $1::text, NULL, NULL, NULL, NULL FROM renewed
+UNION ALL
+SELECT 'n', NULL, name, address, ingress_port, admin_port,
+       extract(epoch FROM now() - heartbeat_at)::float8
+FROM durably.node
+WHERE NOT stopped AND heartbeat_at >= now() - make_interval(secs => $5) AND name <> $1
+UNION ALL
+SELECT 'l', pid, owner, NULL, NULL, NULL, NULL
+FROM durably.partition_lease WHERE owner <> '' AND expires_at >= now()
+"""
+
+
+async def renew_round(
+    conn: Any, membership: Membership, held: dict[int, int], ttl_s: float
+) -> Round:
+    """Heartbeat, renew `held`, read the live nodes and the lease owners: one round trip."""
+    rows = await conn.fetch(
+        _ROUND_SQL, membership.name, membership.incarnation, list(held), list(held.values()),
+        ttl_s,
+    )
+    beat = False
+    renewed: set[int] = set()
+    nodes: list[NodeInfo] = []
+    owners: dict[int, str] = {}
+    for what, pid, name, address, ingress_port, admin_port, age in rows:
+        if what == "b":
+            beat = True
+            nodes.append(NodeInfo(name, address, ingress_port, admin_port, 0.0, False))
+        elif what == "r":
+            renewed.add(pid)
+        elif what == "n":
+            nodes.append(NodeInfo(name, address, ingress_port, admin_port, age, False))
+        else:
+            owners[pid] = name
+    for pid in renewed:  # (read as of before their renewal: one may have been past expiry)
+        owners[pid] = membership.name
+    nodes.sort(key=lambda n: n.name)
+    return Round(beat, renewed, nodes, owners)
+
+
 async def all_leases(conn: Any) -> list[Lease]:
     rows = await conn.fetch(
         """

@@ -41,7 +41,7 @@ import orjson
 
 from durably.cluster import fence as fence_mod
 from durably.cluster.keeper import LeaseKeeper
-from durably.cluster.leases import Membership
+from durably.cluster.leases import Membership, NodeInfo
 from durably.cluster.peers import Peers
 from durably.invoker.http1 import Http1Stream
 from durably.invoker.transport import TransportError
@@ -384,11 +384,14 @@ class NodeBase:
         """The base URL of `node`'s ingress or admin port, as it advertises it (None: a
         node this one does not know as live)."""
         info = self.keeper.nodes.get(node)
-        if info is None:
-            return None
-        port = info.ingress_port if kind == "ingress" else info.admin_port
-        host = f"[{info.address}]" if ":" in info.address else info.address
-        return f"http://{host}:{port}"
+        return None if info is None else node_url(info, kind)
+
+
+def node_url(info: NodeInfo, kind: str) -> str:
+    """The base URL of a node's ingress or admin port, as it advertises it."""
+    port = info.ingress_port if kind == "ingress" else info.admin_port
+    host = f"[{info.address}]" if ":" in info.address else info.address
+    return f"http://{host}:{port}"
 
 
 class ClusterNode(NodeBase):

@@ -16,8 +16,8 @@ the same kind of advisory lock.
   the epoch it believes in. A takeover's UPDATE waits for such a commit; once the epoch
   moved, the former owner's commit fails.
 - `outbox` holds the messages between partitions (spread placement): `outbox_write(...)`
-  runs in the same statement as the sender's commit, and the receiver's commit deletes
-  what it applied.
+  runs in the same statement as the sender's commit (and notifies the owners of the
+  partitions it wrote to, version 3), and the receiver's commit deletes what it applied.
 """
 
 from __future__ import annotations
@@ -102,7 +102,33 @@ END
 $$;
 """
 
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
+# an outbox NOTIFY names the partitions the commit wrote messages for (comma-separated), so
+# that only their owners read the outbox (`spread.notified_partitions_concern`); a payload
+# too long for NOTIFY (8000 bytes: thousands of partitions) is sent empty, which wakes all
+_V3 = """
+CREATE OR REPLACE FUNCTION durably.outbox_write(
+    p_pids integer[], p_kinds text[], p_bodies bytea[], p_del_pids integer[], p_del_ids bigint[]
+) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    targets text;
+BEGIN
+    IF cardinality(p_del_ids) > 0 THEN
+        DELETE FROM durably.outbox WHERE id = ANY(p_del_ids);
+    END IF;
+    IF cardinality(p_pids) > 0 THEN
+        INSERT INTO durably.outbox (pid, kind, body)
+        SELECT u.pid, u.kind, u.body
+        FROM unnest(p_pids, p_kinds, p_bodies) WITH ORDINALITY AS u(pid, kind, body, n)
+        ORDER BY u.n;
+        SELECT string_agg(DISTINCT t.pid::text, ',') INTO targets FROM unnest(p_pids) AS t(pid);
+        PERFORM pg_notify('durably_outbox', CASE WHEN length(targets) < 7900 THEN targets
+                                                 ELSE '' END);
+    END IF;
+END
+$$;
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3)]
 
 # every node's commit records its sequence number on its own `node` row (cluster_fence);
 # the single-writer row `durably.writer` that `commit_batch` also updates would make the
@@ -114,10 +140,12 @@ CREATE OR REPLACE RULE writer_per_node AS ON UPDATE TO durably.writer
     WHERE coalesce(current_setting('durably.node', true), '') <> ''
     DO INSTEAD NOTHING
 """
-# spread placement: a commit that changes the schema registry wakes every node at COMMIT
-# (`spread.SpreadNode._reader` listens), which re-reads it at once instead of at its next
-# periodic check; only registry changes notify (they are rare), never the write path.
-# Created with the writer rule, once the store's tables exist.
+# spread placement: a commit that changes the schema registry or the Kafka clusters and
+# subscriptions wakes every node at COMMIT (`spread.SpreadNode._reader` listens), which
+# re-reads them at once instead of at its next idle round; only these documents notify
+# (they change rarely), never the write path. Created with the writer rule, once the
+# store's tables exist; 'kafka' in the trigger's definition tells this version's trigger
+# from an earlier one (registry only), which it replaces (`fence._has_registry_trigger`).
 REGISTRY_CHANNEL = "durably_registry"
 REGISTRY_NOTIFY = f"""
 CREATE OR REPLACE FUNCTION durably.registry_changed() RETURNS trigger
@@ -127,8 +155,9 @@ BEGIN
     RETURN NULL;
 END
 $$;
+DROP TRIGGER IF EXISTS registry_changed ON durably.meta;
 CREATE TRIGGER registry_changed AFTER INSERT OR UPDATE ON durably.meta
-    FOR EACH ROW WHEN (NEW.key = 'schema_registry')  -- durably.server.REGISTRY_KEY
+    FOR EACH ROW WHEN (NEW.key IN ('schema_registry', 'kafka'))  -- REGISTRY_KEY, kafka's
     EXECUTE FUNCTION durably.registry_changed();
 """
 LATEST = MIGRATIONS[-1][0]

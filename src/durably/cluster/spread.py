@@ -11,7 +11,8 @@ engine on them alone (`durably serve --node-name N --placement spread`).
   be acted upon.
 - **Messages.** The engine writes what concerns another partition into the outbox in
   its own commit (`engine.partitions`); this node reads its partitions' messages in order
-  (woken by NOTIFY at the sender's COMMIT, polling every half second otherwise), applies
+  (woken by a NOTIFY at the sender's COMMIT that names the partitions written to, so only
+  their owners read; otherwise one round every two seconds checks the connection), applies
   each in a step of its engine and deletes it in that step's commit: exactly once.
 - **Routing.** A request is served where its partition is (`Router`): an invocation id, an
   object or workflow key, an idempotency key or an awakeable names it; a new invocation of
@@ -23,9 +24,10 @@ engine on them alone (`durably serve --node-name N --placement spread`).
 - **Registry.** Deployments and service changes are written by the owner of partition 0
   (admin requests that change them are routed there); every node reloads the registry
   from the database when it changes: at once on the NOTIFY its commit sends
-  (`schema.REGISTRY_NOTIFY`), and every second in case a notification was lost. Kafka
-  clusters and subscriptions are written and read alike; each node consumes the Kafka
-  partitions whose offsets live in its partitions (`durably.kafka.service`).
+  (`schema.REGISTRY_NOTIFY`), and on the outbox reader's idle round (it reads the row's
+  version, and the document only when that changed) in case a notification was lost.
+  Kafka clusters and subscriptions are written and read alike; each node consumes the
+  Kafka partitions whose offsets live in its partitions (`durably.kafka.service`).
 - **Web UI.** Its pages and actions are routed as the admin API's are
   (`durably.ui.routing` names their partition); a bulk action acts on each invocation
   through this node's admin router (`act_on_invocation`).
@@ -43,6 +45,7 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from durably.cluster.keeper import owners
+from durably.cluster.leases import NodeInfo
 from durably.cluster.node import (
     AUTHORIZATION,
     FORWARDED,
@@ -52,9 +55,11 @@ from durably.cluster.node import (
     Switch,
     _json,
     _replay,
+    node_url,
     read_body,
 )
 from durably.cluster.schema import REGISTRY_CHANNEL
+from durably.cluster.side import SideConnection
 from durably.cluster.waits import WaitsReader
 from durably.engine.partitions import PartitionMoved, Partitions, apply
 from durably.ids import InvocationId, key_range, parse_awakeable_id, partition_key_for
@@ -63,15 +68,32 @@ log = logging.getLogger("durably.cluster")
 
 REGISTRY_PARTITION = 0  # its owner writes the schema registry
 SYNC_PATH = "/cluster/sync-registry"  # admin port, between nodes: read the registry now
-_POLL_S = 0.5
+# The outbox reader's round when nothing woke it. Messages for this node's partitions and
+# changes of the registry or the Kafka subscriptions wake it at once (a NOTIFY at the
+# writer's COMMIT), so this round is only the check that its connection still answers (and
+# the fallback for a notification that connection missed): an idle node costs PostgreSQL
+# one statement per `_POLL_S`, and a black-holed connection is noticed within
+# `_POLL_S + _QUERY_TIMEOUT_S`.
+_POLL_S = 2.0
 # Every statement of the outbox reader gives up after this long: a connection whose bytes
 # are black-holed (the network to PostgreSQL cut and healed) neither answers nor fails, so
 # without a deadline the reader would wait on it forever and this node would apply no
 # message to its partitions again (callers suspended for good). On a timeout the reader
 # drops the connection and opens a new one; the messages stay in the outbox meanwhile.
 _QUERY_TIMEOUT_S = 5.0
-_REGISTRY_CHECK_S = 1.0
 _BATCH = 500
+_OUTBOX_SQL = (
+    "SELECT id, pid, kind, body FROM durably.outbox WHERE pid = ANY($1::integer[]) "
+    "ORDER BY id LIMIT $2"
+)
+# the same, and the row versions of the registry and the Kafka document (pid -1, key in
+# `kind`, xmin in `body`): a changed version is read whole (`_sync_registry`), an unchanged
+# one costs no transfer of the document
+_OUTBOX_AND_META_SQL = f"""
+SELECT id, pid, kind, body FROM ({_OUTBOX_SQL}) AS messages
+UNION ALL
+SELECT 0, -1, key, convert_to(xmin::text, 'UTF8') FROM durably.meta WHERE key = ANY($3::text[])
+"""
 
 
 class Router(Forwarder):
@@ -93,6 +115,7 @@ class Router(Forwarder):
         headers = dict(scope.get("headers") or ())
         if FORWARDED in headers and scope.get("path") == SYNC_PATH and self.kind == "admin":
             # the registry's writer changed it and waits until every node has it
+            self.spread.registry_syncs_asked += 1
             await self.spread.sync_registry_now()
             await _json(send, 200, "synced", [])
             return
@@ -212,6 +235,10 @@ class SpreadNode(NodeBase):
         self._wake = asyncio.Event()
         self._refresh = asyncio.Event()
         self._registry_changed = False  # a commit changed the registry (NOTIFY)
+        # meta key -> row version (xmin) of the registry and Kafka documents last read
+        self._meta_versions: dict[str, str] | None = None
+        self.registry_syncs_asked = 0  # by the registry's writer (SYNC_PATH), for status
+        self.side: SideConnection | None = None
         self.moves_done = 0  # partitions taken over since start (for status and tests)
         self.waits: WaitsReader | None = None
 
@@ -232,8 +259,10 @@ class SpreadNode(NodeBase):
             # caller); the invoker is attached after this hook, hence the lookup per call
             store.in_flight = lambda: engine.invoker.running if engine.invoker else 0
         self.ready = set(owned)
-        # deadlock reports across nodes read other nodes' waits from the database
-        self.waits = WaitsReader(self.server.store.read_connection)
+        # deadlock reports across nodes read other nodes' waits from the database, registry
+        # reads asked for by requests too: on one connection kept open
+        self.side = SideConnection(self.server.store.read_connection)
+        self.waits = WaitsReader(self.side)
         engine.read_waits = self.waits
 
     async def start(self) -> tuple[Any, Any]:
@@ -325,31 +354,32 @@ class SpreadNode(NodeBase):
         import asyncpg
 
         applied: dict[int, bool] = {}  # message id -> its deletion is committed
-        last_registry = 0.0
         conn = None
-        loop = asyncio.get_running_loop()
         while True:
             try:
                 if conn is None or conn.is_closed():
                     conn = await asyncpg.connect(
                         self.cfg.postgres_dsn, timeout=5.0, command_timeout=_QUERY_TIMEOUT_S
                     )
-                    await conn.add_listener("durably_outbox", lambda *_: self._wake.set())
+                    await conn.add_listener("durably_outbox", self._outbox_notified)
                     await conn.add_listener(REGISTRY_CHANNEL, self._registry_notified)
-                    last_registry = 0.0  # (a change notified while it was down)
-                with contextlib.suppress(TimeoutError):
+                    # what was written or changed while it was down: read it now
+                    self._registry_changed = True
+                    self._wake.set()
+                woken = True
+                try:
                     await asyncio.wait_for(self._wake.wait(), _POLL_S)
+                except TimeoutError:
+                    woken = False
                 self._wake.clear()
                 if self._refresh.is_set():
                     self._refresh.clear()
                     self.keeper.owners = await owners(conn)
-                if self._registry_changed or loop.time() - last_registry >= _REGISTRY_CHECK_S:
-                    # notified at the writer's COMMIT; the periodic check is the fallback
-                    # (a notification is lost while this connection is down)
-                    self._registry_changed = False
-                    last_registry = loop.time()
-                    await self._sync_registry(conn)
-                await self._deliver(conn, applied)
+                # the registry's version is read when a change was notified, and on every
+                # round nothing woke (a notification this connection missed)
+                meta = self._registry_changed or not woken
+                self._registry_changed = False
+                await self._deliver(conn, applied, meta)
             except asyncio.CancelledError:
                 if conn is not None:
                     conn.terminate()
@@ -360,25 +390,37 @@ class SpreadNode(NodeBase):
                 if conn is not None:
                     conn.terminate()
                 conn = None
-                await asyncio.sleep(_POLL_S)
+                await asyncio.sleep(0.5)
+
+    def _outbox_notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if notified_partitions_concern(payload, self.ready):
+            self._wake.set()
 
     def _registry_notified(self, *_: Any) -> None:
         self._registry_changed = True
         self._wake.set()
 
-    async def _deliver(self, conn: Any, applied: dict[int, bool]) -> None:
+    async def _deliver(self, conn: Any, applied: dict[int, bool], meta: bool = False) -> None:
         engine, store = self.server.engine, self.server.store
-        owned = sorted(self.ready)
-        if engine is None or not owned:
+        owned = sorted(self.ready) if engine is not None else []
+        if not owned and not meta:
             return
         # ids whose deletion was committed before this read started and that it does not
         # return any more can be forgotten; one it still returns was read before the commit
         safe = {i for i, done in applied.items() if done}
-        rows = await conn.fetch(
-            "SELECT id, pid, kind, body FROM durably.outbox WHERE pid = ANY($1::integer[]) "
-            "ORDER BY id LIMIT $2",
-            owned, _BATCH,
-        )
+        if meta:
+            from durably.kafka.service import META_KEY
+            from durably.server import REGISTRY_KEY
+
+            got = await conn.fetch(_OUTBOX_AND_META_SQL, owned, _BATCH, [REGISTRY_KEY, META_KEY])
+            versions = {r[2]: bytes(r[3]).decode() for r in got if r[1] < 0}
+            rows = sorted((r for r in got if r[1] >= 0), key=lambda r: r[0])
+            if versions != self._meta_versions and await self._sync_registry(conn):
+                self._meta_versions = versions
+        else:
+            rows = await conn.fetch(_OUTBOX_SQL, owned, _BATCH)
+        if engine is None or not owned:
+            return
         seen = {r[0] for r in rows}
         for message_id in safe - seen:
             del applied[message_id]
@@ -416,7 +458,12 @@ class SpreadNode(NodeBase):
             self._wake.set()
 
     async def tell_nodes_to_sync(self, auth: bytes | None = None) -> None:
-        """Ask every other live node to read the registry now (each answers once done)."""
+        """Ask every other live node to read the registry now (each answers once done).
+
+        The live nodes are read from the database now, not taken from the last lease round:
+        a node that joined since that round (up to TTL/3 ago) is asked too. One that joins
+        after this read opens its store after joining, so it loads the change itself."""
+        from durably.cluster.leases import live_nodes
         from durably.cluster.node import SECRET
 
         headers = [(FORWARDED.decode(), self.name)]
@@ -424,15 +471,20 @@ class SpreadNode(NodeBase):
             headers.append(("authorization", auth.decode("latin-1")))
         if self.secret is not None:
             headers.append((SECRET.decode(), self.secret))
+        nodes = list(self.keeper.nodes.values())
+        if self.side is not None:
+            try:
+                nodes = await self.side.run(lambda conn: live_nodes(conn, self.keeper.ttl_s))
+            except Exception as e:  # the NOTIFY and the nodes' own checks remain
+                log.warning("reading the live nodes failed (%s); asking those of the last "
+                            "lease round", str(e).splitlines()[0] if str(e) else type(e).__name__)
 
-        async def one(name: str) -> None:
-            base = self.url_of(name, "admin")
-            if base is None:
-                return
+        async def one(node: NodeInfo) -> None:
             with contextlib.suppress(Exception):
-                await self.peers.request(base, "POST", SYNC_PATH, headers, timeout=5.0)
+                await self.peers.request(node_url(node, "admin"), "POST", SYNC_PATH, headers,
+                                         timeout=5.0)
 
-        await asyncio.gather(*(one(n) for n in list(self.keeper.nodes) if n != self.name))
+        await asyncio.gather(*(one(n) for n in nodes if n.name != self.name))
 
     async def act_on_invocation(
         self, scope: Any, inv_id: str, action: str, params: dict[str, str]
@@ -484,39 +536,36 @@ class SpreadNode(NodeBase):
         return bool(service) and engine.schema.service_ty(service) is None
 
     async def sync_registry_now(self, strict: bool = False) -> None:
-        """Read the registry from the database now (`strict`: a failure raises)."""
-        import asyncpg
-
+        """Read the registry from the database now (`strict`: a failure raises), on the
+        node's side connection."""
         try:
-            conn = await asyncpg.connect(
-                self.cfg.postgres_dsn, timeout=5.0, command_timeout=_QUERY_TIMEOUT_S
-            )
-            try:
-                await self._sync_registry(conn)
-            finally:
-                conn.terminate()  # (a graceful close waits on a black-holed connection)
+            if self.side is not None:
+                await self.side.run(self._sync_registry)
         except Exception as e:
             if strict:
                 raise
             log.warning("reading the schema registry failed: %s", e)
 
-    async def _sync_registry(self, conn: Any) -> None:
+    async def _sync_registry(self, conn: Any) -> bool:
+        """Take the registry and Kafka documents from the database if another node changed
+        them; False when there is nothing to compare with yet (no store)."""
         from durably.server import REGISTRY_KEY
 
         store, engine = self.server.store, self.server.engine
         if store is None or engine is None:
-            return
+            return False
         kafka = self.server.kafka
         if kafka is not None and REGISTRY_PARTITION not in self.ready:
             await kafka.sync(conn)  # its clusters and subscriptions, written alike
         raw = await conn.fetchval("SELECT value FROM durably.meta WHERE key = $1", REGISTRY_KEY)
         if raw is None or bytes(raw) == store.load_meta(REGISTRY_KEY):
-            return
+            return True
         if REGISTRY_PARTITION in self.ready:
-            return  # this node writes the registry: its copy is the newest
+            return True  # this node writes the registry: its copy is the newest
         store._meta[REGISTRY_KEY] = bytes(raw)
         engine.schema.registry.reload(orjson.loads(raw))
         log.info("schema registry reloaded (changed by another node)")
+        return True
 
     # -- routing -------------------------------------------------------------------------
 
@@ -558,6 +607,7 @@ class SpreadNode(NodeBase):
             "partitions": keeper.num_partitions,
             "partitions_held": len(keeper.held),
             "partitions_ready": len(self.ready),
+            "registry_syncs_asked": self.registry_syncs_asked,
             "held": sorted(keeper.held),
             "lease_ttl_s": keeper.ttl_s,
             "nodes": [
@@ -576,8 +626,21 @@ class SpreadNode(NodeBase):
                 await task
         await self.keeper.stop(release=release)
         await self.peers.close()
-        if self.waits is not None:
-            await self.waits.close()
+        if self.side is not None:
+            await self.side.close()
+
+
+def notified_partitions_concern(payload: str, ready: set[int]) -> bool:
+    """Whether an outbox NOTIFY concerns this node: its payload names the partitions the
+    commit wrote messages for (comma-separated; cluster migration 3), so only their owners
+    read the outbox. An empty or unreadable payload (a node of an earlier version wrote
+    it) wakes every node, as before."""
+    if not payload:
+        return True
+    try:
+        return any(int(p) in ready for p in payload.split(","))
+    except ValueError:
+        return True
 
 
 # A node of a spread cluster carries 1/N of the load, so its commits group 1/N as many steps

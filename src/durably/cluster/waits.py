@@ -6,17 +6,15 @@ An invocation waits on the invocations it called or attached to that have not co
 its key (an exclusive invocation of the same object key that has started and not
 ended; same partition). Both are rows their owners commit anyway: nothing is written
 for the search, and a partition that moves leaves no edge behind. The search reads only
-when it reaches another node's invocation, one query per hop, on a connection of its
-own (never the store's writer).
+when it reaches another node's invocation, one query per hop, on the node's side
+connection (`cluster.side`; never the store's writer).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+from durably.cluster.side import SideConnection
 from durably.engine.deadlock import Waits
 from durably.protocol.messages import MessageType
 
@@ -64,35 +62,15 @@ def waits_from_rows(rows: list[tuple[Any, ...]]) -> dict[str, Waits]:
     }
 
 
-_QUERY_TIMEOUT_S = 5.0
-
-
 class WaitsReader:
-    """`engine.read_waits` of a spread node: one connection, opened when first needed and
-    again after a failure; one query at a time."""
+    """`engine.read_waits` of a spread node: one query per call on the node's side
+    connection (`cluster.side`), which gives up on a black-holed connection and reopens."""
 
-    def __init__(self, connect: Callable[[], Awaitable[Any]]) -> None:
-        self._connect = connect
-        self._conn: Any = None
-        self._lock = asyncio.Lock()
+    def __init__(self, side: SideConnection) -> None:
+        self._side = side
 
     async def __call__(self, ids: set[str]) -> dict[str, Waits]:
-        async with self._lock:
-            if self._conn is None or self._conn.is_closed():
-                self._conn = await self._connect()
-            try:
-                # (a connection black-holed by a network cut never answers: give up, reopen)
-                rows = await self._conn.fetch(
-                    WAITS_SQL, sorted(ids), WAIT_TYPES, HOLDING, timeout=_QUERY_TIMEOUT_S
-                )
-            except BaseException:
-                conn, self._conn = self._conn, None
-                conn.terminate()
-                raise
+        rows = await self._side.run(
+            lambda conn: conn.fetch(WAITS_SQL, sorted(ids), WAIT_TYPES, HOLDING)  # type: ignore[no-any-return]
+        )
         return waits_from_rows([tuple(r) for r in rows])
-
-    async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 5)
