@@ -18,6 +18,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -244,8 +245,13 @@ class CheckerCluster:
             exited = self.revive()
             for attempt in range(3):
                 try:
-                    for node in self.nodes.values():
-                        node.wait_healthy(120)
+                    for name, node in self.nodes.items():
+                        try:
+                            node.wait_healthy(120)
+                        except HarnessError:
+                            if node.proc is not None and node.proc.poll() is None:
+                                self.diagnose(name)  # up but not answering: keep the evidence
+                            raise
                     return exited
                 except HarnessError:
                     # a node revived on a starved machine may lose the leases it just took
@@ -255,6 +261,35 @@ class CheckerCluster:
                         raise
                     exited += again
             return exited
+
+    def diagnose(self, name: str) -> Path:
+        """A node that is up but does not answer: write what it is doing (py-spy's dump of
+        its threads), what its database sessions are doing (pg_stat_activity) and the
+        leases, next to its log, before the run tears everything down."""
+        out = self.base / f"stuck-{name}-{int(time.time())}.txt"
+        node = self.nodes[name]
+        parts = [f"node {name} pid {node.proc.pid if node.proc else None}, log {node.log_path}"]
+        if node.proc is not None:
+            for args in (["py-spy", "dump", "--pid", str(node.proc.pid)],
+                         ["py-spy", "dump", "--locals", "--pid", str(node.proc.pid)]):
+                try:
+                    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+                    parts.append(f"$ {' '.join(args)}\n{done.stdout}{done.stderr}")
+                except (OSError, subprocess.SubprocessError) as e:
+                    parts.append(f"$ {' '.join(args)}: {e}")
+        for sql in ("SELECT pid, application_name, client_addr, client_port, backend_start, "
+                    "xact_start, query_start, state_change, wait_event_type, wait_event, state, "
+                    "left(query, 300) FROM pg_stat_activity WHERE datname = current_database()",
+                    "SELECT * FROM durably.partition_lease ORDER BY 1",
+                    "SELECT now()"):
+            try:
+                rows = fetch(self.dsn, sql)
+                parts.append(f"> {sql}\n" + "\n".join(repr(r) for r in rows))
+            except Exception as e:
+                parts.append(f"> {sql}: {type(e).__name__}: {e}")
+        parts.append(f"proxy of {name}: {vars(self.proxies[name])!r}")
+        out.write_text("\n\n".join(parts), encoding="utf-8")
+        return out
 
     # -------------------------------------------------------------------------- reading
 
