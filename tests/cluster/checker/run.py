@@ -74,11 +74,14 @@ class Result:
 
     def summary(self) -> str:
         kinds = Counter(e.action for e in self.events)
+        held = sum(e.held_partitions for e in self.events)
+        restarts = sum(e.note.count(" exit ") for e in self.events)
         return (
             f"placement {self.settings.placement or 'default'}, seed {self.settings.seed}, "
             f"{self.seconds:.0f} s: nemesis events {len(self.events)} "
-            f"({', '.join(f'{a} {kinds[a]}' for a in ACTIONS)}), node exits "
-            f"{len(self.exits)}; {self.report.summary()}"
+            f"({', '.join(f'{a} {kinds[a]}' for a in ACTIONS)}; {held} on a node holding "
+            f"partitions), nodes found stopped and restarted {restarts}, unexpected "
+            f"node exits {len(self.exits)}; {self.report.summary()}"
         )
 
 
