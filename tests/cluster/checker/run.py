@@ -272,7 +272,8 @@ class CheckerCluster:
         out = self.base / f"stuck-{name}-{int(time.time())}.txt"
         node = self.nodes[name]
         parts = [f"node {name} pid {node.proc.pid if node.proc else None}, log {node.log_path}"]
-        if node.proc is not None:
+        if node.proc is not None and node.proc.poll() is None:
+            node.proc.send_signal(signal.SIGUSR1)  # the node logs its tasks' stacks
             for args in (["py-spy", "dump", "--pid", str(node.proc.pid)],
                          ["py-spy", "dump", "--locals", "--pid", str(node.proc.pid)]):
                 try:
@@ -293,6 +294,11 @@ class CheckerCluster:
         parts.append(f"proxy of {name}: {vars(self.proxies[name])!r}")
         out.write_text("\n\n".join(parts), encoding="utf-8")
         return out
+
+    def diagnose_all(self) -> None:
+        for name, node in self.nodes.items():
+            if node.proc is not None and node.proc.poll() is None:
+                self.diagnose(name)
 
     # -------------------------------------------------------------------------- reading
 
@@ -330,18 +336,21 @@ class CheckerCluster:
         return Final(sets=sets, relays=relays, flows=flows, runs=runs)
 
     def _flow_output(self, client: httpx.Client, wid: str) -> dict[str, Any] | None:
+        answers = []
         for name in NAMES:
             try:
                 r = client.get(
                     f"{self.nodes[name].ingress_url}/restate/workflow/CheckFlow/{wid}/output"
                 )
-            except httpx.HTTPError:
+            except httpx.HTTPError as e:
+                answers.append(f"{name}: {type(e).__name__}")
                 continue
             if r.status_code == 200:
                 return dict(r.json())
             if r.status_code in (404, 470):  # unknown or not finished
                 return None
-        raise RuntimeError(f"no node answered the output of workflow {wid}")
+            answers.append(f"{name}: {r.status_code} {r.text[:200]}")
+        raise RuntimeError(f"no node answered the output of workflow {wid}: {answers}")
 
     def unfinished(self) -> list[dict[str, Any]]:
         """Invocations not completed at the end (for the history: what a hang looks like)."""
@@ -501,11 +510,17 @@ def run(base: Path, settings: Settings, history: Path | None = None) -> Result:
             stop.set()
             nemesis.join()
         cluster._note_exits(None, cluster.heal())
-        asyncio.run(load.retry_unacknowledged(rng))
-        cluster.wait_quiet(load.ops, settings.heal_timeout)
-        final = cluster.final(load.ops)
-        report = check(load.ops, final)
-        unfinished = cluster.unfinished()
+        try:
+            asyncio.run(load.retry_unacknowledged(rng))
+            cluster.wait_quiet(load.ops, settings.heal_timeout)
+            final = cluster.final(load.ops)
+            report = check(load.ops, final)
+            unfinished = cluster.unfinished()
+        except Exception:
+            cluster.diagnose_all()
+            raise
+        if report.violations or unfinished:
+            cluster.diagnose_all()
         result = Result(report, events, settings, time.time() - started, cluster.exits)
         if history is not None:
             history.write_text(json.dumps({
