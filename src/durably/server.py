@@ -7,6 +7,7 @@ import contextlib
 import errno
 import gc
 import logging
+import os
 import signal
 import socket
 import sys
@@ -516,7 +517,7 @@ async def _serve(config: ServerConfig) -> int:
     )
     await server.wait()
     if server.fatal is not None:
-        await server.stop()
+        await _stop_or_exit(server)
         print(
             f"durably: stopped: a storage commit failed ({server.fatal}); nothing after the "
             "last successful commit was acknowledged",
@@ -527,6 +528,27 @@ async def _serve(config: ServerConfig) -> int:
     print("durably: shutting down", flush=True)
     await server.stop()
     return 0
+
+
+# after a fatal error nothing more is acknowledged; a shutdown still waiting this long
+# (a task deaf to its cancellation) must not keep the process, and under a cluster its
+# partitions, from the supervisor that restarts it
+FATAL_STOP_S = 30.0
+
+
+async def _stop_or_exit(server: Durably) -> None:
+    stopping = asyncio.ensure_future(server.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=FATAL_STOP_S)
+    if done:
+        stopping.result()
+        return
+    from durably.cluster.node import log_tasks
+
+    log_tasks()  # what it waits on, for the report
+    print(f"durably: stopped: {server.fatal}; the shutdown did not finish within "
+          f"{FATAL_STOP_S:g} s", file=sys.stderr, flush=True)
+    logging.shutdown()
+    os._exit(1)
 
 
 def serve(config: ServerConfig) -> int:

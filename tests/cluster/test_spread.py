@@ -561,3 +561,79 @@ def test_suspended_invocations_do_not_delay_a_lone_caller(
         for node in c.nodes.values():
             node.close()
         c.services.close()
+
+
+def test_a_caller_waiting_through_a_lost_and_retaken_partition_gets_its_answer(
+    tmp_path: Path,
+) -> None:
+    """A caller waits on n1 for a workflow of n1's partitions; n1, cut off from PostgreSQL
+    past its lease, drops its partitions (nothing unsaved, it keeps running), so the wait
+    ends with "partition moved" and the request becomes an attach to the invocation at
+    its owner. Healed, n1 takes the partitions back before that attach finds another
+    owner, and serves it itself. Its wait for the caller's disconnect once read a body-less
+    `receive` that never blocked: n1's event loop spun for good and answered nothing more
+    (the checker's short run: a node up but deaf to health checks after a takeover)."""
+    from tests.cluster.checker.run import SERVICES_APP
+    from tests.support.tcp_proxy import BlackholeProxy
+
+    pg = shared_cluster()
+    dsn = pg.new_database()
+    proxy = BlackholeProxy(pg.port)
+    n1 = DurablyServer(
+        tmp_path / "n1", store=dsn.replace(f":{pg.port}/", f":{proxy.port}/"),
+        extra_args=["--node-name", "n1", "--lease-ttl", "2s", "--placement", "spread"],
+    )
+    services = ServicesProcess([], tmp_path / "services", app=SERVICES_APP)
+    answers: list[httpx.Response | BaseException] = []
+    services.start()
+    try:
+        n1.start()
+        register(n1.admin_url, services.url, use_http_11=False)
+        with httpx.Client(timeout=10) as client:
+            _poll(lambda: client.get(f"{n1.admin_url}/cluster").json()["partitions_ready"]
+                  == PARTITIONS)
+
+            def call() -> None:
+                try:
+                    with httpx.Client(timeout=180) as slow:
+                        answers.append(slow.post(
+                            f"{n1.ingress_url}/CheckFlow/wf1/run",
+                            json={"key": "k1", "token": "t1", "ms": 12_000},
+                        ))
+                except BaseException as e:  # the assertion below names it
+                    answers.append(e)
+
+            caller = threading.Thread(target=call, daemon=True)
+            caller.start()
+            # the workflow sleeps: its input, first `ctx.run` and sleep are committed
+            _poll(lambda: fetch(dsn, "SELECT count(*) FROM durably.journal j JOIN "
+                                     "durably.invocation i ON i.id = j.invocation_id "
+                                     "WHERE i.service = 'CheckFlow'")[0][0] >= 3)
+            time.sleep(1.0)  # (nothing of it on its way to the database when cut)
+            proxy.blackhole()
+            try:
+                _poll(lambda: client.get(f"{n1.admin_url}/cluster").json()
+                      ["partitions_ready"] == 0)
+            finally:
+                proxy.heal()
+            assert n1.proc is not None and n1.proc.poll() is None, "n1 stopped"
+
+            def ready() -> int:
+                try:
+                    return int(client.get(f"{n1.admin_url}/cluster").json()["partitions_ready"])
+                except httpx.TimeoutException:
+                    raise AssertionError("n1 is up but answers nothing any more") from None
+
+            # n1 takes its partitions back and keeps answering
+            _poll(lambda: ready() == PARTITIONS, timeout=90)
+            n1.wait_healthy(60)
+        caller.join(180)
+        assert answers, "the caller got no answer"
+        answer = answers[0]
+        assert isinstance(answer, httpx.Response), repr(answer)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["seq"] == 0
+    finally:
+        n1.close()
+        services.close()
+        proxy.close()

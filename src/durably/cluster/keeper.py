@@ -83,6 +83,7 @@ class LeaseKeeper:
         self.leader: str | None = None
         # set by `retire`: the node is stopping and must never hold a lease again
         self.retired = False
+        self._left = False  # a retired keeper left the membership
 
     @property
     def held(self) -> dict[int, int]:
@@ -166,6 +167,12 @@ class LeaseKeeper:
         if lost:
             log.error("leases of partitions %s were taken over", sorted(lost))
             self._lose(lost)
+        if self.retired and not self._left:
+            # no longer a member the others share the partitions with: counted as live, a
+            # stopping node that takes nothing would keep its share unowned for as long as
+            # its shutdown lasts
+            await self.membership.leave(conn)
+            self._left = True
         self.nodes = {n.name: n for n in got_round.nodes}
         self.live = list(self.nodes)
         self.owners = got_round.owners

@@ -32,9 +32,12 @@ A caller talking to the leader directly sees its connection drop, as with one no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
+import io
 import ipaddress
 import logging
+import signal
 from typing import Any
 
 import orjson
@@ -347,6 +350,16 @@ def _peer_idle_timeout(cfg: Any) -> float:
     return min(30.0, keep_alive / 2)
 
 
+def log_tasks() -> None:
+    """Log the stack of every task of the running loop (on SIGUSR1)."""
+    tasks = asyncio.all_tasks()
+    log.warning("%d tasks (SIGUSR1):", len(tasks))
+    for task in tasks:
+        out = io.StringIO()
+        task.print_stack(limit=12, file=out)
+        log.warning("task %s: %s", task.get_name(), out.getvalue())
+
+
 class NodeBase:
     """What a node of either placement has: its settings, its lease keeper (spread or not,
     with the placement's hooks), the client it reaches other nodes with, and the fence it
@@ -369,6 +382,9 @@ class NodeBase:
         self.peers = Peers(idle_timeout_s=_peer_idle_timeout(cfg))
 
     async def _start_keeper(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # `kill -USR1 PID`: what every task of a node that seems stuck is waiting on
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, log_tasks)
         try:
             await self.keeper.start()
         except (TimeoutError, OSError) as e:

@@ -180,10 +180,12 @@ class Router(Forwarder):
             attach["headers"] = [(k, v) for k, v in scope.get("headers") or ()
                                  if k.lower() not in (b"content-type", b"idempotency-key")]
 
-            async def nothing() -> Any:
-                return {"type": "http.request", "body": b"", "more_body": False}
-
-            await Forwarder.__call__(self, attach, nothing, send)
+            # an attach has no body; after it, the caller's own `receive` (whose body the
+            # app read already) tells when the caller goes away. A `receive` answering
+            # "no body" for ever made an attach served here again (this node took the
+            # partition back meanwhile) spin in its wait for the disconnect, and the
+            # node's loop answered nothing more
+            await Forwarder.__call__(self, attach, _replay(b"", receive), send)
 
     async def _change_registry(self, app: Any, scope: Any, receive: Any, send: Any) -> None:
         """A change of the registry, answered once it is committed and every live node

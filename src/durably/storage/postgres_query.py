@@ -81,6 +81,8 @@ _AFTER_NAME = {
     "BETWEEN", "ASC", "DESC", "AND", "OR", "WHERE", "GROUP", "ORDER", "LIMIT", "HAVING", "+",
     "-", "*", "/", "|", "%", "NULLS", "UNION", ":",
 }
+# beyond the server's statement_timeout, how long a query waits for an answer at all
+_NO_ANSWER_SLACK_S = 5.0
 _REGISTRY_LOCK = 0x64757261626C7A  # the advisory lock of a registry rows refresh
 
 
@@ -261,53 +263,68 @@ class PostgresIntrospector:
     async def _query(self, sql: str) -> QueryResult:
         pool = await self._get_pool()
         async with pool.acquire() as conn:
-            role = await self._ensure_role(conn)
-            await self._refresh_registry(conn)
             try:
-                await conn.execute(
-                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-                    f"SET LOCAL statement_timeout = {max(1, int(self.timeout_s * 1000))}; "
-                    "SET LOCAL search_path = durably_query, pg_catalog; "
-                    f'SET LOCAL ROLE "{role}"'
-                )
-                stmt = await conn.prepare(sql)
-                attributes = stmt.get_attributes()
-                if not attributes:
-                    raise QueryRefused("only SELECT queries are allowed (this statement "
-                                       "returns no rows)")
-                columns = [a.name for a in attributes]
-                types = [a.type.name for a in attributes]
-                plan = orjson.loads(await conn.fetchval(f"EXPLAIN (VERBOSE, FORMAT JSON) {sql}"))
-                for schema, relation in _relations(plan):
-                    if schema not in ("durably_query", "durably"):
-                        raise QueryRefused(_NOT_A_TABLE.format(relation))
-                denied = _DENIED_FUNCTIONS.search(orjson.dumps(plan).decode())
-                if denied:
-                    raise QueryRefused(f"the function {denied.group(1)}() is not allowed")
-                rows: list[tuple[Any, ...]] = []
-                truncated = False
-                size = 0
-                async for record in conn.cursor(
-                    "SELECT durably_query.run($1, $2, $3, $4)",
-                    sql, len(columns), self.max_rows, self.max_answer_bytes,
-                    prefetch=500,
-                ):
-                    doc = record[0]
-                    if doc is None:
-                        truncated = True
-                        break
-                    size += len(doc)
-                    if size > self.max_answer_bytes:
-                        raise QueryError(self._too_big())
-                    values = orjson.loads(doc)
-                    rows.append(tuple(
-                        _from_json(values.get(f"c{i + 1}"), types[i])
-                        for i in range(len(columns))
-                    ))
-                return QueryResult(columns, rows, truncated)
-            finally:
-                if not conn.is_closed():
-                    await conn.execute("ROLLBACK")
+                # the server's statement_timeout ends a slow query; this ends a wait on a
+                # connection a network cut black-holed (no answer ever comes on it)
+                async with asyncio.timeout(self.timeout_s + _NO_ANSWER_SLACK_S):
+                    return await self._query_on(conn, sql)
+            except TimeoutError:
+                conn.terminate()
+                raise QueryError(
+                    f"PostgreSQL did not answer within {self.timeout_s + _NO_ANSWER_SLACK_S:g}s"
+                ) from None
+
+    async def _query_on(self, conn: Any, sql: str) -> QueryResult:
+        role = await self._ensure_role(conn)
+        await self._refresh_registry(conn)
+        try:
+            await conn.execute(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                f"SET LOCAL statement_timeout = {max(1, int(self.timeout_s * 1000))}; "
+                "SET LOCAL search_path = durably_query, pg_catalog; "
+                f'SET LOCAL ROLE "{role}"'
+            )
+            stmt = await conn.prepare(sql)
+            attributes = stmt.get_attributes()
+            if not attributes:
+                raise QueryRefused("only SELECT queries are allowed (this statement "
+                                   "returns no rows)")
+            columns = [a.name for a in attributes]
+            types = [a.type.name for a in attributes]
+            plan = orjson.loads(await conn.fetchval(f"EXPLAIN (VERBOSE, FORMAT JSON) {sql}"))
+            for schema, relation in _relations(plan):
+                if schema not in ("durably_query", "durably"):
+                    raise QueryRefused(_NOT_A_TABLE.format(relation))
+            denied = _DENIED_FUNCTIONS.search(orjson.dumps(plan).decode())
+            if denied:
+                raise QueryRefused(f"the function {denied.group(1)}() is not allowed")
+            rows: list[tuple[Any, ...]] = []
+            truncated = False
+            size = 0
+            async for record in conn.cursor(
+                "SELECT durably_query.run($1, $2, $3, $4)",
+                sql, len(columns), self.max_rows, self.max_answer_bytes,
+                prefetch=500,
+            ):
+                doc = record[0]
+                if doc is None:
+                    truncated = True
+                    break
+                size += len(doc)
+                if size > self.max_answer_bytes:
+                    raise QueryError(self._too_big())
+                values = orjson.loads(doc)
+                rows.append(tuple(
+                    _from_json(values.get(f"c{i + 1}"), types[i])
+                    for i in range(len(columns))
+                ))
+            return QueryResult(columns, rows, truncated)
+        except asyncio.CancelledError:
+            conn.terminate()  # (a rollback would wait on a black-holed connection)
+            raise
+        finally:
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")
 
     def _too_big(self) -> str:
         return (

@@ -18,6 +18,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -73,11 +74,14 @@ class Result:
 
     def summary(self) -> str:
         kinds = Counter(e.action for e in self.events)
+        held = sum(e.held_partitions for e in self.events)
+        restarts = sum(e.note.count(" exit ") for e in self.events)
         return (
             f"placement {self.settings.placement or 'default'}, seed {self.settings.seed}, "
             f"{self.seconds:.0f} s: nemesis events {len(self.events)} "
-            f"({', '.join(f'{a} {kinds[a]}' for a in ACTIONS)}), node exits "
-            f"{len(self.exits)}; {self.report.summary()}"
+            f"({', '.join(f'{a} {kinds[a]}' for a in ACTIONS)}; {held} on a node holding "
+            f"partitions), nodes found stopped and restarted {restarts}, unexpected "
+            f"node exits {len(self.exits)}; {self.report.summary()}"
         )
 
 
@@ -244,8 +248,13 @@ class CheckerCluster:
             exited = self.revive()
             for attempt in range(3):
                 try:
-                    for node in self.nodes.values():
-                        node.wait_healthy(120)
+                    for name, node in self.nodes.items():
+                        try:
+                            node.wait_healthy(120)
+                        except HarnessError:
+                            if node.proc is not None and node.proc.poll() is None:
+                                self.diagnose(name)  # up but not answering: keep the evidence
+                            raise
                     return exited
                 except HarnessError:
                     # a node revived on a starved machine may lose the leases it just took
@@ -255,6 +264,41 @@ class CheckerCluster:
                         raise
                     exited += again
             return exited
+
+    def diagnose(self, name: str) -> Path:
+        """A node that is up but does not answer: write what it is doing (py-spy's dump of
+        its threads), what its database sessions are doing (pg_stat_activity) and the
+        leases, next to its log, before the run tears everything down."""
+        out = self.base / f"stuck-{name}-{int(time.time())}.txt"
+        node = self.nodes[name]
+        parts = [f"node {name} pid {node.proc.pid if node.proc else None}, log {node.log_path}"]
+        if node.proc is not None and node.proc.poll() is None:
+            node.proc.send_signal(signal.SIGUSR1)  # the node logs its tasks' stacks
+            for args in (["py-spy", "dump", "--pid", str(node.proc.pid)],
+                         ["py-spy", "dump", "--locals", "--pid", str(node.proc.pid)]):
+                try:
+                    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+                    parts.append(f"$ {' '.join(args)}\n{done.stdout}{done.stderr}")
+                except (OSError, subprocess.SubprocessError) as e:
+                    parts.append(f"$ {' '.join(args)}: {e}")
+        for sql in ("SELECT pid, application_name, client_addr, client_port, backend_start, "
+                    "xact_start, query_start, state_change, wait_event_type, wait_event, state, "
+                    "left(query, 300) FROM pg_stat_activity WHERE datname = current_database()",
+                    "SELECT * FROM durably.partition_lease ORDER BY 1",
+                    "SELECT now()"):
+            try:
+                rows = fetch(self.dsn, sql)
+                parts.append(f"> {sql}\n" + "\n".join(repr(r) for r in rows))
+            except Exception as e:
+                parts.append(f"> {sql}: {type(e).__name__}: {e}")
+        parts.append(f"proxy of {name}: {vars(self.proxies[name])!r}")
+        out.write_text("\n\n".join(parts), encoding="utf-8")
+        return out
+
+    def diagnose_all(self) -> None:
+        for name, node in self.nodes.items():
+            if node.proc is not None and node.proc.poll() is None:
+                self.diagnose(name)
 
     # -------------------------------------------------------------------------- reading
 
@@ -292,18 +336,21 @@ class CheckerCluster:
         return Final(sets=sets, relays=relays, flows=flows, runs=runs)
 
     def _flow_output(self, client: httpx.Client, wid: str) -> dict[str, Any] | None:
+        answers = []
         for name in NAMES:
             try:
                 r = client.get(
                     f"{self.nodes[name].ingress_url}/restate/workflow/CheckFlow/{wid}/output"
                 )
-            except httpx.HTTPError:
+            except httpx.HTTPError as e:
+                answers.append(f"{name}: {type(e).__name__}")
                 continue
             if r.status_code == 200:
                 return dict(r.json())
             if r.status_code in (404, 470):  # unknown or not finished
                 return None
-        raise RuntimeError(f"no node answered the output of workflow {wid}")
+            answers.append(f"{name}: {r.status_code} {r.text[:200]}")
+        raise RuntimeError(f"no node answered the output of workflow {wid}: {answers}")
 
     def unfinished(self) -> list[dict[str, Any]]:
         """Invocations not completed at the end (for the history: what a hang looks like)."""
@@ -463,11 +510,17 @@ def run(base: Path, settings: Settings, history: Path | None = None) -> Result:
             stop.set()
             nemesis.join()
         cluster._note_exits(None, cluster.heal())
-        asyncio.run(load.retry_unacknowledged(rng))
-        cluster.wait_quiet(load.ops, settings.heal_timeout)
-        final = cluster.final(load.ops)
-        report = check(load.ops, final)
-        unfinished = cluster.unfinished()
+        try:
+            asyncio.run(load.retry_unacknowledged(rng))
+            cluster.wait_quiet(load.ops, settings.heal_timeout)
+            final = cluster.final(load.ops)
+            report = check(load.ops, final)
+            unfinished = cluster.unfinished()
+        except Exception:
+            cluster.diagnose_all()
+            raise
+        if report.violations or unfinished:
+            cluster.diagnose_all()
         result = Result(report, events, settings, time.time() - started, cluster.exits)
         if history is not None:
             history.write_text(json.dumps({

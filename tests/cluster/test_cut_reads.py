@@ -1,0 +1,62 @@
+"""Reads that go through a connection a network cut black-holed: they give up instead of
+waiting for good (a node's admin SQL once hung on its pooled connection after a cut)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import types
+
+import pytest
+from tests.support.postgres import shared_cluster
+from tests.support.tcp_proxy import BlackholeProxy
+
+from durably.storage.introspection import QueryError
+from durably.storage.postgres_query import PostgresIntrospector
+from durably.storage.postgres_schema import migrate
+
+pytestmark = pytest.mark.timeout(180)
+
+COUNT = "SELECT count(*) AS n FROM sys_invocation"
+
+
+async def _migrate(dsn: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
+def test_admin_sql_on_a_black_holed_connection_gives_up_and_recovers() -> None:
+    pg = shared_cluster()
+    dsn = pg.new_database()
+    asyncio.run(_migrate(dsn))
+    proxy = BlackholeProxy(pg.port)
+    introspector = PostgresIntrospector(
+        types.SimpleNamespace(dsn=dsn.replace(f":{pg.port}/", f":{proxy.port}/")), timeout_s=1.0
+    )
+    try:
+        assert introspector.query(COUNT).rows == [(0,)]  # a pooled connection, kept idle
+        proxy.blackhole()
+        outcome: list[object] = []
+
+        def query() -> None:
+            try:
+                outcome.append(introspector.query(COUNT))
+            except Exception as e:  # what the caller gets, checked below
+                outcome.append(e)
+
+        waiting = threading.Thread(target=query, daemon=True)
+        waiting.start()
+        waiting.join(120)
+        assert not waiting.is_alive(), "the query waited for good on a black-holed connection"
+        assert isinstance(outcome[0], QueryError), outcome
+        assert "did not answer" in str(outcome[0])
+        proxy.heal()
+        assert introspector.query(COUNT).rows == [(0,)]  # on a new connection
+    finally:
+        introspector.close()
+        proxy.close()
