@@ -60,3 +60,37 @@ def test_admin_sql_on_a_black_holed_connection_gives_up_and_recovers() -> None:
     finally:
         introspector.close()
         proxy.close()
+
+
+def test_a_cluster_wide_read_of_parked_records_gives_up_on_a_black_holed_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`GET /kafka-parked`'s cluster-wide read (and Kafka backpressure's lookups) open a
+    connection of their own: on a cut one neither answers nor fails, so the read gives up
+    after its timeout (the admin API answers 503) and the next one, healed, works."""
+    from durably.storage import postgres
+
+    monkeypatch.setattr(postgres, "READ_TIMEOUT_S", 1.0)
+    pg = shared_cluster()
+    dsn = pg.new_database()
+    asyncio.run(_migrate(dsn))
+    proxy = BlackholeProxy(pg.port)
+    store = postgres.PostgresStore(dsn.replace(f":{pg.port}/", f":{proxy.port}/"))
+
+    async def read() -> object:
+        reading = asyncio.ensure_future(store.all_kafka_parked())
+        done, _ = await asyncio.wait([reading], timeout=60)
+        if not done:
+            reading.cancel()
+            return "hung"
+        return reading.exception() or reading.result()
+
+    try:
+        assert asyncio.run(read()) == []
+        proxy.blackhole()
+        outcome = asyncio.run(read())
+        assert isinstance(outcome, TimeoutError), repr(outcome)
+        proxy.heal()
+        assert asyncio.run(read()) == []
+    finally:
+        proxy.close()

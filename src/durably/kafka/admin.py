@@ -205,7 +205,12 @@ def kafka_routes(kafka: KafkaSubscriptions) -> list[Route]:
         return int(value)
 
     async def list_parked(request: Request) -> Response:
-        rows = await kafka.all_parked(request.query_params.get("subscription"))
+        try:
+            rows = await kafka.all_parked(request.query_params.get("subscription"))
+        except (TimeoutError, OSError) as e:  # the database away or black-holed
+            raise AdminError(
+                503, f"Could not read the parked records from the database: {e or 'no answer'}"
+            ) from None
         return _json({"records": [parked_json(r) for r in rows]})
 
     async def replay_parked(request: Request) -> Response:

@@ -380,8 +380,7 @@ class KafkaSubscriptions:
         parts = self.engine.partitions
         if parts is None or not ids:
             return set()
-        conn = await self.store.read_connection()
-        try:
+        async with self.store.reading() as conn:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 status = dict(await conn.fetch(
                     "SELECT id, status FROM durably.invocation WHERE id = ANY($1::text[])", ids
@@ -395,8 +394,6 @@ class KafkaSubscriptions:
                         "AND pid = ANY($1::integer[])", pids,
                     ):
                         pending.add(orjson.loads(bytes(body))["id"])
-        finally:
-            await conn.close()
         return {
             i for i in ids
             if status.get(i) == "completed" or (i not in status and i not in pending)
