@@ -182,8 +182,12 @@ class _Server(uvicorn.Server):
         counter = 0  # (a multiple of 10: on_tick refreshes the Date header each time)
         while not await self.on_tick(counter):
             counter = (counter + 10) % 864000
+            # (not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that comes
+            # as the wait ends, and the stop that sets `should_exit` then cancels this task;
+            # uvicorn then waited for good for connections still open)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._exit.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._exit.wait()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -375,6 +379,8 @@ class Durably:
         await self._stop.wait()
 
     async def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stopping = True  # requests cancelled from now on are answered 503
         if self.metrics is not None:
             self.metrics.unwatch_gc()
         for server in self._servers:

@@ -637,3 +637,42 @@ def test_a_caller_waiting_through_a_lost_and_retaken_partition_gets_its_answer(
         n1.close()
         services.close()
         proxy.close()
+
+
+def test_a_request_forwarded_by_a_stopping_node_is_answered_503(tmp_path: Path) -> None:
+    """A node stopped (SIGTERM) while a request it forwarded still waits at the owner:
+    the caller gets 503 "stopping" (retry; with an idempotency key the retry attaches to the
+    same invocation), as from a stopping single server, not the HTTP server's bare 500 for
+    a cancelled request (the checker's long run counted 109 such 500s)."""
+    with running(Cluster(tmp_path, ("n1", "n2"))) as c:
+        key = c.key_owned_by("n2", "stopping")
+        answer: list[httpx.Response | BaseException] = []
+
+        def wait() -> None:  # waits until the awakeable is resolved: never, here
+            try:
+                with httpx.Client(timeout=120) as slow:
+                    answer.append(slow.post(
+                        f"{c.nodes['n1'].ingress_url}/ClientAwakeable/{key}/wait",
+                        headers={"idempotency-key": "stopping-1"},
+                    ))
+            except BaseException as e:  # the assertion below names it
+                answer.append(e)
+
+        caller = threading.Thread(target=wait, daemon=True)
+        caller.start()
+        with httpx.Client(timeout=10) as client:
+            # the invocation runs at n2: the request is on its way through n1
+            _poll(lambda: _json_or_none(client.post(
+                f"{c.nodes['n2'].ingress_url}/ClientAwakeable/{key}/awakeableId")))
+        c.nodes["n1"].stop()
+        caller.join(120)
+        assert answer, "the caller got no answer"
+        got = answer[0]
+        assert isinstance(got, httpx.Response), repr(got)
+        assert got.status_code == 503, got.text
+        assert "stopping" in got.text
+        # the retry, through the node still up, attaches to the same invocation
+        with httpx.Client(timeout=10) as client:
+            r = client.post(f"{c.nodes['n2'].ingress_url}/ClientAwakeable/{key}/wait/send",
+                            headers={"idempotency-key": "stopping-1"})
+            assert r.status_code in (200, 202), r.text

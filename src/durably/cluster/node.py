@@ -199,7 +199,26 @@ class Switch:
                         [(NOT_LEADER.encode(), b"1"), (b"retry-after", b"1")],
                     )
                     return
-        await self.app(scope, receive, send)
+        started = False
+
+        async def tracking(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except asyncio.CancelledError:
+            if started or not self.node.stopping:
+                raise
+            # the node is stopping with this request still on its way here or at another
+            # node (a forwarded one, or one waiting for a partition): a clear 503, as a
+            # stopping single server answers, rather than the HTTP server's bare 500 for a
+            # cancelled request; the caller retries, with its idempotency key if it has one
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await _json(send, 503, f"node {self.node.name} is stopping; retry", [
+                    (b"retry-after", b"1")])
 
 
 class Forwarder:
@@ -370,6 +389,7 @@ class NodeBase:
         self.cfg = cfg
         self.server = server
         self.name: str = cfg.node_name
+        self.stopping = False  # set by the server as it starts to stop
         self.secret: str | None = cfg.cluster_secret
         advertise = cfg.advertise_address or cfg.bind
         self.keeper = LeaseKeeper(
