@@ -91,10 +91,13 @@ class Cluster:
 def running(c: Cluster) -> Iterator[Cluster]:
     """The services and the nodes started, the partitions spread, the services registered
     (tests/kafka/test_spread.py runs its cluster this way too)."""
-    c.services.start()
+    c.services.launch()
     try:
+        for node in c.nodes.values():  # all at once: none has to hand partitions over
+            node.launch()
         for node in c.nodes.values():
-            node.start()
+            node.wait_healthy()
+        c.services.wait_listening()
         c.wait_spread(list(c.nodes))
         register(c.nodes["n2"].admin_url, c.services.url, use_http_11=False)
         yield c

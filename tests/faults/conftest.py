@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
-from tests.support.harness import Env, ServicesProcess, make_server, register
+from tests.support.harness import Env, ServicesProcess, make_server, register, start_together
 
 FAULT_APP = "tests.faults.services:app"
 
@@ -36,8 +36,7 @@ def fault_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeEn
             server.extra_args = [*getattr(server, "extra_args", []), *server_args]
         env = Env(server, services, mode)
         made.append(env)
-        services.start()
-        server.start()
+        start_together(services, server)
         # ``via``: the URL of something in front of the services (a fault proxy) to register
         url = via(services) if via is not None else services.url
         register(server.admin_url, url, use_http_11=(mode == "http1"))

@@ -13,7 +13,14 @@ from typing import Any
 import httpx
 import pytest
 from tests.kafka.broker import Broker
-from tests.support.harness import Env, ServicesProcess, make_server, poll, register
+from tests.support.harness import (
+    Env,
+    ServicesProcess,
+    make_server,
+    poll,
+    register,
+    start_together,
+)
 
 KAFKA_APP = "tests.kafka.services:app"
 CLUSTER = "test"
@@ -95,8 +102,7 @@ def kenv(broker: Broker, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
     env = Env(server, services, "h2")
     request.node.kafka_env = env
     try:
-        services.start()
-        server.start()
+        start_together(services, server)
         register(server.admin_url, services.url, use_http_11=False)
         k = KafkaEnv(env, broker)
         k.add_cluster()

@@ -108,15 +108,44 @@ def _signal(proc: subprocess.Popen | None, sig: int) -> None:
                 proc.send_signal(sig)
 
 
+def _group_has_live_process(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs; a zombie does not count.
+
+    An orphaned worker that exited stays a zombie until the machine's init reaps it, which
+    here takes 1-2 s; a zombie has closed its sockets and files already, so for a test it
+    is gone.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        entries = os.scandir("/proc")
+    except OSError:
+        return True  # no /proc: a zombie cannot be told apart
+    with entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses
+            fields = stat[stat.rfind(b")") + 2:].split()
+            if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                return True
+    return False
+
+
 def _wait_group_gone(proc: subprocess.Popen | None, timeout: float = 10.0) -> bool:
     """Wait until no process of ``proc``'s group is left (orphaned workers included)."""
     if proc is None:
         return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.killpg(proc.pid, 0)
-        except (ProcessLookupError, PermissionError):
+        if not _group_has_live_process(proc.pid):
             return True
         time.sleep(0.02)
     return False
@@ -170,6 +199,11 @@ class ServicesProcess:
         return f"http://127.0.0.1:{self.port}/"
 
     def start(self, timeout: float = 30.0) -> None:
+        self.launch()
+        self.wait_listening(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (``start`` also waits until it listens)."""
         env = dict(os.environ)
         env.update(
             SERVICES=",".join(self.services),
@@ -192,6 +226,9 @@ class ServicesProcess:
             cmd, cwd=REPO_ROOT, env=env, stdout=self._log_file, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while not port_accepts(self.port):
             if self.proc.poll() is not None:
@@ -758,6 +795,16 @@ class Env:
         )
 
 
+def start_together(services: ServicesProcess, server: ServerProcess) -> None:
+    """Start the services process and the server side by side (each takes a second or
+    more to import and bind), and wait until both are up."""
+    services.launch()
+    try:
+        server.start()
+    finally:
+        services.wait_listening()
+
+
 def start_env(
     base_dir: Path,
     services: Iterable[str],
@@ -773,8 +820,7 @@ def start_env(
     services_proc = ServicesProcess(services, base_dir, env=services_env)
     server = make_server(base_dir / "server", server_options)
     try:
-        services_proc.start()
-        server.start()
+        start_together(services_proc, server)
         register(server.admin_url, services_proc.url, use_http_11=(mode == "http1"))
     except BaseException:
         server.close()
