@@ -126,7 +126,8 @@ class LeaseKeeper:
             await asyncio.sleep(self.interval_s)
             try:
                 # a slow round is fine as long as renewals are answered in time (_watch)
-                await asyncio.wait_for(self.tick(), self.ttl_s)
+                async with asyncio.timeout(self.ttl_s):  # (cancellable: not wait_for)
+                    await self.tick()
             except Exception as e:  # TimeoutError included
                 log.warning("lease renewal failed: %s", str(e).splitlines()[0] if str(e) else e)
                 old, self._conn = self._conn, None

@@ -370,7 +370,10 @@ class SpreadNode(NodeBase):
                     self._wake.set()
                 woken = True
                 try:
-                    await asyncio.wait_for(self._wake.wait(), _POLL_S)
+                    # (not asyncio.wait_for: on Python 3.11 it swallows a stop's cancellation
+                    # that comes as the wake-up does, and the reader would never end)
+                    async with asyncio.timeout(_POLL_S):
+                        await self._wake.wait()
                 except TimeoutError:
                     woken = False
                 self._wake.clear()

@@ -348,7 +348,8 @@ async def _read_some(stream: object, limit: int = 512) -> str:
     data = b""
     try:
         while len(data) < limit:
-            chunk = await asyncio.wait_for(stream.receive(), timeout=2.0)  # type: ignore[attr-defined]
+            async with asyncio.timeout(2.0):
+                chunk = await stream.receive()  # type: ignore[attr-defined]
             if chunk is None:
                 break
             data += chunk
