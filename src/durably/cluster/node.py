@@ -165,6 +165,22 @@ def _replay(body: bytes, receive: Any) -> Any:
     return replay
 
 
+class TrackedSend:
+    """An ASGI `send` that remembers whether the response has started (after which an
+    error can no longer be answered with a status of its own)."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Any) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Any) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class Switch:
     """The ASGI app a port serves: the forwarder on a standby, the real app on the leader.
     It also checks forwarded requests: their secret, and that they reach the leader."""
@@ -199,18 +215,11 @@ class Switch:
                         [(NOT_LEADER.encode(), b"1"), (b"retry-after", b"1")],
                     )
                     return
-        started = False
-
-        async def tracking(message: Any) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, tracking)
+            await self.app(scope, receive, tracked)
         except asyncio.CancelledError:
-            if started or not self.node.stopping:
+            if tracked.started or not self.node.stopping:
                 raise
             # the node is stopping with this request still on its way here or at another
             # node (a forwarded one, or one waiting for a partition): a clear 503, as a

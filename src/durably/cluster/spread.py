@@ -53,6 +53,7 @@ from durably.cluster.node import (
     Forwarder,
     NodeBase,
     Switch,
+    TrackedSend,
     _json,
     _replay,
     node_url,
@@ -148,14 +149,7 @@ class Router(Forwarder):
 
     async def _serve_here(self, scope: Any, receive: Any, send: Any) -> None:
         app = self.spread.apps[0 if self.kind == "ingress" else 1]
-        started = False
-
-        async def tracking(message: Any) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracking = TrackedSend(send)
         if self.kind == "admin" and scope.get("method") not in ("GET", "HEAD"):
             # (the body names what a UI form changes)
             body = await read_body(receive)
@@ -168,7 +162,7 @@ class Router(Forwarder):
         try:
             await app(scope, receive, tracking)
         except PartitionMoved as e:
-            if started or self.kind != "ingress":
+            if tracking.started or self.kind != "ingress":
                 raise
             # the invocation exists (its creation was committed) and another node runs it
             # now: answer the caller as an attach to it at its new owner would
