@@ -115,7 +115,18 @@ class IngressApp:
                 {"code": 503, "message": f"storage failed: {e}", "source": "ingress"},
                 [("x-restate-error-source", "ingress")],
             )
-        except Exception:
+        except Exception as e:
+            if self.engine.stopping:
+                # the server stops (a storage failure, SIGTERM) and its store closed under
+                # this request: the same answer as any request the stop cut short
+                log.info("ingress request cut short by the stop: %s", e)
+                await _json(
+                    send,
+                    503,
+                    {"code": 503, "message": "the server is stopping", "source": "ingress"},
+                    [("x-restate-error-source", "ingress")],
+                )
+                return
             # the details go to the log, not to the caller
             log.exception("ingress request failed")
             await _json(

@@ -50,3 +50,28 @@ async def test_disconnect_drops_the_wait_but_not_the_invocation(tmp_path: Path) 
         assert (await h.result(inv_id)).value == b"2"
     finally:
         h.close()
+
+
+async def test_a_request_meeting_the_store_closed_by_the_stop_is_answered_503(
+    tmp_path: Path,
+) -> None:
+    """A request that arrives as the server stops (a storage failure, SIGTERM) and finds its
+    store closed gets the stop's 503, not an internal error with a traceback in the log."""
+    h = Harness(tmp_path / "data")
+    try:
+        app = IngressApp(h.engine)
+        h.engine.stopping = True
+        h.store.close()
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"1", "more_body": False}
+
+        async def send(msg: dict[str, Any]) -> None:
+            sent.append(msg)
+
+        await asyncio.wait_for(app(_scope("POST", "/Counter/k/add"), receive, send), 10)
+        assert sent[0]["status"] == 503, sent
+        assert b"stopping" in sent[1]["body"]
+    finally:
+        h.close()
