@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -85,12 +85,7 @@ class IngressApp:
         try:
             await self._handle(scope, receive, send)
         except HttpError as e:
-            await _json(
-                send,
-                e.status,
-                {"code": e.status, "message": e.message, "source": "ingress"},
-                [("x-restate-error-source", "ingress"), *e.headers],
-            )
+            await _ingress_error(send, e.status, e.message, e.headers)
         except asyncio.CancelledError:
             if not self.engine.stopping:
                 raise
@@ -98,43 +93,23 @@ class IngressApp:
             # waiting: a clear 503 (the caller may retry with its idempotency key) rather
             # than a dropped connection and a traceback in the log
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await _json(
-                    send,
-                    503,
-                    {"code": 503, "message": "the server is stopping", "source": "ingress"},
-                    [("x-restate-error-source", "ingress")],
-                )
+                await _ingress_error(send, 503, _STOPPING)
         except PartitionMoved:
             raise  # answered from the partition's new owner (durably.cluster.spread)
         except StorageError as e:
             # the store failed and the server is stopping: the caller may retry elsewhere
             # or later with its idempotency key; nothing of this request was acknowledged
-            await _json(
-                send,
-                503,
-                {"code": 503, "message": f"storage failed: {e}", "source": "ingress"},
-                [("x-restate-error-source", "ingress")],
-            )
+            await _ingress_error(send, 503, f"storage failed: {e}")
         except Exception as e:
             if self.engine.stopping:
                 # the server stops (a storage failure, SIGTERM) and its store closed under
                 # this request: the same answer as any request the stop cut short
                 log.info("ingress request cut short by the stop: %s", e)
-                await _json(
-                    send,
-                    503,
-                    {"code": 503, "message": "the server is stopping", "source": "ingress"},
-                    [("x-restate-error-source", "ingress")],
-                )
+                await _ingress_error(send, 503, _STOPPING)
                 return
             # the details go to the log, not to the caller
             log.exception("ingress request failed")
-            await _json(
-                send,
-                500,
-                {"code": 500, "message": "internal error", "source": "ingress"},
-                [("x-restate-error-source", "ingress")],
-            )
+            await _ingress_error(send, 500, "internal error")
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
@@ -465,6 +440,19 @@ async def _raw(send: Send, status: int, body: bytes, headers: list[tuple[str, st
     hdrs.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": hdrs})
     await send({"type": "http.response.body", "body": body})
+
+
+_STOPPING = "the server is stopping"
+
+
+async def _ingress_error(
+    send: Send, status: int, message: str, headers: Sequence[tuple[str, str]] = ()
+) -> None:
+    """An error made here (not an invocation's own failure): `"source": "ingress"`."""
+    await _json(
+        send, status, {"code": status, "message": message, "source": "ingress"},
+        [("x-restate-error-source", "ingress"), *headers],
+    )
 
 
 async def _json(
