@@ -65,12 +65,14 @@ def test_admin_sql_on_a_black_holed_connection_gives_up_and_recovers() -> None:
 def test_a_cluster_wide_read_of_parked_records_gives_up_on_a_black_holed_connection(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """`GET /kafka-parked`'s cluster-wide read (and Kafka backpressure's lookups) open a
-    connection of their own: on a cut one neither answers nor fails, so the read gives up
-    after its timeout (the admin API answers 503) and the next one, healed, works."""
+    """`GET /kafka-parked`'s cluster-wide read (and Kafka backpressure's lookups) go through
+    the node's side connection: on a cut it neither answers nor fails, so the read gives up
+    after the side connection's timeout (the admin API answers 503) and the next one,
+    healed, works on a new connection."""
+    from durably.cluster import side as side_mod
     from durably.storage import postgres
 
-    monkeypatch.setattr(postgres, "READ_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(side_mod, "QUERY_TIMEOUT_S", 1.0)
     pg = shared_cluster()
     dsn = pg.new_database()
     asyncio.run(_migrate(dsn))
@@ -85,12 +87,19 @@ def test_a_cluster_wide_read_of_parked_records_gives_up_on_a_black_holed_connect
             return "hung"
         return reading.exception() or reading.result()
 
+    async def scenario() -> None:  # (one loop: the side connection is kept between reads)
+        store.side = side_mod.SideConnection(store.read_connection)
+        try:
+            assert await read() == []
+            proxy.blackhole()
+            outcome = await read()
+            assert isinstance(outcome, TimeoutError), repr(outcome)
+            proxy.heal()
+            assert await read() == []
+        finally:
+            await store.side.close()
+
     try:
-        assert asyncio.run(read()) == []
-        proxy.blackhole()
-        outcome = asyncio.run(read())
-        assert isinstance(outcome, TimeoutError), repr(outcome)
-        proxy.heal()
-        assert asyncio.run(read()) == []
+        asyncio.run(scenario())
     finally:
         proxy.close()

@@ -258,6 +258,7 @@ class SpreadNode(NodeBase):
         # deadlock reports across nodes read other nodes' waits from the database, registry
         # reads asked for by requests too: on one connection kept open
         self.side = SideConnection(self.server.store.read_connection)
+        store.side = self.side  # (the Kafka service's reads of every node's rows too)
         self.waits = WaitsReader(self.side)
         engine.read_waits = self.waits
 

@@ -380,7 +380,8 @@ class KafkaSubscriptions:
         parts = self.engine.partitions
         if parts is None or not ids:
             return set()
-        async with self.store.reading() as conn:
+
+        async def read(conn: Any) -> tuple[dict[str, str], set[str]]:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 status = dict(await conn.fetch(
                     "SELECT id, status FROM durably.invocation WHERE id = ANY($1::text[])", ids
@@ -394,6 +395,10 @@ class KafkaSubscriptions:
                         "AND pid = ANY($1::integer[])", pids,
                     ):
                         pending.add(orjson.loads(bytes(body))["id"])
+            return status, pending
+
+        # (on the node's side connection: this runs every round while a partition is paused)
+        status, pending = await self.store.side.run(read)
         return {
             i for i in ids
             if status.get(i) == "completed" or (i not in status and i not in pending)

@@ -44,7 +44,7 @@ import heapq
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -98,8 +98,6 @@ _LAST_PARKED_ID = "kafka_parked_last_id"  # durably.meta's key
 # each statement of a partition load (spread placement) gives up after this long; a slow
 # one on a large table is not expected to come near it, a black-holed one never answers
 _LOAD_STATEMENT_TIMEOUT_S = 60.0
-# a side read (`reading`: parked records of the cluster, Kafka backpressure's lookups)
-READ_TIMEOUT_S = 10.0
 _PARKED_SEQ = (1 << PARKED_PARTITION_SHIFT) - 1
 # the partition of a row's (signed) partition key, in SQL: $1 is the partition count
 _PID_OF = (
@@ -234,6 +232,9 @@ class PostgresStore:
         self.load_only: tuple[int, set[int]] | None = None
         # cluster mode: the node these connections write for (durably.cluster.fence)
         self.node_name: str | None = None
+        # spread placement: the node's side connection (durably.cluster.side), for reads of
+        # every node's rows (parked records, Kafka backpressure's lookups); each use bounded
+        self.side: Any = None
 
     # -- opening ---------------------------------------------------------------------
 
@@ -595,22 +596,6 @@ class PostgresStore:
         """A separate connection for readers (introspection), never the writer's."""
         return await self._connect()
 
-    @contextlib.asynccontextmanager
-    async def reading(self, timeout_s: float | None = None) -> AsyncIterator[Any]:
-        """A separate connection for one read, given up (TimeoutError) after `timeout_s`,
-        opening included: a connection whose bytes a network cut black-holes neither
-        answers nor fails, and a read that waited on it forever would hang its caller. A
-        failed read's connection is dropped at once (a graceful close would wait too)."""
-        timeout_s = READ_TIMEOUT_S if timeout_s is None else timeout_s
-        async with asyncio.timeout(timeout_s):
-            conn = await self._connect(timeout=timeout_s)
-            try:
-                yield conn
-            except BaseException:
-                conn.terminate()
-                raise
-            await conn.close()
-
     # -- helpers ---------------------------------------------------------------------
 
     def _check(self) -> None:
@@ -937,11 +922,10 @@ class PostgresStore:
     async def all_kafka_parked(self, subscription_id: str | None = None) -> list[ParkedRecordRow]:
         """Every node's parked records, from the database (spread placement: this store's
         copy holds only its partitions')."""
-        async with self.reading() as conn:
-            rows = await conn.fetch(
-                "SELECT * FROM durably.kafka_parked WHERE $1::text IS NULL "
-                "OR subscription_id = $1 ORDER BY id", subscription_id,
-            )
+        rows = await self.side.run(lambda conn: conn.fetch(
+            "SELECT * FROM durably.kafka_parked WHERE $1::text IS NULL "
+            "OR subscription_id = $1 ORDER BY id", subscription_id,
+        ))
         return [_parked_row(r) for r in rows]
 
     def delete_parked_record(self, record_id: int) -> None:
